@@ -1,0 +1,5 @@
+"""`python -m cacher`."""
+
+from cacher.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Building the store a command talks to from the settings (s3, file, memory, other fsspec).
+
+s3fs is imported here and only here, and only when the s3 backend is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cacher.config import Settings, cache_dir, resolved_backend
+from cacher.credentials import resolve
+from cacher.errors import ConfigError, PluginError
+from cacher.store import LocalStore, S3Store, Store
+
+
+def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
+    """An S3FileSystem configured the way Garage needs, with bounded timeouts and retries."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(
+        endpoint_url=settings.endpoint or None,
+        key=key_id,
+        secret=secret,
+        client_kwargs={"region_name": settings.region},
+        config_kwargs={
+            "signature_version": "s3v4",
+            "s3": {"addressing_style": "path"},
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+            "connect_timeout": settings.connect_timeout,
+            "read_timeout": settings.read_timeout,
+            "retries": {"total_max_attempts": settings.max_attempts, "mode": "standard"},
+        },
+        use_listings_cache=False,
+        skip_instance_cache=True,
+        default_block_size=settings.part_size_mb << 20,
+        max_concurrency=4,
+        **settings.options,
+    )
+    fs.retries = 1  # botocore retries already; s3fs would multiply the attempts
+    return fs
+
+
+def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
+    backend = resolved_backend(settings)
+    if backend == "s3":
+        if not settings.bucket:
+            raise ConfigError("the s3 backend needs a bucket (--bucket, CACHER_BUCKET or config)")
+        creds = resolve(settings, environ)
+        fs = s3_filesystem(settings, creds.key_id, creds.secret)
+        return S3Store(fs, settings.bucket, settings.prefix, block_size=settings.part_size_mb << 20)
+    if backend == "file":
+        root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)
+        import fsspec.implementations.local as local
+
+        return LocalStore(local.LocalFileSystem(), str(root.absolute()), settings.prefix)
+    if backend == "memory":
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        fs = MemoryFileSystem(skip_instance_cache=True)
+        return Store(fs, settings.bucket or "cacher", settings.prefix, protocol="memory")
+    import fsspec
+
+    try:
+        fs = fsspec.filesystem(backend, **settings.options)
+    except (ImportError, ValueError) as exc:
+        raise PluginError(f"backend {backend!r} is not available: {exc}") from None
+    if not settings.bucket:
+        raise ConfigError(f"the {backend} backend needs a bucket (--bucket, CACHER_BUCKET or config)")
+    return Store(fs, settings.bucket, settings.prefix, protocol=backend)

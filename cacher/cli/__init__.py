@@ -1,0 +1,61 @@
+"""The command line: parse, run, and turn every outcome into one of the documented exit codes.
+
+`main` is the single place where exceptions become exit codes and messages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from cacher.errors import CacherError, ExitCode
+
+
+def _debug(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get("CACHER_DEBUG", "") not in ("", "0")
+
+
+def _error(message: str, hint: str | None = None) -> None:
+    line = f"cacher: error: {message}"
+    if hint:
+        line += f" (hint: {hint})"
+    print(line, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (0 ok, 1 miss, 2 error, 3 download miss)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        from cacher import __version__
+
+        print(__version__)
+        return ExitCode.OK
+    debug = _debug(args)
+    try:
+        import cyclopts
+
+        from cacher.cli.app import build_app
+        from cacher.registry import Registry
+
+        app = build_app(Registry.from_entry_points())
+        try:
+            result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
+        except cyclopts.CycloptsError as exc:
+            _error(" ".join(str(exc).split()))
+            return ExitCode.ERROR
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return ExitCode.INTERRUPTED
+    except CacherError as exc:
+        if debug:
+            traceback.print_exc()
+        _error(exc.message, exc.hint)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the one boundary that catches everything
+        if debug:
+            traceback.print_exc()
+        _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return ExitCode.ERROR

@@ -1,0 +1,75 @@
+"""The store options every storage command takes, and the session they resolve into."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import Annotated, Any
+
+from cyclopts import Parameter
+
+from cacher import config
+from cacher.keyrules import validate_key
+from cacher.keytemplate import arch_suffixed
+from cacher.registry import Registry
+from cacher.store import Store
+
+STORE_GROUP = "Store options"
+
+
+@Parameter(name="*", group=STORE_GROUP)
+@dataclass
+class StoreOptions:
+    """Flags that override the config file and ``CACHER_*`` variables for one command."""
+
+    backend: Annotated[str | None, Parameter(help="s3, file, memory or an fsspec protocol.")] = None
+    endpoint: Annotated[str | None, Parameter(help="S3 endpoint URL.")] = None
+    region: Annotated[str | None, Parameter(help="S3 region.")] = None
+    bucket: Annotated[str | None, Parameter(help="S3 bucket, or the directory of the file backend.")] = None
+    prefix: Annotated[str | None, Parameter(help="Joined in front of every key.")] = None
+    key_file: Annotated[str | None, Parameter(help="File holding the S3 access key id.")] = None
+    secret_file: Annotated[str | None, Parameter(help="File holding the S3 secret key.")] = None
+    arch_suffix: Annotated[
+        bool | None,
+        Parameter(
+            help="Append -OS-ARCH (Go's names, e.g. -linux-amd64) to every key.", negative="--no-arch-suffix"
+        ),
+    ] = None
+    config: Annotated[str | None, Parameter(help="Config file (default: ~/.config/cacher/config.toml).")] = (
+        None
+    )
+    debug: Annotated[bool, Parameter(help="Show tracebacks (also CACHER_DEBUG=1).")] = False
+
+    def flags(self) -> dict[str, Any]:
+        skip = {"config", "debug"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+class Session:
+    """Everything one command resolves once: settings, registry, store."""
+
+    def __init__(self, opts: StoreOptions | None, registry: Registry) -> None:
+        self.opts = opts or StoreOptions()
+        self.environ = dict(os.environ)
+        self.registry = registry
+        self.settings = config.load(self.environ, self.opts.flags(), config_flag=self.opts.config)
+
+    @cached_property
+    def store(self) -> Store:
+        from cacher.backends import open_store
+
+        backend = config.resolved_backend(self.settings)
+        if backend == "file" and not self.settings.bucket and not self.settings.config_found:
+            root = config.cache_dir(self.environ)
+            print(
+                f"cacher: no configuration, using the local cache in {root} (run 'cacher init' to use S3)",
+                file=sys.stderr,
+            )
+        return open_store(self.settings, self.environ)
+
+    def key(self, key: str) -> str:
+        """The key as stored: validated, with the arch suffix when it is on."""
+        validate_key(key)
+        return arch_suffixed(key) if self.settings.arch_suffix else key

@@ -1,0 +1,88 @@
+"""``cacher init`` (write the config, then prove it works) and ``cacher doctor``."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from cyclopts import Parameter
+
+from cacher import config
+from cacher.backends import open_store
+from cacher.cli import report
+from cacher.cli.options import Session, StoreOptions
+from cacher.credentials import resolve
+from cacher.errors import StorageError
+from cacher.registry import Registry
+from cacher.store import Store
+
+
+def smoke_test(store: Store) -> list[str]:
+    """HEAD the bucket, then write, read back and delete a 1-byte canary."""
+    lines = []
+    store.check_bucket()
+    lines.append(f"bucket reachable: {store.url()}")
+    key = f".cacher-doctor-{uuid.uuid4().hex}"
+    with store.writer(key) as w:
+        w.write(b"!")
+    with store.open_read(key) as r:
+        data = r.read()
+    store.delete(key)
+    if data != b"!":
+        raise StorageError(f"the canary read back as {len(data)} bytes, not the 1 byte written")
+    lines.append("canary written, read back and deleted")
+    return lines
+
+
+def doctor_command(registry: Registry) -> Callable[..., int]:
+    def doctor(*, store: StoreOptions | None = None) -> int:
+        """Show the effective settings and run the smoke test (bucket, 1-byte canary)."""
+        session = Session(store, registry)
+        settings = session.settings
+        backend = config.resolved_backend(settings)
+        found = "found" if settings.config_found else "not found"
+        report.say(f"config file: {settings.config_path} ({found})")
+        report.say(f"backend: {backend} ({settings.sources['backend']})")
+        for name in ("endpoint", "region", "bucket", "prefix", "arch_suffix"):
+            report.say(f"{name}: {settings.values[name]!r} ({settings.sources[name]})")
+        if backend == "s3":
+            report.say(f"credentials: {resolve(settings, session.environ).describe()}")
+        for line in smoke_test(session.store):
+            report.say(line)
+        report.say("ok")
+        return 0
+
+    return doctor
+
+
+def init_command(registry: Registry) -> Callable[..., int]:
+    def init(
+        *,
+        check: Annotated[bool, Parameter(help="Run the smoke test before writing (default).")] = True,
+        store: StoreOptions | None = None,
+    ) -> int:
+        """Write the config file (mode 0600) from the given flags, after a smoke test passes."""
+        opts = store or StoreOptions()
+        environ = dict(os.environ)
+        path = config.config_path(environ, opts.config)
+        old_values, _ = config.read_file(path)
+        values: dict[str, Any] = {**old_values, **{k: v for k, v in opts.flags().items() if v is not None}}
+        if check:
+            settings = config.load({**_without_cacher_vars(environ)}, values, config_flag=os.devnull)
+            if config.resolved_backend(settings) == "s3":
+                resolve(settings, environ)
+            for line in smoke_test(open_store(settings, environ)):
+                report.say(line)
+        config.write(path, values)
+        report.say(f"wrote {path}")
+        return 0
+
+    return init
+
+
+def _without_cacher_vars(environ: dict[str, str]) -> dict[str, str]:
+    """The environment without CACHER_<FIELD> overrides, so init tests what it writes."""
+    names = {f.env for f in config.FIELDS}
+    return {k: v for k, v in environ.items() if k not in names}

@@ -1,0 +1,1 @@
+"""Built-in codecs, registered under ``cacher.codecs`` like any plugin's."""

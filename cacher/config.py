@@ -1,0 +1,202 @@
+"""Settings: flag > ``CACHER_<FIELD>`` environment variable > config file > default.
+
+The config file is ``$XDG_CONFIG_HOME/cacher/config.toml`` (``~/.config/cacher/config.toml``),
+or the file named by ``--config`` / ``CACHER_CONFIG``. Credentials are not settings: they come
+from ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else from ``key_file`` / ``secret_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from cacher.errors import ConfigError, UsageError
+from cacher.keyrules import validate_prefix
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: its type, default and help (the docs' configuration table comes from here)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"CACHER_{self.name.upper()}"
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("backend", str, None, "Store backend: s3, file, memory, or any fsspec protocol."),
+    Field("endpoint", str, None, "S3 endpoint URL, e.g. https://s3.example.com."),
+    Field("region", str, "us-east-1", "S3 region (Garage: the s3_region of its config)."),
+    Field("bucket", str, None, "S3 bucket; for the file backend, the cache directory."),
+    Field("prefix", str, "", "Joined in front of every key."),
+    Field("arch_suffix", bool, False, "Append -<os>-<arch> to every key."),
+    Field("key_file", str, None, "File holding the S3 access key id."),
+    Field("secret_file", str, None, "File holding the S3 secret key."),
+    Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store."),
+    Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer."),
+    Field("max_attempts", int, 3, "Attempts per store request, the first included."),
+    Field("part_size_mb", int, 16, "Multipart part size for streamed S3 uploads, in MiB."),
+    Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings and where each came from (``flag``, ``env``, ``file``, ``default``)."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    config_path: Path
+    config_found: bool
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def config_path(environ: Mapping[str, str], flag: str | None = None) -> Path:
+    if flag:
+        return Path(flag).expanduser()
+    if environ.get("CACHER_CONFIG"):
+        return Path(environ["CACHER_CONFIG"]).expanduser()
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
+    return Path(base).expanduser() / "cacher" / "config.toml"
+
+
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    """The default root of the file backend: ``$XDG_CACHE_HOME/cacher``."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
+    return Path(base).expanduser() / "cacher"
+
+
+def read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse and check a config file: (field values, fsspec ``options`` table)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}, {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    options = data.pop("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"config file {path}: 'options' must be a table")
+    values = {}
+    for name, value in data.items():
+        spec = FIELD_BY_NAME.get(name)
+        if spec is None:
+            known = ", ".join(f.name for f in FIELDS)
+            raise ConfigError(f"config file {path}: unknown field {name!r} (known: {known})")
+        values[name] = _check_type(spec, value, f"config file {path}: field {name!r}")
+    return values, options
+
+
+def _check_type(spec: Field, value: Any, where: str) -> Any:
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be a {spec.type.__name__}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _from_env(spec: Field, raw: str) -> Any:
+    where = f"environment variable {spec.env}"
+    if spec.type is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(f"{where} must be true or false, not {raw!r}")
+    if spec.type in (int, float):
+        try:
+            return spec.type(raw)
+        except ValueError:
+            raise ConfigError(f"{where} must be a number, not {raw!r}") from None
+    return raw
+
+
+def load(
+    environ: Mapping[str, str],
+    flags: Mapping[str, Any] | None = None,
+    *,
+    config_flag: str | None = None,
+) -> Settings:
+    """Resolve every field by precedence; flags whose value is None are not given."""
+    path = config_path(environ, config_flag)
+    file_values, options = read_file(path)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for spec in FIELDS:
+        flag_value = (flags or {}).get(spec.name)
+        if flag_value is not None:
+            values[spec.name], sources[spec.name] = flag_value, "flag"
+        elif spec.env in environ:
+            values[spec.name], sources[spec.name] = _from_env(spec, environ[spec.env]), "env"
+        elif spec.name in file_values:
+            values[spec.name], sources[spec.name] = file_values[spec.name], "file"
+        else:
+            values[spec.name], sources[spec.name] = spec.default, "default"
+    try:
+        values["prefix"] = validate_prefix(values["prefix"])
+    except UsageError as exc:
+        raise ConfigError(f"prefix: {exc}") from None
+    settings = Settings(values, sources, path, path.exists(), options)
+    _check_values(settings)
+    return settings
+
+
+def _check_values(settings: Settings) -> None:
+    for name in ("connect_timeout", "read_timeout"):
+        if settings.values[name] <= 0:
+            raise ConfigError(f"{name} must be positive ({settings.sources[name]})")
+    if settings.values["max_attempts"] < 1:
+        raise ConfigError(f"max_attempts must be at least 1 ({settings.sources['max_attempts']})")
+    if settings.values["part_size_mb"] < 5:
+        raise ConfigError("part_size_mb must be at least 5 (the S3 minimum part size)")
+
+
+def resolved_backend(settings: Settings) -> str:
+    """The backend in use: as set; else s3 when an endpoint or bucket is set; else file."""
+    if settings.backend:
+        return str(settings.backend)
+    if settings.endpoint or settings.bucket:
+        return "s3"
+    return "file"
+
+
+def write(path: Path, values: Mapping[str, Any]) -> None:
+    """Write a config file with mode 0600 (it names the credential files)."""
+    data = {k: v for k, v in values.items() if v is not None}
+    for name, value in data.items():
+        spec = FIELD_BY_NAME.get(name)
+        if spec is None:
+            raise ConfigError(f"unknown field {name!r}")
+        _check_type(spec, value, f"field {name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        tomli_w.dump(data, f)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,0 +1,72 @@
+"""One exception tree for everything the user is meant to read, and the exit codes it maps to.
+
+```
+CacherError                 exit 2   operational failure, message shown without a traceback
+├── UsageError              exit 2   bad input: a key, a flag value, a path that is not there
+│   └── ConfigError         exit 2   the config file or an env value is wrong
+├── StorageError            exit 2   the store failed: network, credentials, permission, bucket
+├── IntegrityError          exit 2   a checksum or a stream end did not match
+├── ArtifactError           exit 2   a kind could not pack or unpack (docker failed, path vanished)
+├── PluginError             exit 2   a plugin is unknown, broken, or registered twice
+└── CacheMiss               exit 3   download found nothing and had no fallback
+```
+
+Foreign exceptions are translated where they enter (the store, the codecs, the registry);
+`cacher.cli.main` is the one place that turns these into exit codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """The exit codes every command keeps (the Go tool's contract)."""
+
+    OK = 0
+    MISS = 1
+    ERROR = 2
+    DOWNLOAD_MISS = 3
+    INTERRUPTED = 130
+
+
+class CacherError(Exception):
+    """Base for failures whose message is written for the user."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(CacherError):
+    """The command was given something it cannot use."""
+
+
+class ConfigError(UsageError):
+    """The configuration (file, environment or flags) is invalid."""
+
+
+class StorageError(CacherError):
+    """The object store failed or refused."""
+
+
+class IntegrityError(CacherError):
+    """Stored or fetched bytes are not what they claim to be."""
+
+
+class ArtifactError(CacherError):
+    """A kind failed to turn its artifact into a stream or back."""
+
+
+class PluginError(CacherError):
+    """A plugin is unknown, failed to load, or is registered twice."""
+
+
+class CacheMiss(CacherError):
+    """`download` found no object and had no fallback."""
+
+    exit_code = ExitCode.DOWNLOAD_MISS

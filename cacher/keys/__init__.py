@@ -1,0 +1,1 @@
+"""Built-in key functions, registered under ``cacher.keys`` like any plugin's."""

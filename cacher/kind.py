@@ -1,0 +1,99 @@
+"""The artifact-kind contract: how one kind of CI artifact becomes a byte stream and back.
+
+Kinds register under the ``cacher.kinds`` entry-point namespace; the entry-point name is the
+command users type (``cacher dir upload``). The built-in ``file``, ``url``, ``dir`` and
+``docker`` kinds load through that same door. A kind:
+
+- never prints: it returns, or raises a `cacher.errors.CacherError` subclass whose message the
+  user reads (most often `ArtifactError`, or `UsageError` for bad input);
+- never closes the streams it is given: the engine commits or discards them;
+- in `unpack`, reads ``source`` to its end before putting anything in place, so that the
+  codec's end-of-stream check runs first, and leaves the target as it was on any failure.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, ClassVar
+
+from cacher.codec import Writable
+
+VERBS = ("upload", "download", "exists")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The positional argument a verb takes after KEY (``PATH``, ``DIR``, ``IMAGE``...)."""
+
+    metavar: str
+    help: str
+    many: bool = False
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Option:
+    """An extra ``--flag`` a kind adds to some of its verbs.
+
+    ``type`` is ``str`` or ``bool``; the value reaches the kind in ``options[name]``.
+    """
+
+    name: str
+    help: str
+    type: type = str
+    verbs: tuple[str, ...] = ("download",)
+
+
+class Kind(abc.ABC):
+    """One kind of artifact. Subclass it and register the class as an entry point."""
+
+    #: One line for ``cacher --help``.
+    summary: ClassVar[str] = ""
+    #: True for kinds whose stream is an archive: the codec then follows the key's suffix
+    #: (``.tar.zst`` zstd, ``.tar.gz`` gzip, ``.tar`` none) and defaults to zstd. False stores
+    #: raw bytes unless ``--codec`` says otherwise.
+    archive: ClassVar[bool] = False
+    upload_target: ClassVar[Target] = Target("PATH", "What to upload.")
+    download_target: ClassVar[Target] = Target("DEST", "Where to restore it.")
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def check_upload(self, targets: Sequence[str], options: Mapping[str, Any]) -> None:
+        """Fail fast, before anything is sent, when the targets cannot be packed."""
+
+    def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
+        """Fail fast, before anything is fetched, when the target cannot be written."""
+
+    @abc.abstractmethod
+    def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
+        """Write the artifact to ``sink`` as one stream; raise if it could not be read whole.
+
+        Equal inputs should give equal bytes, so repeated uploads are idempotent.
+        """
+
+    @abc.abstractmethod
+    def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
+        """Recreate the artifact at ``target`` from a stream that `pack` wrote.
+
+        Read ``source`` to the end (``read()`` returning ``b""``) before committing.
+        """
+
+    def produce(self, target: str | None, options: Mapping[str, Any]) -> Sequence[str] | None:
+        """On a download miss, make the artifact some other way (fetch a URL, pull an image).
+
+        Return the upload targets that now hold it, so the engine uploads them under the key
+        and the next run hits; return None when no fallback was asked for (a miss, exit 3).
+        """
+        return None
+
+    def fallback_requested(self, options: Mapping[str, Any]) -> bool:
+        """Whether `produce` has something to do with these options."""
+        return False
+
+    def sha256(self, options: Mapping[str, Any]) -> str | None:
+        """A sha256 the stored bytes must match, when the user gave one (``--sha256``)."""
+        return None

@@ -1,0 +1,1 @@
+"""Built-in artifact kinds, registered under ``cacher.kinds`` like any plugin's."""

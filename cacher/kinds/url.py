@@ -1,0 +1,38 @@
+"""The ``url`` kind: a file that comes from a URL, stored straight from the network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cacher.codec import Writable
+from cacher.errors import UsageError
+from cacher.fetch import check_sha256, stream_url
+from cacher.kind import Option, Target
+from cacher.kinds.file import FileKind
+
+
+class UrlKind(FileKind):
+    """``upload KEY URL`` streams a URL into the cache; ``download`` needs ``--url``."""
+
+    summary = "Files fetched from a URL: warm the cache from the network, or fetch-or-download."
+    upload_target = Target("URL", "The URL to fetch and store (any fsspec URL).")
+    options = (
+        Option("url", "The URL to fetch on a miss (required).", verbs=("download",)),
+        Option(
+            "sha256",
+            "Expected sha256: checked before anything is stored or written.",
+            verbs=("upload", "download"),
+        ),
+    )
+
+    def check_upload(self, targets: Sequence[str], options: Mapping[str, Any]) -> None:
+        check_sha256(options.get("sha256"))
+
+    def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
+        if not options.get("url"):
+            raise UsageError("cacher url download needs --url URL")
+        super().check_download(target, options)
+
+    def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
+        stream_url(targets[0], sink, check_sha256(options.get("sha256")))

@@ -1,0 +1,331 @@
+"""A store: an fsspec filesystem, a bucket (or root directory) and a prefix.
+
+Every write is all-or-nothing: S3 multipart uploads are committed only when the producer
+finished (``autocommit=False``), the file backend renames a temporary sibling into place, and
+any other filesystem receives a spooled copy in one ``put_file``. Foreign errors are
+translated into `StorageError` here, at the seam.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cacher.atomicfile import TEMP_MARK, atomic_write
+from cacher.errors import CacherError, StorageError
+from cacher.keyrules import validate_key, validate_list_prefix
+
+META_PREFIX = "cacher-"
+READ_BLOCK = 16 << 20
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD tells about one object."""
+
+    key: str
+    size: int
+    modified: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Store:
+    """Objects under ``<bucket>/<prefix>/`` of one fsspec filesystem."""
+
+    def __init__(self, fs: Any, bucket: str, prefix: str = "", *, protocol: str = "") -> None:
+        self.fs = fs
+        self.bucket = bucket.rstrip("/") if bucket != "/" else bucket
+        self.prefix = prefix.strip("/")
+        self.protocol = protocol or _protocol_of(fs)
+
+    # -- naming ---------------------------------------------------------------------------
+
+    def path(self, key: str) -> str:
+        validate_key(key)
+        return "/".join(p for p in (self.bucket, self.prefix, key) if p)
+
+    def _key_of(self, path: str) -> str:
+        base = "/".join(p for p in (self.bucket, self.prefix) if p)
+        path = path.lstrip("/") if not base.startswith("/") else path
+        return path[len(base) :].lstrip("/")
+
+    def url(self, key: str = "") -> str:
+        """Where a key lives, for messages (never carries credentials)."""
+        where = "/".join(p for p in (self.bucket.lstrip("/"), self.prefix, key) if p)
+        return f"{self.protocol}://{'/' if self.bucket.startswith('/') else ''}{where}"
+
+    # -- reading --------------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's info, or None when it does not exist."""
+        path = self.path(key)
+        with self._translate("look up", key):
+            try:
+                info = self.fs.info(path)
+            except FileNotFoundError:
+                return None
+        if info.get("type") == "directory":
+            return None
+        return ObjectInfo(key, int(info.get("size") or 0), _modified(info), self._metadata(path))
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def check_bucket(self) -> None:
+        """Raise `StorageError` if the bucket itself is missing (so a miss is a real miss)."""
+
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        with self._translate("read", key):
+            f = self.fs.open(self.path(key), "rb", block_size=READ_BLOCK)
+        try:
+            yield _TranslatingReader(f, self, key)  # type: ignore[misc]
+        finally:
+            with self._translate("read", key):
+                f.close()
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Objects whose key starts with ``prefix`` (a plain string prefix), sorted by key."""
+        validate_list_prefix(prefix)
+        directory, _, _ = prefix.rpartition("/")
+        base = "/".join(p for p in (self.bucket, self.prefix, directory) if p)
+        with self._translate("list", prefix):
+            try:
+                found = self.fs.find(base, detail=True)
+            except FileNotFoundError:
+                found = {}
+        out = []
+        for path, info in found.items():
+            key = self._key_of(path)
+            if info.get("type") == "directory" or TEMP_MARK in key or not key.startswith(prefix):
+                continue
+            out.append(ObjectInfo(key, int(info.get("size") or 0), _modified(info)))
+        return sorted(out, key=lambda o: o.key)
+
+    # -- writing --------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
+        """A stream that becomes the object under ``key`` only if the block succeeds."""
+        path = self.path(key)
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+            yield spool  # type: ignore[misc]
+            spool.seek(0)
+            with self._translate("write", key):
+                self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
+                with self.fs.open(path, "wb") as out:
+                    shutil.copyfileobj(spool, out, 1 << 20)
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; False when there was none."""
+        path = self.path(key)
+        if self.head(key) is None:
+            return False
+        with self._translate("delete", key):
+            self.fs.rm_file(path)
+        return True
+
+    # -- backend hooks --------------------------------------------------------------------
+
+    def _metadata(self, path: str) -> dict[str, str]:
+        return {}
+
+    @contextmanager
+    def _translate(self, action: str, key: str) -> Iterator[None]:
+        """Turn a filesystem's own exceptions into `StorageError` (FileNotFoundError passes)."""
+        try:
+            yield
+        except (CacherError, FileNotFoundError):
+            raise
+        except PermissionError as exc:
+            raise StorageError(
+                f"cannot {action} {self.url(key)}: access denied ({_reason(exc)})",
+                hint="check the credentials and their permissions on the bucket",
+            ) from exc
+        except Exception as exc:
+            raise StorageError(f"cannot {action} {self.url(key)}: {_reason(exc)}") from exc
+
+
+class LocalStore(Store):
+    """The ``file`` backend: a directory tree; writes rename a temporary sibling into place."""
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self.path(key)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot look up {self.url(key)}: {_reason(exc)}") from exc
+        if not os.path.isfile(path):
+            return None
+        modified = datetime.fromtimestamp(st.st_mtime, UTC)
+        return ObjectInfo(key, st.st_size, modified, self._metadata(path))
+
+    @contextmanager
+    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
+        dest = Path(self.path(key))
+        with self._translate("write", key):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(dest, fsync=True) as f:
+            yield f
+            for name, value in (metadata or {}).items():
+                with _ignore_oserror():
+                    os.setxattr(f.fileno(), f"user.{META_PREFIX}{name}", value.encode())
+
+    def _metadata(self, path: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with _ignore_oserror():
+            for attr in os.listxattr(path):
+                if attr.startswith(f"user.{META_PREFIX}"):
+                    name = attr[len(f"user.{META_PREFIX}") :]
+                    out[name] = os.getxattr(path, attr).decode(errors="replace")
+        return out
+
+
+class S3Store(Store):
+    """S3 and its kin: streamed multipart uploads committed only on success."""
+
+    def __init__(self, fs: Any, bucket: str, prefix: str = "", *, block_size: int) -> None:
+        super().__init__(fs, bucket, prefix, protocol="s3")
+        self.block_size = block_size
+
+    def head(self, key: str) -> ObjectInfo | None:
+        bucket, _, path = self.path(key).partition("/")
+        with self._translate("look up", key):
+            try:
+                # One HEAD gives size, time and metadata (fs.info would add a LIST on a miss).
+                head = self.fs.call_s3("head_object", Bucket=bucket, Key=path)
+            except FileNotFoundError:
+                return None
+        meta = {
+            k[len(META_PREFIX) :]: v
+            for k, v in (head.get("Metadata") or {}).items()
+            if k.startswith(META_PREFIX)
+        }
+        return ObjectInfo(key, int(head.get("ContentLength") or 0), head.get("LastModified"), meta)
+
+    def check_bucket(self) -> None:
+        with self._translate("reach the bucket of", ""):
+            try:
+                self.fs.call_s3("head_bucket", Bucket=self.bucket)
+            except FileNotFoundError:
+                raise StorageError(
+                    f"the bucket {self.bucket!r} does not exist",
+                    hint="create it, or fix 'bucket' in the configuration",
+                ) from None
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_list_prefix(prefix)
+        base = "/".join(p for p in (self.bucket, self.prefix) if p)
+        directory, _, name = prefix.rpartition("/")
+        where = "/".join(p for p in (base, directory) if p)
+        with self._translate("list", prefix):
+            try:
+                found = (
+                    self.fs.find(where, prefix=name, detail=True)
+                    if name
+                    else self.fs.find(where, detail=True)
+                )
+            except FileNotFoundError:
+                found = {}
+        out = []
+        for path, info in found.items():
+            key = self._key_of(path)
+            if info.get("type") == "directory" or not key.startswith(prefix):
+                continue
+            out.append(ObjectInfo(key, int(info.get("size") or 0), _modified(info)))
+        return sorted(out, key=lambda o: o.key)
+
+    @contextmanager
+    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
+        path = self.path(key)
+        meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
+        with self._translate("write", key):
+            f = self.fs.open(path, "wb", block_size=self.block_size, autocommit=False, Metadata=meta)
+        written = _CountingWriter(f)
+        try:
+            yield written  # type: ignore[misc]
+            with self._translate("write", key):
+                if written.count == 0:
+                    # An empty multipart upload is refused by Garage; a plain empty PUT is not.
+                    f.discard()
+                    bucket, _, name = path.partition("/")
+                    self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=b"", Metadata=meta)
+                else:
+                    f.close()
+                    f.commit()
+        except BaseException:
+            with _ignore_errors():
+                f.discard()
+            raise
+
+
+class _CountingWriter:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return int(self.inner.write(data))
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+class _TranslatingReader:
+    """Reads from a store file, translating mid-stream backend errors into `StorageError`."""
+
+    def __init__(self, inner: Any, store: Store, key: str) -> None:
+        self.inner, self.store, self.key = inner, store, key
+
+    def read(self, size: int = -1) -> bytes:
+        with self.store._translate("read", self.key):
+            data: bytes = self.inner.read(size)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _protocol_of(fs: Any) -> str:
+    proto = getattr(fs, "protocol", "file")
+    return str(proto[0] if isinstance(proto, (tuple, list)) else proto)
+
+
+def _modified(info: dict[str, Any]) -> datetime | None:
+    value = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+@contextmanager
+def _ignore_oserror() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
+@contextmanager
+def _ignore_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception:  # noqa: BLE001 - cleanup after a failure must not mask it
+        pass
