@@ -1,0 +1,82 @@
+"""Structural promises: the core imports no plugin by name; start-up stays light."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "cacher"
+PLUGIN_PACKAGES = ("cacher.kinds", "cacher.keys", "cacher.codecs")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _core_modules() -> list[Path]:
+    return [
+        p for p in ROOT.rglob("*.py")
+        if not any(p.is_relative_to(ROOT / pkg.split(".")[1]) for pkg in PLUGIN_PACKAGES)
+    ]
+
+
+def test_core_never_imports_a_plugin_by_name() -> None:
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(i for i in _imports(p) if i.startswith(PLUGIN_PACKAGES))
+        for p in _core_modules()
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    assert len(_core_modules()) > 10
+
+
+def test_only_the_registry_imports_stevedore() -> None:
+    users = sorted(
+        str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+        if any(i == "stevedore" or i.startswith("stevedore.") for i in _imports(p))
+    )
+    assert users == ["registry.py"]
+
+
+def test_only_the_backends_module_imports_s3fs() -> None:
+    users = sorted(
+        str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+        if any(i.split(".")[0] in ("s3fs", "botocore", "aiobotocore") for i in _imports(p))
+    )
+    assert users == ["backends.py"]
+
+
+def test_builtins_are_registered_as_entry_points() -> None:
+    from cacher.registry import Registry
+
+    reg = Registry.from_entry_points()
+    assert {"file", "url"} <= set(reg.names("kinds"))
+    assert {"hash", "os", "arch", "env"} <= set(reg.names("keys"))
+    assert {"zstd", "gzip", "none"} <= set(reg.names("codecs"))
+
+
+HEAVY = ("s3fs", "botocore", "aiobotocore", "aiohttp")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["key", "a/{os}"], ["download", "--help"]])
+def test_light_commands_do_not_import_s3(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from cacher.cli import main\n"
+        f"rc = main({argv!r})\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY [] 0" in out, out
