@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     ERROR = 2
     DOWNLOAD_MISS = 3
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class CacherError(Exception):

@@ -6,11 +6,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 
 from cacher.errors import CacherError, ExitCode
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every cleanup on the way out runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _debug(argv: Sequence[str]) -> bool:
@@ -33,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return ExitCode.OK
     debug = _debug(args)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         import cyclopts
 
@@ -49,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED
+    except Terminated:
+        _error("terminated")
+        return ExitCode.TERMINATED
     except CacherError as exc:
         if debug:
             traceback.print_exc()

@@ -1,0 +1,42 @@
+"""The ``dir`` kind: a directory tree as a streamed, deterministic tar archive."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cacher.codec import Writable
+from cacher.errors import UsageError
+from cacher.kind import Kind, Target
+from cacher.kinds.tarread import extract_tree
+from cacher.kinds.tarwrite import write_tree
+from cacher.staging import staged_directory
+
+
+class DirKind(Kind):
+    """Directory trees (dependency caches): tar in zstd by default, restored atomically."""
+
+    summary = "Directory trees as streamed tar archives, restored atomically (DIR is replaced)."
+    archive = True
+    upload_target = Target("DIR", "The directory whose contents are archived.")
+    download_target = Target("DIR", "The directory to replace with the restored tree.")
+
+    def check_upload(self, targets: Sequence[str], options: Mapping[str, Any]) -> None:
+        path = Path(targets[0])
+        if not path.exists():
+            raise UsageError(f"cannot upload {path}: no such directory")
+        if not path.is_dir():
+            raise UsageError(f"cannot upload {path}: not a directory")
+
+    def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
+        path = Path(target or "")
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"cannot restore into {path}: it exists and is not a directory")
+
+    def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
+        write_tree(Path(targets[0]), sink)
+
+    def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
+        with staged_directory(Path(target or "")) as staging:
+            extract_tree(source, staging)

@@ -1,0 +1,174 @@
+"""Extracting a tar stream into a fresh directory, refusing anything that could escape it.
+
+Refused, with `ArtifactError`: absolute names, ``..`` segments, symlinks whose target is
+absolute or leaves the tree, hardlinks to anything but an earlier regular file of the archive,
+writes through a symlink, device nodes and FIFOs. Python's ``tarfile`` only parses headers
+here; every file is created by this module, so its ``data`` filter CVEs do not apply.
+Directory modes and times are applied last, so read-only trees restore.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+from pathlib import Path
+from typing import BinaryIO
+
+from cacher.errors import ArtifactError
+
+CHUNK = 1 << 20
+
+
+def _refuse(name: str, why: str) -> ArtifactError:
+    return ArtifactError(f"refusing to restore archive member {name!r}: {why}")
+
+
+def _clean_name(raw: str) -> str | None:
+    """The member's path relative to the root, or None for the root itself."""
+    name = raw
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise _refuse(raw, "absolute path")
+    while name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/")
+    if name in ("", "."):
+        return None
+    parts = name.split("/")
+    if any(p == ".." for p in parts):
+        raise _refuse(raw, "'..' in its path")
+    if any(ord(c) < 32 for c in name):
+        raise _refuse(raw, "control character in its path")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def _inside(rel_dir: str, target: str) -> bool:
+    """Whether ``target`` (relative to ``rel_dir``) stays inside the root."""
+    joined = posixpath.normpath(posixpath.join(rel_dir, target))
+    return not (joined == ".." or joined.startswith("../") or joined.startswith("/"))
+
+
+class _Extractor:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.safe_dirs: set[str] = {""}
+        self.files: set[str] = set()
+        self.dir_attrs: dict[str, tuple[int, int]] = {}
+        self.root_attrs: tuple[int, int] | None = None
+
+    def _path(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def _ensure_parent(self, raw: str, rel: str) -> None:
+        parent = rel.rpartition("/")[0]
+        missing = []
+        while parent not in self.safe_dirs:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for d in reversed(missing):
+            path = self._path(d)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                os.mkdir(path, 0o700)
+                self.dir_attrs[d] = (0o755, -1)
+            else:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise _refuse(raw, f"its parent {d!r} is not a directory (a symlink?)")
+            self.safe_dirs.add(d)
+
+    def _clear(self, raw: str, rel: str) -> None:
+        """A later member replaces an earlier one of the same name (tar semantics)."""
+        path = self._path(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise _refuse(raw, "it would replace a directory")
+        os.unlink(path)
+        self.files.discard(rel)
+
+    def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+        raw = info.name
+        rel = _clean_name(raw)
+        if rel is None:
+            if info.isdir():
+                self.root_attrs = (stat.S_IMODE(info.mode), int(info.mtime))
+            return
+        self._ensure_parent(raw, rel)
+        path = self._path(rel)
+        mode, mtime = stat.S_IMODE(info.mode) & 0o1777, int(info.mtime)
+        if info.isdir():
+            if rel not in self.safe_dirs:
+                self._clear(raw, rel)
+                os.mkdir(path, 0o700)
+                self.safe_dirs.add(rel)
+            self.dir_attrs[rel] = (mode, mtime)
+        elif info.isreg():
+            self._clear(raw, rel)
+            source = tar.extractfile(info)
+            if source is None:  # pragma: no cover - isreg members always have data
+                raise _refuse(raw, "no data")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    out.write(chunk)
+                os.fchmod(out.fileno(), mode)
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+            self.files.add(rel)
+        elif info.issym():
+            target = info.linkname
+            if target.startswith("/"):
+                raise _refuse(raw, f"symlink to an absolute path {target!r}")
+            if not _inside(rel.rpartition("/")[0], target):
+                raise _refuse(raw, f"symlink {target!r} points outside the directory")
+            self._clear(raw, rel)
+            os.symlink(target, path)
+            os.utime(path, (mtime, mtime), follow_symlinks=False)
+        elif info.islnk():
+            target = _clean_name(info.linkname)
+            if target is None or target not in self.files:
+                raise _refuse(raw, f"hardlink to {info.linkname!r}, which is not an earlier file")
+            self._clear(raw, rel)
+            os.link(self._path(target), path, follow_symlinks=False)
+            self.files.add(rel)
+        else:
+            raise _refuse(raw, "device nodes, FIFOs and other special files are not restored")
+
+    def finish(self) -> None:
+        for rel, (mode, mtime) in self.dir_attrs.items():
+            path = self._path(rel)
+            os.chmod(path, mode)
+            if mtime >= 0:
+                os.utime(path, (mtime, mtime))
+        if self.root_attrs is not None:
+            mode, mtime = self.root_attrs
+            os.chmod(self.root, mode | stat.S_IRWXU)
+            os.utime(self.root, (mtime, mtime))
+        else:
+            os.chmod(self.root, 0o755)
+
+
+def extract_tree(source: BinaryIO, root: Path) -> int:
+    """Extract the tar stream in ``source`` into the empty directory ``root``.
+
+    Reads ``source`` to its very end, so the codec's end-of-stream check has run before the
+    caller puts ``root`` in place. Returns the number of members.
+    """
+    extractor = _Extractor(root)
+    count = 0
+    try:
+        with tarfile.open(fileobj=source, mode="r|") as tar:
+            for info in tar:
+                extractor.member(tar, info)
+                count += 1
+    except tarfile.TarError as exc:
+        raise ArtifactError(f"the stored archive is not a valid tar stream: {exc}") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot restore into {root}: {exc.strerror or exc}") from None
+    while source.read(CHUNK):
+        pass
+    extractor.finish()
+    return count

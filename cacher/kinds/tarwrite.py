@@ -1,0 +1,129 @@
+"""A deterministic tar stream of a directory tree, written without a temporary file.
+
+Entries are sorted, owners are normalised to 0/0 with empty names, mtimes are whole seconds:
+the same tree gives the same bytes. Hardlinks inside the tree stay hardlinks; symlinks stay
+symlinks; the format is POSIX pax, which GNU tar reads.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cacher.codec import Writable
+from cacher.errors import ArtifactError
+
+COPY_BUFSIZE = 1 << 20
+
+
+class _TellingSink:
+    """tarfile's non-stream writer wants ``tell()``; it writes straight through, unbuffered."""
+
+    def __init__(self, sink: Writable) -> None:
+        self.sink = sink
+        self.pos = 0
+
+    def write(self, data: bytes) -> int:
+        self.sink.write(data)
+        self.pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        """The store commits at the end; nothing to flush."""
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return sorted(it, key=lambda e: os.fsencode(e.name))
+    except FileNotFoundError:
+        raise ArtifactError(f"{directory} vanished while the tree was archived") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read directory {directory}: {exc.strerror}") from None
+
+
+def _ordered(root: Path) -> list[str]:
+    """Relative paths under root, depth first, each directory followed by its sorted contents."""
+    out: list[str] = []
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", iter(_entries(root)))]
+    while stack:
+        rel, it = stack[-1]
+        entry = next(it, None)
+        if entry is None:
+            stack.pop()
+            continue
+        path = f"{rel}/{entry.name}" if rel else entry.name
+        out.append(path)
+        if entry.is_dir(follow_symlinks=False):
+            stack.append((path, iter(_entries(root / path))))
+    return out
+
+
+def write_tree(root: Path, sink: Writable) -> int:
+    """Write root's contents as a tar stream to ``sink``; return the number of entries."""
+    if not root.is_dir():
+        raise ArtifactError(f"cannot upload {root}: not a directory")
+    out = _TellingSink(sink)
+    count = 0
+    tar = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE)  # type: ignore[call-overload]
+    for rel in _ordered(root):
+        path = root / rel
+        try:
+            info = tar.gettarinfo(str(path), arcname=rel)
+        except FileNotFoundError:
+            raise ArtifactError(f"{path} vanished while the tree was archived") from None
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+        if info is None:  # a socket: nothing to cache
+            continue
+        if info.ischr() or info.isblk() or info.isfifo():
+            raise ArtifactError(f"cannot archive {path}: device files and FIFOs are not cached")
+        _normalise(info)
+        if info.isreg():
+            _add_file(tar, info, path)
+        else:
+            tar.addfile(info)
+        count += 1
+    tar.close()  # writes the end-of-archive blocks; does not close the sink
+    return count
+
+
+def _normalise(info: tarfile.TarInfo) -> None:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = int(info.mtime)
+    info.mode = stat.S_IMODE(info.mode)
+
+
+def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != info.size:
+                raise ArtifactError(f"{path} changed while the tree was archived")
+            tar.addfile(info, _ExactReader(f, path, info.size))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} vanished while the tree was archived") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+
+
+class _ExactReader:
+    """Reads a file, failing if it ends before the size recorded in its header."""
+
+    def __init__(self, f: Any, path: Path, size: int) -> None:
+        self.f, self.path, self.left = f, path, size
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.f.read(n)
+        self.left -= len(data)
+        if not data and self.left > 0:
+            raise ArtifactError(f"{self.path} shrank while the tree was archived")
+        return data

@@ -1,0 +1,288 @@
+"""The dir kind through the installed `cacher`: fidelity, determinism, interop, safety, atomicity.
+
+Runs on the local default store; tests/test_s3.py repeats the round trip on SeaweedFS and the
+conformance kit covers the memory store.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import stat
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.conftest import CACHER, assert_one_error_line
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Everything a restore must keep: type, mode, mtime, content, link target, link identity."""
+    out: dict[str, tuple] = {}
+    inodes: dict[int, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode), int(st.st_mtime))
+            else:
+                first = inodes.setdefault(st.st_ino, rel)
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), int(st.st_mtime), p.read_bytes(), first)
+    return out
+
+
+def make_tree(root: Path) -> Path:
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "empty" / "deeper").mkdir(parents=True)
+    (root / "pkg" / "a.txt").write_text("alpha\n")
+    (root / "pkg" / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "pkg" / "run.sh").chmod(0o755)
+    (root / "pkg" / "sub" / "big.bin").write_bytes(os.urandom(2 << 20))
+    os.link(root / "pkg" / "a.txt", root / "pkg" / "hard.txt")
+    (root / "pkg" / "link").symlink_to("sub/big.bin")
+    (root / "pkg" / "dangling").symlink_to("nowhere")
+    (root / "ünïcødé-ファイル.txt").write_text("unicode")
+    (root / ("long-" + "x" * 200)).write_text("long name")
+    deep = root / "/".join(["d" * 50] * 6)
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("deep")
+    os.utime(root / "pkg" / "a.txt", (1_600_000_000, 1_600_000_000))
+    return root
+
+
+def make_go_modcache(root: Path) -> Path:
+    """Go's module cache: 0444 files in 0555 directories."""
+    mod = root / "golang.org" / "x" / "mod@v0.1.0"
+    mod.mkdir(parents=True)
+    for i in range(5):
+        (mod / f"f{i}.go").write_text(f"package mod // {i}\n")
+        (mod / f"f{i}.go").chmod(0o444)
+    for d in (mod, mod.parent, mod.parent.parent):
+        d.chmod(0o555)
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "src")
+
+
+def test_round_trip_keeps_everything(cacher, tree: Path, tmp_path: Path) -> None:
+    run = cacher("dir", "upload", "t/tree.tar.zst", str(tree))
+    assert run.code == 0, run
+    dest = tmp_path / "dest"
+    run = cacher("dir", "download", "t/tree.tar.zst", str(dest))
+    assert run.code == 0, run
+    assert snapshot(dest) == snapshot(tree)
+
+
+@pytest.mark.parametrize("suffix", [".tar.zst", ".tar.gz", ".tar"])
+def test_codec_follows_suffix(cacher, tree: Path, tmp_path: Path, local_root: Path, suffix: str) -> None:
+    assert cacher("dir", "upload", f"t{suffix}", str(tree)).code == 0
+    stored = (local_root / f"t{suffix}").read_bytes()
+    magic = {".tar.zst": b"\x28\xb5\x2f\xfd", ".tar.gz": b"\x1f\x8b"}.get(suffix)
+    if magic:
+        assert stored.startswith(magic)
+    else:
+        assert tarfile.open(fileobj=io.BytesIO(stored)).getnames()
+    dest = tmp_path / "d"
+    assert cacher("dir", "download", f"t{suffix}", str(dest)).code == 0
+    assert snapshot(dest) == snapshot(tree)
+
+
+def test_read_only_tree_restores_over_itself(cacher, tmp_path: Path) -> None:
+    src = make_go_modcache(tmp_path / "gomod")
+    assert cacher("dir", "upload", "go.tar.zst", str(src)).code == 0
+    dest = tmp_path / "restored"
+    for _ in range(2):
+        run = cacher("dir", "download", "go.tar.zst", str(dest))
+        assert run.code == 0, run
+        assert snapshot(dest) == snapshot(src)
+
+
+def test_deterministic_archive_bytes(cacher, tree: Path, local_root: Path, tmp_path: Path) -> None:
+    assert cacher("dir", "upload", "a.tar", str(tree)).code == 0
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(tree), str(copy)], check=True)
+    assert cacher("dir", "upload", "b.tar", str(copy)).code == 0
+    assert (local_root / "a.tar").read_bytes() == (local_root / "b.tar").read_bytes()
+
+
+def test_gnu_tar_and_zstd_read_what_cacher_wrote(cacher, tree: Path, local_root: Path, tmp_path: Path) -> None:
+    assert cacher("dir", "upload", "t.tar.zst", str(tree)).code == 0
+    out = tmp_path / "gnu"
+    out.mkdir()
+    subprocess.run(f"zstd -d < {local_root / 't.tar.zst'} | tar -C {out} -xf -", shell=True, check=True)
+    assert snapshot(out) == snapshot(tree)
+
+
+def test_cacher_reads_what_gnu_tar_and_zstd_wrote(cacher, tree: Path, local_root: Path, tmp_path: Path) -> None:
+    local_root.mkdir(parents=True)
+    obj = local_root / "shell.tar.zst"
+    subprocess.run(f"tar -C {tree} -cf - . | zstd -q -T0 -3 > {obj}", shell=True, check=True)
+    dest = tmp_path / "from-shell"
+    run = cacher("dir", "download", "shell.tar.zst", str(dest))
+    assert run.code == 0, run
+    assert snapshot(dest) == snapshot(tree)
+
+
+def test_download_replaces_not_merges(cacher, tree: Path, tmp_path: Path) -> None:
+    assert cacher("dir", "upload", "t.tar.zst", str(tree)).code == 0
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("from an earlier build")
+    assert cacher("dir", "download", "t.tar.zst", str(dest)).code == 0
+    assert not (dest / "stale.txt").exists()
+    assert snapshot(dest) == snapshot(tree)
+
+
+def test_miss_exits_3_and_leaves_dir(cacher, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    run = cacher("dir", "download", "nope.tar.zst", str(dest))
+    assert run.code == 3, run
+    assert (dest / "keep").read_text() == "keep"
+    assert cacher("dir", "exists", "nope.tar.zst").code == 1
+
+
+# -- hostile archives ------------------------------------------------------------------------
+
+
+def _member(name: str, type_: bytes = tarfile.REGTYPE, data: bytes = b"evil", linkname: str = "") -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type = type_
+    info.linkname = linkname
+    info.size = len(data) if type_ == tarfile.REGTYPE else 0
+    info.mode = 0o644
+    return info, (io.BytesIO(data) if type_ == tarfile.REGTYPE else None)
+
+
+HOSTILE = {
+    "absolute": [_member("/tmp/cacher-evil-abs")],
+    "dotdot": [_member("a/../../cacher-evil-dotdot")],
+    "symlink-out-then-write": [
+        _member("esc", tarfile.SYMTYPE, linkname="../outside"),
+        _member("esc/pwned"),
+    ],
+    "symlink-absolute": [_member("abs", tarfile.SYMTYPE, linkname="/etc")],
+    "hardlink-out": [_member("h", tarfile.LNKTYPE, linkname="../outside/secret")],
+    "hardlink-absolute": [_member("h", tarfile.LNKTYPE, linkname="/etc/passwd")],
+    "device": [_member("dev", tarfile.CHRTYPE)],
+    "fifo": [_member("fifo", tarfile.FIFOTYPE)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused(cacher, tmp_path: Path, local_root: Path, case: str) -> None:
+    local_root.mkdir(parents=True)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(*_member("ok.txt", data=b"fine"))
+        for info, data in HOSTILE[case]:
+            tar.addfile(info, data)
+    (local_root / "evil.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("secret")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    before_outside = snapshot(outside)
+    run = cacher("dir", "download", "evil.tar.zst", str(dest))
+    assert run.code == 2, run
+    assert_one_error_line(run, "refusing")
+    assert snapshot(dest) == {"keep": snapshot(dest)["keep"]} and (dest / "keep").read_text() == "keep"
+    assert snapshot(outside) == before_outside
+    assert not Path("/tmp/cacher-evil-abs").exists()
+    assert not (tmp_path / "cacher-evil-dotdot").exists()
+    assert [p.name for p in tmp_path.iterdir() if ".cacher-" in p.name] == []
+
+
+# -- atomicity -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_corrupt_object_leaves_dir_untouched(cacher, tree: Path, tmp_path: Path, local_root: Path, damage: str) -> None:
+    assert cacher("dir", "upload", "t.tar.zst", str(tree)).code == 0
+    obj = local_root / "t.tar.zst"
+    data = bytearray(obj.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = bytearray()
+    obj.write_bytes(bytes(data))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    run = cacher("dir", "download", "t.tar.zst", str(dest))
+    assert run.code == 2, run
+    assert_one_error_line(run)
+    assert [p.name for p in dest.iterdir()] == ["keep"]
+    assert [p.name for p in tmp_path.iterdir() if ".cacher-" in p.name] == []
+
+
+def test_upload_of_unreadable_tree_publishes_nothing(cacher, tmp_path: Path, local_root: Path, env: dict[str, str]) -> None:
+    """Run as an unprivileged user (root reads everything) against a world-writable store."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    tree = make_tree(tmp_path / "src")
+    secret = tree / "pkg" / "secret"
+    secret.write_text("no")
+    secret.chmod(0)
+    store = tmp_path / "store"
+    store.mkdir(mode=0o777)
+    store.chmod(0o777)
+    tmp_path.chmod(0o755)
+    for p in (tmp_path.parent, tmp_path.parent.parent):
+        p.chmod(p.stat().st_mode | 0o005)
+    proc = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", CACHER,
+         "dir", "upload", "t.tar.zst", str(tree), "--backend", "file", "--bucket", str(store)],
+        env={**env, "HOME": str(tmp_path)}, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc
+    assert str(secret) in proc.stderr and "Traceback" not in proc.stderr
+    assert list(store.rglob("*")) == []
+
+
+def test_upload_with_fifo_publishes_nothing(cacher, tree: Path, local_root: Path) -> None:
+    os.mkfifo(tree / "pipe")
+    run = cacher("dir", "upload", "t.tar.zst", str(tree))
+    assert run.code == 2, run
+    assert_one_error_line(run, "pipe")
+    assert not local_root.exists() or list(local_root.rglob("*")) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_restore_leaves_dir_untouched(env: dict[str, str], tmp_path: Path, local_root: Path, sig: int) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(400):
+        (src / f"f{i:04d}").write_bytes(os.urandom(256 << 10))
+    run = subprocess.run([CACHER, "dir", "upload", "big.tar", str(src)], env=env, capture_output=True)
+    assert run.returncode == 0
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    proc = subprocess.Popen([CACHER, "dir", "download", "big.tar", str(dest)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(".cacher-staging-" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig
+    assert [p.name for p in dest.iterdir()] == ["keep"]
+    assert [p.name for p in tmp_path.iterdir() if ".cacher-" in p.name] == []
