@@ -128,11 +128,11 @@ class _Extractor:
             os.symlink(target, path)
             os.utime(path, (mtime, mtime), follow_symlinks=False)
         elif info.islnk():
-            target = _clean_name(info.linkname)
-            if target is None or target not in self.files:
+            first = _clean_name(info.linkname)
+            if first is None or first not in self.files:
                 raise _refuse(raw, f"hardlink to {info.linkname!r}, which is not an earlier file")
             self._clear(raw, rel)
-            os.link(self._path(target), path, follow_symlinks=False)
+            os.link(self._path(first), path, follow_symlinks=False)
             self.files.add(rel)
         else:
             raise _refuse(raw, "device nodes, FIFOs and other special files are not restored")

@@ -72,26 +72,26 @@ def write_tree(root: Path, sink: Writable) -> int:
         raise ArtifactError(f"cannot upload {root}: not a directory")
     out = _TellingSink(sink)
     count = 0
-    tar = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE)  # type: ignore[call-overload]
-    for rel in _ordered(root):
-        path = root / rel
-        try:
-            info = tar.gettarinfo(str(path), arcname=rel)
-        except FileNotFoundError:
-            raise ArtifactError(f"{path} vanished while the tree was archived") from None
-        except OSError as exc:
-            raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
-        if info is None:  # a socket: nothing to cache
-            continue
-        if info.ischr() or info.isblk() or info.isfifo():
-            raise ArtifactError(f"cannot archive {path}: device files and FIFOs are not cached")
-        _normalise(info)
-        if info.isreg():
-            _add_file(tar, info, path)
-        else:
-            tar.addfile(info)
-        count += 1
-    tar.close()  # writes the end-of-archive blocks; does not close the sink
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE) as tar:  # type: ignore[call-overload]
+        for rel in _ordered(root):
+            path = root / rel
+            try:
+                info = tar.gettarinfo(str(path), arcname=rel)
+            except FileNotFoundError:
+                raise ArtifactError(f"{path} vanished while the tree was archived") from None
+            except OSError as exc:
+                raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
+            if info is None:  # a socket: nothing to cache
+                continue
+            if info.ischr() or info.isblk() or info.isfifo():
+                raise ArtifactError(f"cannot archive {path}: device files and FIFOs are not cached")
+            _normalise(info)
+            if info.isreg():
+                _add_file(tar, info, path)
+            else:
+                tar.addfile(info)
+            count += 1
+    # Leaving the block wrote the end-of-archive blocks; the sink stays open.
     return count
 
 
