@@ -256,7 +256,7 @@ class S3Store(Store):
             with self._translate("write", key):
                 if written.count == 0:
                     # An empty multipart upload is refused by Garage; a plain empty PUT is not.
-                    f.discard()
+                    _discard(f)
                     bucket, _, name = path.partition("/")
                     self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=b"", Metadata=meta)
                 else:
@@ -264,8 +264,16 @@ class S3Store(Store):
                     f.commit()
         except BaseException:
             with _ignore_errors():
-                f.discard()
+                _discard(f)
             raise
+
+
+def _discard(f: Any) -> None:
+    """Abort the multipart upload and mark the file closed, so its finaliser uploads nothing."""
+    try:
+        f.discard()
+    finally:
+        f.closed = True
 
 
 class _CountingWriter:

@@ -9,6 +9,7 @@ from cyclopts import App
 from cacher import __version__
 from cacher.cli.keycmd import key_command
 from cacher.cli.objects import delete_command, list_command
+from cacher.cli.pluginscmd import plugins_command
 from cacher.cli.verbs import make_verbs
 from cacher.errors import PluginError
 from cacher.registry import Registry
@@ -30,6 +31,7 @@ def build_app(registry: Registry) -> App:
     app.command(list_command(registry), name="list")
     app.command(delete_command(registry), name="delete")
     app.command(key_command(registry), name="key")
+    app.command(plugins_command(registry), name="plugins")
     _setup_commands(app, registry)
     for name in kinds:
         sub = App(name=name, help=_summary(registry, name), help_on_error=False)

@@ -20,24 +20,56 @@ it fails on both (see :func:`parts_required`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
-__all__ = ["REQUIRE_PARTS_ENV", "PartStartError", "PartUnavailable", "parts_required"]
+__all__ = [
+    "REQUIRE_PARTS_ENV",
+    "PartStartError",
+    "PartUnavailable",
+    "parts_required",
+    "start_or_skip",
+]
 
 REQUIRE_PARTS_ENV = "CACHER_TEST_REQUIRE_PARTS"
 
 
-class PartUnavailable(Exception):
-    """A real part cannot run on this machine (program not installed, not root, ...)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class PartStartError(RuntimeError):
-    """A real part is installed but did not come up; the message carries its log tail."""
+from cacher.testing.parts import PartStartError, PartUnavailable  # noqa: E402
 
 
 def parts_required() -> bool:
     """True when ``CACHER_TEST_REQUIRE_PARTS=1``: a missing part must fail, not skip."""
     return os.environ.get(REQUIRE_PARTS_ENV, "").strip() == "1"
+
+
+class _Startable(Protocol):
+    def start(self) -> object: ...
+
+
+P = TypeVar("P", bound=_Startable)
+
+
+def start_or_skip(factory: Callable[[], P]) -> P:
+    """Build a part and start it; on :class:`PartUnavailable` skip the test (pytest.skip),
+    or fail it (pytest.fail) when ``CACHER_TEST_REQUIRE_PARTS=1``.
+
+    For session fixtures::
+
+        @pytest.fixture(scope="session")
+        def seaweed():
+            s3 = start_or_skip(SeaweedS3)
+            yield s3
+            s3.cleanup()
+
+    pytest is imported here only, lazily: the rest of the package does not need it.
+    """
+    import pytest
+
+    try:
+        part = factory()
+        part.start()
+    except PartUnavailable as exc:
+        if parts_required():
+            pytest.fail(f"real part unavailable ({REQUIRE_PARTS_ENV}=1): {exc.reason}")
+        pytest.skip(exc.reason)
+    return part

