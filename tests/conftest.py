@@ -107,6 +107,3 @@ def http(tmp_path: Path) -> Iterator[Any]:
 
     with FileServer(tmp_path / "www") as server:
         yield server
-
-
-pytest_plugins = ["cacher.testing.fixtures"]
