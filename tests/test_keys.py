@@ -140,6 +140,8 @@ def test_placeholders(cacher, tmp_path: Path) -> None:
     )
     digest = hashlib.sha256(b"1").hexdigest()[:16]
     assert (run.code, run.out) == (0, f"{go_os()}/{go_arch()}/main/{digest}.tar\n")
+    run = cacher("key", "x-{hash:8}", "--hash-from", str(f))
+    assert (run.code, run.out) == (0, f"x-{digest[:8]}\n")
 
 
 @pytest.mark.parametrize(
@@ -152,6 +154,7 @@ def test_placeholders(cacher, tmp_path: Path) -> None:
         (["/abs/key"], "leading '/'"),
         (["a/{env:DOTS}/b"], "'..'"),
         (["x", "--hash-length", "0"], "--hash-length"),
+        (["{hash:abc}", "--hash-from", "/etc/hostname"], "{hash:abc}"),
     ],
 )
 def test_key_errors_exit_2(cacher, args: list[str], needle: str) -> None:

@@ -14,6 +14,8 @@ class HashKey(KeyFunction):
     def render(self, arg: str | None, ctx: KeyContext) -> str:
         if not ctx.hash_from:
             raise UsageError("the template uses {hash} but no --hash-from PATH was given")
+        if arg and not (arg.isdigit() and 1 <= int(arg) <= 64):
+            raise UsageError(f"{{hash:{arg}}}: the length must be a number from 1 to 64")
         length = int(arg) if arg else ctx.hash_length
         return digest(ctx.hash_from)[:length]
 
