@@ -512,11 +512,6 @@ def test_memory_does_not_grow_with_the_image(
     assert up < RSS_LIMIT_MIB and down < RSS_LIMIT_MIB, (up, down)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacher/codecs/zstd.py: decompressobj().decompress() returns all the output of one"
-    " 1 MiB input chunk at once, so a highly compressible image is held whole in memory",
-)
 def test_zstd_download_memory_does_not_grow_with_the_image(
     env: dict[str, str], docker_env: dict[str, str], engine: DockerEngine, name: str, tmp_path: Path
 ) -> None:

@@ -43,7 +43,7 @@ class _GzipReader(DecodingReader):
                     break
                 while data:
                     started = True
-                    out = dobj.decompress(data)
+                    out = dobj.decompress(data, self._chunk_size)  # bounded output per step
                     if out:
                         yield out
                     if dobj.eof:
@@ -52,7 +52,7 @@ class _GzipReader(DecodingReader):
                         dobj = zlib.decompressobj(wbits=31)
                         started = False
                     else:
-                        data = b""
+                        data = dobj.unconsumed_tail
         except zlib.error as exc:
             raise IntegrityError(f"the stored gzip stream is corrupt: {exc}") from None
         if started or not members:

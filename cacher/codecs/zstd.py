@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 import zstandard
 
-from cacher.codec import Codec, DecodingReader, Writable
+from cacher.codec import Codec, Writable
+from cacher.codecs.zstdframes import FrameTracker
 from cacher.errors import IntegrityError
 
 
@@ -44,32 +44,50 @@ class ZstdCodec(Codec):
         return _ZstdReader(source)  # type: ignore[return-value]
 
 
-class _ZstdReader(DecodingReader):
-    """Decodes one or more zstd frames and refuses a stream that stops inside a frame."""
+class _TrackedSource:
+    """Passes compressed bytes to the decompressor, showing each to the frame tracker."""
 
-    def chunks(self) -> Iterator[bytes]:
-        dctx = zstandard.ZstdDecompressor()
-        dobj = dctx.decompressobj(write_size=1 << 20)
-        started = False
-        frames = 0
+    def __init__(self, source: BinaryIO, tracker: FrameTracker) -> None:
+        self.source, self.tracker = source, tracker
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.tracker.feed(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class _ZstdReader:
+    """Decodes zstd frames with bounded output per read, and refuses a stream cut short."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._tracker = FrameTracker()
+        self._tracked = _TrackedSource(source, self._tracker)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            self._tracked, read_size=1 << 20, read_across_frames=True, closefd=False
+        )
+
+    def read(self, size: int = -1) -> bytes:
         try:
-            while True:
-                data = self._source.read(self._chunk_size)
-                if not data:
-                    break
-                while data:
-                    started = True
-                    out = dobj.decompress(data)
-                    if out:
-                        yield out
-                    if dobj.eof:
-                        frames += 1
-                        data = dobj.unused_data
-                        dobj = dctx.decompressobj(write_size=1 << 20)
-                        started = False
-                    else:
-                        data = b""
+            data: bytes = self._reader.read(size) if size >= 0 else self._reader.readall()
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"the stored zstd stream is corrupt: {exc}") from None
-        if started or not frames:
-            raise IntegrityError("the stored zstd stream is truncated (its frame never ended)")
+        if not data and size != 0:
+            if self._tracked.read(1 << 16):
+                raise IntegrityError("the stored zstd stream has data after its last frame")
+            if not self._tracker.complete:
+                raise IntegrityError("the stored zstd stream is truncated (its frame never ended)")
+        return data
+
+    def readinto(self, target: bytearray | memoryview) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Closing the decoder does not close its source."""
