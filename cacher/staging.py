@@ -52,6 +52,9 @@ def staged_directory(target: Path) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_MARK}", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a restored tree is not private
     except OSError as exc:
         raise ArtifactError(f"cannot create a staging directory beside {target}: {exc.strerror}") from None
     try:

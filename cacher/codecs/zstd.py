@@ -66,7 +66,10 @@ class _ZstdReader:
         self._tracker = FrameTracker()
         self._tracked = _TrackedSource(source, self._tracker)
         self._reader = zstandard.ZstdDecompressor().stream_reader(
-            self._tracked, read_size=1 << 20, read_across_frames=True, closefd=False
+            self._tracked,  # type: ignore[arg-type]
+            read_size=1 << 20,
+            read_across_frames=True,
+            closefd=False,
         )
 
     def read(self, size: int = -1) -> bytes:

@@ -1,10 +1,8 @@
 """Conformance kit for kinds, shipped so that plugin authors run the same suite as built-ins.
 
-In a plugin's ``conftest.py``::
-
-    pytest_plugins = ["cacher.testing.fixtures"]
-
-and in a test module, subclass `cacher.testing.contracts.KindContract`. Every test then runs
+Installing cacher registers its fixtures as a pytest plugin (the ``pytest11`` entry point
+``cacher``), so a plugin's tests need no set-up: in a test module, subclass
+`cacher.testing.contracts.KindContract`. Every test then runs
 against the memory, file and s3 stores (s3 on a real SeaweedFS started on loopback).
 """
 
