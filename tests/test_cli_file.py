@@ -205,3 +205,14 @@ def test_debug_shows_traceback(cacher, tmp_path: Path) -> None:
     assert run.code == 2 and "Traceback" in run.err
     run = cacher("upload", "k", str(tmp_path / "nope"), extra_env={"CACHER_DEBUG": "1"})
     assert run.code == 2 and "Traceback" in run.err
+
+
+def test_version_names_cacher_and_its_libraries(cacher) -> None:
+    from cacher import __version__
+
+    run = cacher("--version")
+    assert run.code == 0, run
+    first, second = run.out.splitlines()
+    assert first == f"cacher {__version__}"
+    for dist in ("fsspec", "s3fs", "zstandard", "stevedore", "cyclopts", "tomli-w"):
+        assert f"{dist} " in second

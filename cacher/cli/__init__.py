@@ -33,13 +33,30 @@ def _error(message: str, hint: str | None = None) -> None:
     print(line, file=sys.stderr)
 
 
+KEY_DEPENDENCIES = ("fsspec", "s3fs", "zstandard", "stevedore", "cyclopts", "tomli-w")
+
+
+def version_text() -> str:
+    """``cacher X.Y.Z`` and, on the next line, the versions of the libraries it stands on."""
+    from importlib import metadata
+
+    from cacher import __version__
+
+    parts = []
+    for dist in KEY_DEPENDENCIES:
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} (missing)")
+    python = ".".join(str(v) for v in sys.version_info[:3])
+    return f"cacher {__version__}\n{', '.join(parts)}, python {python}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (0 ok, 1 miss, 2 error, 3 download miss)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["-V"]):
-        from cacher import __version__
-
-        print(__version__)
+        print(version_text())
         return ExitCode.OK
     debug = _debug(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
