@@ -47,6 +47,7 @@ FIELDS: tuple[Field, ...] = (
     Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer."),
     Field("max_attempts", int, 3, "Attempts per store request, the first included."),
     Field("part_size_mb", int, 16, "Multipart part size for streamed S3 uploads, in MiB."),
+    Field("soft_fail", bool, False, "Storage errors become a warning: a miss on download, exit 0 on upload."),
     Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}

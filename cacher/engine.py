@@ -1,7 +1,7 @@
 """The pure pipeline: kind -> codec -> store on upload, store -> codec -> kind on download.
 
 The engine knows nothing of the command line and never prints; it returns results and raises
-`cacher.errors.CacherError` subclasses.
+`cacher.errors.CacherError` subclasses. Progress goes to an optional callback.
 """
 
 from __future__ import annotations
@@ -9,21 +9,23 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError
+from cacher.errors import CacheMiss, IntegrityError, StorageError
 from cacher.kind import Kind
-from cacher.store import Store
+from cacher.store import ObjectInfo, Store
 
-Outcome = Literal["uploaded", "skipped", "hit", "fetched", "miss"]
+Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "failed"]
+#: Called as transfers move: (bytes so far, total bytes or None when unknown).
+Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
 class Result:
-    """What one transfer did."""
+    """What one transfer did. ``matched_key`` is the key restored (a restore key's match)."""
 
     key: str
     outcome: Outcome
@@ -32,7 +34,15 @@ class Result:
     raw_bytes: int = 0
     stored_bytes: int = 0
     seconds: float = 0.0
-    note: str = ""
+    matched_key: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def match(self) -> Literal["exact", "partial", "miss"]:
+        """How the cache answered a download: the exact key, a restore key, or nothing."""
+        if self.outcome == "hit":
+            return "exact"
+        return "partial" if self.outcome == "partial" else "miss"
 
 
 def exists(store: Store, key: str) -> bool:
@@ -41,6 +51,12 @@ def exists(store: Store, key: str) -> bool:
         return True
     store.check_bucket()
     return False
+
+
+def newest(store: Store, prefix: str) -> ObjectInfo | None:
+    """The most recently written object whose key starts with ``prefix``."""
+    found = [o for o in store.list(prefix) if o.modified is not None]
+    return max(found, key=lambda o: (o.modified, o.key)) if found else None
 
 
 def upload(
@@ -52,6 +68,7 @@ def upload(
     options: Mapping[str, Any],
     *,
     force: bool = False,
+    progress: Progress | None = None,
 ) -> Result:
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``."""
     started = time.monotonic()
@@ -65,7 +82,7 @@ def upload(
     with store.writer(key, metadata) as stored:
         counted_store = _Counter(stored)
         with codec.encoder(counted_store) as encoded:
-            counted_raw = _Counter(encoded)
+            counted_raw = _Counter(encoded, progress)
             kind.pack(targets, counted_raw, options)
     return Result(
         key,
@@ -87,44 +104,88 @@ def download(
     options: Mapping[str, Any],
     *,
     codecs: Callable[[str], Codec] | None = None,
+    restore_keys: Sequence[str] = (),
+    soft_fail: bool = False,
+    progress: Progress | None = None,
 ) -> Result:
-    """Restore ``key`` into ``target``; on a miss use the kind's fallback, or raise `CacheMiss`.
+    """Restore ``key`` into ``target``: the exact key, else the newest object under each
+    restore-key prefix in turn, else the kind's fallback (``--url``, ``--pull``), else
+    `CacheMiss`.
 
-    With a fallback (``--url``, ``--pull``), a stored object that fails verification is
-    treated as a miss: the artifact is made again, verified, and replaces the bad object.
+    With a fallback, a stored object that fails verification is treated as a miss: the
+    artifact is made again, verified, and replaces the bad object. With ``soft_fail``, a
+    storage error is also a miss, and a failed upload after the fallback only a note.
     """
     started = time.monotonic()
     kind.check_download(target, options)
-    info = store.head(key)
-    note = ""
-    if info is not None:
-        if info.metadata.get("codec") and codecs is not None and info.metadata["codec"] != codec.name:
-            codec = codecs(info.metadata["codec"])
-        expected = kind.sha256(options) or (info.metadata.get("sha256") if codec.name == "none" else None)
+    notes: list[str] = []
+    store_ok = True
+
+    def attempt(candidate: str, info: ObjectInfo, outcome: Outcome) -> Result | None:
+        nonlocal store_ok
+        chosen = codec
+        recorded = info.metadata.get("codec")
+        if recorded and codecs is not None and recorded != codec.name:
+            chosen = codecs(recorded)
+        expected = kind.sha256(options) or (info.metadata.get("sha256") if chosen.name == "none" else None)
         try:
-            raw = _restore(store, kind, codec, key, target, options, expected)
+            raw = _restore(store, kind, chosen, candidate, target, options, expected, info.size, progress)
         except IntegrityError as exc:
             if not kind.fallback_requested(options):
                 raise
-            note = f"the stored object failed verification ({exc.message}); fetched again"
-        else:
-            return Result(key, "hit", kind.name, codec.name, raw, info.size, time.monotonic() - started)
-    else:
-        store.check_bucket()
+            notes.append(f"the stored object failed verification ({exc.message}); made again")
+            return None
+        except StorageError as exc:
+            if not soft_fail:
+                raise
+            notes.append(f"soft failure, treated as a miss: {exc.message}")
+            store_ok = False
+            return None
+        seconds = time.monotonic() - started
+        return Result(key, outcome, kind.name, chosen.name, raw, info.size, seconds, candidate, tuple(notes))
+
+    try:
+        info = store.head(key)
+        if info is None:
+            store.check_bucket()
+    except StorageError as exc:
+        if not soft_fail:
+            raise
+        notes.append(f"soft failure, treated as a miss: {exc.message}")
+        info, store_ok = None, False
+    if info is not None:
+        result = attempt(key, info, "hit")
+        if result is not None:
+            return result
+    elif store_ok:
+        for prefix in restore_keys:
+            try:
+                match = newest(store, prefix)
+            except StorageError as exc:
+                if not soft_fail:
+                    raise
+                notes.append(f"soft failure, treated as a miss: {exc.message}")
+                store_ok = False
+                break
+            if match is not None:
+                result = attempt(match.key, match, "partial")
+                if result is not None:
+                    return result
     produced = kind.produce(target, options)
     if produced is None:
-        raise CacheMiss(f"cache miss: {store.url(key)} does not exist")
-    up = upload(store, kind, codec, key, produced, options, force=True)
-    return Result(
-        key,
-        "fetched",
-        kind.name,
-        codec.name,
-        up.raw_bytes,
-        up.stored_bytes,
-        time.monotonic() - started,
-        note,
-    )
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        raise CacheMiss(f"cache miss: {store.url(key)} does not exist{extra}")
+    raw_bytes = stored_bytes = 0
+    if store_ok:
+        try:
+            up = upload(store, kind, codec, key, produced, options, force=True, progress=progress)
+            raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
+        except StorageError as exc:
+            if not soft_fail:
+                raise
+            notes.append(f"soft failure, not stored: {exc.message}")
+    seconds = time.monotonic() - started
+    return Result(key, "fetched", kind.name, codec.name, raw_bytes, stored_bytes, seconds, None, tuple(notes))
 
 
 def _restore(
@@ -135,33 +196,55 @@ def _restore(
     target: str | None,
     options: Mapping[str, Any],
     sha256: str | None,
+    size: int,
+    progress: Progress | None,
 ) -> int:
     with store.open_read(key) as stored:
-        plain = codec.decoder(stored)
-        counted = _CountingReader(plain, sha256)
+        plain = codec.decoder(_ProgressReader(stored, progress, size))  # type: ignore[arg-type]
+        counted = _VerifyingReader(plain, sha256)
         kind.unpack(counted, target, options)  # type: ignore[arg-type]
         return counted.count
 
 
 class _Counter:
-    """Counts the bytes written through it."""
+    """Counts the bytes written through it, reporting progress when asked."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, progress: Progress | None = None) -> None:
         self.inner = inner
         self.count = 0
+        self.progress = progress
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self.inner.write(data)
         n = len(data)
         self.count += n
+        if self.progress is not None:
+            self.progress(self.count, None)
         return n
 
     def flush(self) -> None:
         """Nothing to flush: the store commits at the end."""
 
 
-class _CountingReader:
-    """Counts the bytes read and, when a sha256 is expected, checks it at the end."""
+class _ProgressReader:
+    """Reports how much of the stored object has been read."""
+
+    def __init__(self, inner: BinaryIO, progress: Progress | None, total: int) -> None:
+        self.inner, self.progress, self.total, self.count = inner, progress, total, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.count += len(data)
+        if self.progress is not None:
+            self.progress(self.count, self.total)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class _VerifyingReader:
+    """Counts the plain bytes read and, when a sha256 is expected, checks it at the end."""
 
     def __init__(self, inner: BinaryIO, sha256: str | None) -> None:
         self.inner = inner

@@ -7,8 +7,9 @@ from typing import Any
 from cyclopts import App
 
 from cacher import __version__
+from cacher.cli.completion import completion_command
 from cacher.cli.keycmd import key_command
-from cacher.cli.objects import delete_command, list_command
+from cacher.cli.objects import delete_command, list_command, prune_command, stats_command
 from cacher.cli.pluginscmd import plugins_command
 from cacher.cli.verbs import make_verbs
 from cacher.errors import PluginError
@@ -30,9 +31,12 @@ def build_app(registry: Registry) -> App:
             app.command(command)
     app.command(list_command(registry), name="list")
     app.command(delete_command(registry), name="delete")
+    app.command(stats_command(registry), name="stats")
+    app.command(prune_command(registry), name="prune")
     app.command(key_command(registry), name="key")
     app.command(plugins_command(registry), name="plugins")
     _setup_commands(app, registry)
+    app.command(completion_command(app), name="completion")
     for name in kinds:
         sub = App(name=name, help=_summary(registry, name), help_on_error=False)
         for command in _verbs(registry, name):

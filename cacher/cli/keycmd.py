@@ -9,6 +9,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
+from cacher.cli.report import Reporter
 from cacher.errors import UsageError
 from cacher.keyfunc import KeyContext
 from cacher.keyrules import validate_key
@@ -25,6 +26,7 @@ def key_command(registry: Registry) -> Callable[..., int]:
             list[Path] | None, Parameter(help="File or directory whose content is hashed (repeatable).")
         ] = None,
         hash_length: Annotated[int, Parameter(help="Characters of the digest to keep.")] = 16,
+        json: Annotated[bool, Parameter(help="Print the key as JSON on stdout.")] = False,
         arch_suffix: Annotated[
             bool, Parameter(help="Append -OS-ARCH (Go's names, e.g. -linux-amd64).")
         ] = False,
@@ -41,7 +43,10 @@ def key_command(registry: Registry) -> Callable[..., int]:
             arch_suffix=arch_suffix,
         )
         validate_key(result)
-        print(result)
+        if json:
+            Reporter(json_output=True).emit({"command": "key", "key": result, "template": template})
+        else:
+            print(result)
         return 0
 
     return key

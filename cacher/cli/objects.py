@@ -1,31 +1,62 @@
-"""``cacher list`` and ``cacher delete``."""
+"""``cacher list``, ``delete``, ``stats`` and ``prune``: looking after what is stored."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from cacher.cli import report
-from cacher.cli.options import Session, StoreOptions
+from cacher.cli.options import OutputOptions, Session, StoreOptions
+from cacher.cli.report import human_bytes
+from cacher.durations import parse_duration
+from cacher.errors import UsageError
 from cacher.registry import Registry
+from cacher.store import ObjectInfo
+
+PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a plain string prefix).")]
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def _age(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "-"
+    seconds = max((now - when).total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _doc(obj: ObjectInfo) -> dict[str, Any]:
+    return {"key": obj.key, "size": obj.size, "modified": _iso(obj.modified)}
 
 
 def list_command(registry: Registry) -> Callable[..., int]:
     def list_(
-        prefix: Annotated[str, Parameter(help="Only keys that start with this.")] = "",
+        prefix: PrefixArg = "",
         /,
         *,
-        long: Annotated[bool, Parameter(help="Also show size and modification time.")] = False,
+        long: Annotated[bool, Parameter(help="Also show size, modification time and age.")] = False,
         store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
     ) -> int:
         """List stored keys under a prefix, one per line."""
-        session = Session(store, registry)
-        for obj in session.store.list(prefix):
+        session = Session(store, registry, output)
+        objects = session.store.list(prefix)
+        if session.report.json_output:
+            session.report.emit({"command": "list", "prefix": prefix, "objects": [_doc(o) for o in objects]})
+            return 0
+        now = datetime.now(UTC)
+        for obj in objects:
             if long:
-                when = obj.modified.strftime("%Y-%m-%dT%H:%M:%SZ") if obj.modified else "-"
-                print(f"{obj.size:>14}  {when}  {obj.key}")
+                print(
+                    f"{obj.size:>14}  {_iso(obj.modified) or '-':20}  {_age(obj.modified, now):>5}  {obj.key}"
+                )
             else:
                 print(obj.key)
         return 0
@@ -40,15 +71,109 @@ def delete_command(registry: Registry) -> Callable[..., int]:
         /,
         *,
         store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
     ) -> int:
         """Remove KEY from the store; exit 1 if it was not there."""
-        session = Session(store, registry)
+        session = Session(store, registry, output)
         stored_key = session.key(key)
-        if session.store.delete(stored_key):
-            report.say(f"deleted {stored_key}")
-            return 0
-        session.store.check_bucket()
-        report.say(f"{stored_key} was not stored")
-        return 1
+        deleted = session.store.delete(stored_key)
+        if not deleted:
+            session.store.check_bucket()
+        session.report.emit({"command": "delete", "key": stored_key, "deleted": deleted})
+        session.report.say(f"deleted {stored_key}" if deleted else f"{stored_key} was not stored")
+        return 0 if deleted else 1
 
     return delete
+
+
+def stats_command(registry: Registry) -> Callable[..., int]:
+    def stats(
+        prefix: PrefixArg = "",
+        /,
+        *,
+        store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
+    ) -> int:
+        """Count and size what is stored under a prefix, by first key segment."""
+        session = Session(store, registry, output)
+        objects = session.store.list(prefix)
+        groups: dict[str, list[ObjectInfo]] = {}
+        for obj in objects:
+            groups.setdefault(obj.key.split("/", 1)[0] if "/" in obj.key else "(top level)", []).append(obj)
+        times = [o.modified for o in objects if o.modified]
+        total = sum(o.size for o in objects)
+        by_segment = {
+            name: {"objects": len(objs), "bytes": sum(o.size for o in objs)}
+            for name, objs in sorted(groups.items())
+        }
+        summary: dict[str, Any] = {
+            "objects": len(objects),
+            "bytes": total,
+            "oldest": _iso(min(times)) if times else None,
+            "newest": _iso(max(times)) if times else None,
+            "by_segment": {
+                name: {"objects": len(objs), "bytes": sum(o.size for o in objs)}
+                for name, objs in sorted(groups.items())
+            },
+        }
+        if session.report.json_output:
+            session.report.emit({"command": "stats", "prefix": prefix, **summary})
+            return 0
+        print(f"objects: {summary['objects']}")
+        print(f"bytes:   {total} ({human_bytes(total)})")
+        print(f"oldest:  {summary['oldest'] or '-'}")
+        print(f"newest:  {summary['newest'] or '-'}")
+        for name, group in by_segment.items():
+            print(f"  {name}: {group['objects']} objects, {human_bytes(group['bytes'])}")
+        return 0
+
+    return stats
+
+
+def prune_command(registry: Registry) -> Callable[..., int]:
+    def prune(
+        prefix: PrefixArg = "",
+        /,
+        *,
+        older_than: Annotated[
+            str, Parameter(help="Delete objects not written for this long (30d, 12h, 1d12h).")
+        ],
+        keep_last: Annotated[int, Parameter(help="Never delete the N newest objects under the prefix.")] = 0,
+        dry_run: Annotated[bool, Parameter(help="Only say what would be deleted.")] = False,
+        store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
+    ) -> int:
+        """Delete objects under a prefix older than a duration, keeping the newest N."""
+        if keep_last < 0:
+            raise UsageError("--keep-last must not be negative")
+        age = parse_duration(older_than)
+        session = Session(store, registry, output)
+        cutoff = datetime.now(UTC) - timedelta(seconds=age)
+        objects = sorted(
+            session.store.list(prefix),
+            key=lambda o: o.modified or datetime.min.replace(tzinfo=UTC),
+            reverse=True,
+        )
+        doomed = [o for o in objects[keep_last:] if o.modified is not None and o.modified < cutoff]
+        for obj in doomed:
+            if dry_run:
+                session.report.say(f"would delete {obj.key} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
+            else:
+                session.store.delete(obj.key)
+                session.report.say(f"deleted {obj.key} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
+        freed = sum(o.size for o in doomed)
+        verb = "would delete" if dry_run else "deleted"
+        session.report.say(f"{verb} {len(doomed)} of {len(objects)} objects, {human_bytes(freed)}")
+        session.report.emit(
+            {
+                "command": "prune",
+                "prefix": prefix,
+                "dry_run": dry_run,
+                "deleted": [_doc(o) for o in doomed],
+                "kept": len(objects) - len(doomed),
+                "bytes": freed,
+            }
+        )
+        return 0
+
+    return prune

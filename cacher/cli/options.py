@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from cacher import config
+from cacher.cli.report import Reporter
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
@@ -37,21 +37,39 @@ class StoreOptions:
             help="Append -OS-ARCH (Go's names, e.g. -linux-amd64) to every key.", negative="--no-arch-suffix"
         ),
     ] = None
+    soft_fail: Annotated[
+        bool | None, Parameter(help="Storage errors warn: a miss on download, exit 0 on upload.")
+    ] = None
     config: Annotated[str | None, Parameter(help="Config file (default: ~/.config/cacher/config.toml).")] = (
         None
     )
     debug: Annotated[bool, Parameter(help="Show tracebacks (also CACHER_DEBUG=1).")] = False
 
     def flags(self) -> dict[str, Any]:
-        skip = {"config", "debug"}
+        skip = {"config", "debug"}  # not settings: they steer this one run
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+@Parameter(name="*", group="Output")
+@dataclass
+class OutputOptions:
+    """How a command reports: quiet, or a JSON document on stdout."""
+
+    quiet: Annotated[bool, Parameter(name=["--quiet", "-q"], help="Print nothing but errors.")] = False
+    json: Annotated[bool, Parameter(help="Print the result as JSON on stdout (docs/json.md).")] = False
+
+    def reporter(self) -> Reporter:
+        return Reporter(quiet=self.quiet, json_output=self.json)
 
 
 class Session:
     """Everything one command resolves once: settings, registry, store."""
 
-    def __init__(self, opts: StoreOptions | None, registry: Registry) -> None:
+    def __init__(
+        self, opts: StoreOptions | None, registry: Registry, output: OutputOptions | None = None
+    ) -> None:
         self.opts = opts or StoreOptions()
+        self.report = (output or OutputOptions()).reporter()
         self.environ = dict(os.environ)
         self.registry = registry
         self.settings = config.load(self.environ, self.opts.flags(), config_flag=self.opts.config)
@@ -63,9 +81,8 @@ class Session:
         backend = config.resolved_backend(self.settings)
         if backend == "file" and not self.settings.bucket and not self.settings.config_found:
             root = config.cache_dir(self.environ)
-            print(
-                f"cacher: no configuration, using the local cache in {root} (run 'cacher init' to use S3)",
-                file=sys.stderr,
+            self.report.say(
+                f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
         return open_store(self.settings, self.environ)
 

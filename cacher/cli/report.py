@@ -1,37 +1,140 @@
-"""How results reach people: one line each on stderr; stdout carries only data."""
+"""How results reach people and machines.
+
+People: one line per event on stderr, a live progress line on a terminal (at most one line
+every few seconds in CI logs), silenced by ``--quiet`` except for errors. Machines: ``--json``
+documents on stdout (schema in docs/json.md) and ``cache-hit`` in ``$GITHUB_OUTPUT``.
+No colours are used, so ``NO_COLOR`` has nothing to turn off.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
+from typing import Any, TextIO
 
 from cacher.engine import Result
 
+JSON_SCHEMA = 1
+_TTY_INTERVAL = 0.1
+_LOG_INTERVAL = 5.0
 
-def human_bytes(n: int) -> str:
+
+def human_bytes(n: float) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        if value < 1024 or unit == "TiB":
+            break
         value /= 1024
-    return f"{n} B"  # pragma: no cover
+    else:
+        unit = "TiB"
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
 
 
-def say(message: str) -> None:
-    print(f"cacher: {message}", file=sys.stderr)
+class Reporter:
+    """Everything a command tells its user, in one place."""
+
+    def __init__(
+        self, *, quiet: bool = False, json_output: bool = False, stream: TextIO | None = None
+    ) -> None:
+        self.quiet = quiet
+        self.json_output = json_output
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            print(f"cacher: {message}", file=self.stream)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            print(f"cacher: warning: {message}", file=self.stream)
+
+    def emit(self, document: dict[str, Any]) -> None:
+        """A ``--json`` result on stdout."""
+        if self.json_output:
+            print(json.dumps({"schema": JSON_SCHEMA, **document}, sort_keys=True))
+
+    def progress(self, label: str) -> _Progress | None:
+        return None if self.quiet else _Progress(label, self.stream, self.tty)
+
+    def transfer(self, command: str | None, result: Result) -> None:
+        """The summary line of one transfer, its notes, and (given a command) its JSON document."""
+        for note in result.notes:
+            self.warn(note)
+        if command:
+            self.emit({"command": command, **result_document(result)})
+        if result.outcome == "skipped":
+            self.say(f"{result.key} already stored; skipped (use --force to overwrite)")
+            return
+        what = {
+            "uploaded": "uploaded",
+            "hit": "hit, restored",
+            "partial": f"partial hit, restored {result.matched_key} for",
+            "fetched": "miss, made and stored",
+        }.get(result.outcome, result.outcome)
+        ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
+        rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
+        self.say(
+            f"{result.kind} {what} {result.key}: {human_bytes(result.raw_bytes)} raw, "
+            f"{human_bytes(result.stored_bytes)} stored ({result.codec}, x{ratio:.2f}) "
+            f"in {result.seconds:.2f} s, {rate:.1f} MiB/s"
+        )
 
 
-def transfer(result: Result) -> None:
-    """The summary line of one transfer."""
-    if result.outcome == "skipped":
-        say(f"{result.key} already stored; skipped (use --force to overwrite)")
-        return
-    verb = {"uploaded": "uploaded", "hit": "hit, restored", "fetched": "miss, fetched and stored"}
-    ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
-    rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
-    details = (
-        f"{human_bytes(result.raw_bytes)} raw, {human_bytes(result.stored_bytes)} stored"
-        f" ({result.codec}, x{ratio:.2f}) in {result.seconds:.2f} s, {rate:.1f} MiB/s"
-    )
-    say(f"{result.kind} {verb[result.outcome]} {result.key}: {details}")
-    if result.note:
-        say(result.note)
+def result_document(result: Result) -> dict[str, Any]:
+    return {
+        "key": result.key,
+        "kind": result.kind,
+        "outcome": result.outcome,
+        "match": result.match if result.outcome in ("hit", "partial", "fetched") else None,
+        "matched_key": result.matched_key,
+        "codec": result.codec,
+        "raw_bytes": result.raw_bytes,
+        "stored_bytes": result.stored_bytes,
+        "seconds": round(result.seconds, 3),
+        "notes": list(result.notes),
+    }
+
+
+def github_output(hit: bool, matched_key: str | None) -> None:
+    """Write ``cache-hit`` and ``matched-key`` for GitHub Actions when it is listening."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"cache-hit={'true' if hit else 'false'}\nmatched-key={matched_key or ''}\n")
+
+
+class _Progress:
+    """A live line on a terminal; a line every few seconds elsewhere."""
+
+    def __init__(self, label: str, stream: TextIO, tty: bool) -> None:
+        self.label, self.stream, self.tty = label, stream, tty
+        self.started = self.last = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < (_TTY_INTERVAL if self.tty else _LOG_INTERVAL):
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = done / elapsed
+        text = f"cacher: {self.label}: {human_bytes(done)}"
+        if total:
+            text += f" / {human_bytes(total)} ({100 * done / total:.0f}%)"
+        text += f", {human_bytes(rate)}/s"
+        if total and rate > 0:
+            text += f", ETA {max(total - done, 0) / rate:.0f} s"
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.drawn = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()

@@ -11,8 +11,8 @@ from cyclopts import Parameter
 
 from cacher import config
 from cacher.backends import open_store
-from cacher.cli import report
 from cacher.cli.options import Session, StoreOptions
+from cacher.cli.report import Reporter
 from cacher.credentials import resolve
 from cacher.errors import StorageError
 from cacher.registry import Registry
@@ -40,6 +40,7 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
     def doctor(*, store: StoreOptions | None = None) -> int:
         """Show the effective settings and run the smoke test (bucket, 1-byte canary)."""
         session = Session(store, registry)
+        report = session.report
         settings = session.settings
         backend = config.resolved_backend(settings)
         found = "found" if settings.config_found else "not found"
@@ -65,6 +66,7 @@ def init_command(registry: Registry) -> Callable[..., int]:
     ) -> int:
         """Write the config file (mode 0600) from the given flags, after a smoke test passes."""
         opts = store or StoreOptions()
+        report = Reporter()
         environ = dict(os.environ)
         path = config.config_path(environ, opts.config)
         old_values, _ = config.read_file(path)

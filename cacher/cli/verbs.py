@@ -1,22 +1,25 @@
-"""``upload``, ``download`` and ``exists`` for every installed kind, built from its declaration.
+"""The verbs of every installed kind, built from its declaration.
 
 A kind declares its targets and options (`cacher.kind.Kind`); this module turns them into
-cyclopts commands, so a third-party kind gets its subcommand with no change here.
+cyclopts commands (``upload``, ``download``, ``exists``, ``ensure``), so a third-party kind
+gets its subcommand with no change here.
 """
 
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
 from cacher import engine
-from cacher.cli import report
-from cacher.cli.options import Session, StoreOptions
+from cacher.cli.options import OutputOptions, Session, StoreOptions
+from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
-from cacher.errors import UsageError
+from cacher.errors import CacheMiss, StorageError, UsageError
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
 
@@ -42,10 +45,10 @@ def _annotated(kind: Any, help: str) -> Any:
     return Annotated[kind, Parameter(help=help)]
 
 
-def _target_param(target: Target, name: str) -> P:
+def _target_param(target: Target, name: str, *, required: bool | None = None) -> P:
     if target.many:
         return P(name, P.VAR_POSITIONAL, annotation=_annotated(str, target.help))
-    if not target.required:
+    if not (target.required if required is None else required):
         return P(name, P.POSITIONAL_ONLY, annotation=_annotated(str | None, target.help), default=None)
     return P(name, P.POSITIONAL_ONLY, annotation=_annotated(str, target.help))
 
@@ -60,8 +63,9 @@ def _option_params(kind: type[Kind], verb: str) -> list[P]:
     return out
 
 
-_KEY = P("key", P.POSITIONAL_ONLY, annotation=Annotated[str, Parameter(help="The cache key.")])
+_KEY = P("key", P.POSITIONAL_ONLY, annotation=_annotated(str, "The cache key."))
 _STORE = P("store", P.KEYWORD_ONLY, annotation=StoreOptions | None, default=None)
+_OUTPUT = P("output", P.KEYWORD_ONLY, annotation=OutputOptions | None, default=None)
 _CODEC = P(
     "codec",
     P.KEYWORD_ONLY,
@@ -71,6 +75,16 @@ _CODEC = P(
 _FORCE = P(
     "force", P.KEYWORD_ONLY, annotation=_annotated(bool, "Upload even if the key exists."), default=False
 )
+_RESTORE = P(
+    "restore_key",
+    P.KEYWORD_ONLY,
+    annotation=_annotated(
+        list[str] | None,
+        "On a miss, restore the newest object whose key starts with this prefix (repeatable, in order).",
+    ),
+    default=None,
+)
+_COMMAND = P("command", P.VAR_POSITIONAL, annotation=_annotated(str, "The build command, after '--'."))
 
 
 def _command(name: str, doc: str, params: list[P], body: Callable[..., int]) -> Callable[..., int]:
@@ -83,72 +97,238 @@ def _command(name: str, doc: str, params: list[P], body: Callable[..., int]) -> 
     return command
 
 
-def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Callable[..., int]]:
-    """The three commands of one kind."""
-    up_t, down_t = kind_cls.upload_target, kind_cls.download_target
-    up_opts, down_opts = _option_params(kind_cls, "upload"), _option_params(kind_cls, "download")
+class _Verbs:
+    """The commands of one kind, sharing how they resolve a session, a codec and a result."""
+
+    def __init__(self, registry: Registry, name: str) -> None:
+        self.registry, self.name = registry, name
+
+    def _setup(
+        self, store: StoreOptions | None, output: OutputOptions | None, key: str, codec: str | None
+    ) -> tuple[Session, Kind, str, Codec]:
+        session = Session(store, self.registry, output)
+        kind = self.registry.kind(self.name)
+        stored_key = session.key(key)
+        chosen = choose_codec(self.registry, kind, stored_key, codec, session.settings.compression_level)
+        return session, kind, stored_key, chosen
+
+    def _upload(
+        self,
+        session: Session,
+        kind: Kind,
+        key: str,
+        codec: Codec,
+        targets: list[str],
+        options: dict[str, Any],
+        force: bool,
+        command: str | None,
+    ) -> engine.Result | None:
+        """Upload and report; None when a soft failure kept it from being stored."""
+        progress = session.report.progress(f"uploading {key}")
+        try:
+            result = engine.upload(
+                session.store, kind, codec, key, targets, options, force=force, progress=progress
+            )
+        except StorageError as exc:
+            if not session.settings.soft_fail:
+                raise
+            session.report.warn(f"soft failure, {key} not stored: {exc.message}")
+            if command:
+                session.report.emit(
+                    {
+                        "command": command,
+                        "key": key,
+                        "kind": self.name,
+                        "outcome": "failed",
+                        "notes": [exc.message],
+                    }
+                )
+            return None
+        finally:
+            if progress is not None:
+                progress.close()
+        session.report.transfer(command, result)
+        return result
+
+    def _download(
+        self,
+        session: Session,
+        kind: Kind,
+        key: str,
+        codec: Codec,
+        target: str | None,
+        options: dict[str, Any],
+        restore_keys: list[str],
+        command: str | None,
+    ) -> engine.Result:
+        """Download and report (JSON only when ``command`` is given); `CacheMiss` on a miss."""
+        progress = session.report.progress(f"downloading {key}")
+        level = session.settings.compression_level
+        try:
+            result = engine.download(
+                session.store,
+                kind,
+                codec,
+                key,
+                target,
+                options,
+                codecs=lambda n: self.registry.codec(n, level=level),
+                restore_keys=restore_keys,
+                soft_fail=bool(session.settings.soft_fail),
+                progress=progress,
+            )
+        except CacheMiss:
+            github_output(False, None)
+            if command:
+                session.report.emit(
+                    {
+                        "command": command,
+                        "key": key,
+                        "kind": self.name,
+                        "outcome": "miss",
+                        "match": "miss",
+                        "matched_key": None,
+                    }
+                )
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+        github_output(result.match == "exact", result.matched_key)
+        session.report.transfer(command, result)
+        return result
 
     def upload(
+        self,
         key: str,
         *targets: str,
         force: bool = False,
         codec: str | None = None,
         store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
         **options: Any,
     ) -> int:
-        session = Session(store, registry)
-        kind = registry.kind(name)
-        stored_key = session.key(key)
+        session, kind, stored_key, chosen = self._setup(store, output, key, codec)
         if not targets or not all(targets):
-            raise UsageError(f"cacher {name} upload needs {up_t.metavar}")
-        chosen = choose_codec(registry, kind, stored_key, codec, session.settings.compression_level)
-        result = engine.upload(session.store, kind, chosen, stored_key, list(targets), options, force=force)
-        report.transfer(result)
+            raise UsageError(f"cacher {self.name} upload needs {kind.upload_target.metavar}")
+        self._upload(session, kind, stored_key, chosen, list(targets), options, force, "upload")
         return 0
 
     def download(
+        self,
         key: str,
         target: str | None = None,
         *,
         codec: str | None = None,
+        restore_key: list[str] | None = None,
         store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
         **options: Any,
     ) -> int:
-        session = Session(store, registry)
-        kind = registry.kind(name)
-        stored_key = session.key(key)
-        level = session.settings.compression_level
-        chosen = choose_codec(registry, kind, stored_key, codec, level)
-        result = engine.download(
-            session.store,
-            kind,
-            chosen,
-            stored_key,
-            target,
-            options,
-            codecs=lambda n: registry.codec(n, level=level),
-        )
-        report.transfer(result)
+        session, kind, stored_key, chosen = self._setup(store, output, key, codec)
+        self._download(session, kind, stored_key, chosen, target, options, restore_key or [], "download")
         return 0
 
-    def exists(key: str, *, store: StoreOptions | None = None) -> int:
-        session = Session(store, registry)
-        return 0 if engine.exists(session.store, session.key(key)) else 1
+    def exists(
+        self, key: str, *, store: StoreOptions | None = None, output: OutputOptions | None = None
+    ) -> int:
+        session = Session(store, self.registry, output)
+        stored_key = session.key(key)
+        try:
+            found = engine.exists(session.store, stored_key)
+        except StorageError as exc:
+            if not session.settings.soft_fail:
+                raise
+            session.report.warn(f"soft failure, treated as a miss: {exc.message}")
+            found = False
+        session.report.emit({"command": "exists", "key": stored_key, "exists": found})
+        return 0 if found else 1
 
-    up_params = [_KEY, _target_param(up_t, up_t.metavar.lower()), _FORCE, _CODEC, *up_opts, _STORE]
-    down_params = [_KEY, _target_param(down_t, down_t.metavar.lower()), _CODEC, *down_opts, _STORE]
+    def ensure(
+        self,
+        key: str,
+        target: str,
+        *command: str,
+        codec: str | None = None,
+        restore_key: list[str] | None = None,
+        store: StoreOptions | None = None,
+        output: OutputOptions | None = None,
+        **options: Any,
+    ) -> int:
+        if not command:
+            raise UsageError(f"cacher {self.name} ensure needs a build command after '--'")
+        session, kind, stored_key, chosen = self._setup(store, output, key, codec)
+        document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
+        try:
+            restored = self._download(
+                session, kind, stored_key, chosen, target, options, restore_key or [], None
+            )
+            document.update(
+                match=restored.match, matched_key=restored.matched_key, restore=result_document(restored)
+            )
+        except CacheMiss:
+            document.update(match="miss", matched_key=None, restore=None)
+        if document["match"] == "exact":
+            session.report.emit({**document, "build_status": None, "upload": None})
+            return 0
+        session.report.say(f"running: {' '.join(command)}")
+        try:
+            # With --json, stdout belongs to the JSON document: the build's output goes to stderr.
+            status = subprocess.call(list(command), stdout=sys.stderr if session.report.json_output else None)
+        except OSError as exc:
+            raise UsageError(f"cannot run {command[0]}: {exc.strerror}") from None
+        if status != 0:
+            session.report.say(f"the build command exited {status}; nothing uploaded")
+            session.report.emit({**document, "build_status": status, "upload": None})
+            return status
+        uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
+        session.report.emit(
+            {**document, "build_status": 0, "upload": result_document(uploaded) if uploaded else None}
+        )
+        return 0
+
+
+def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Callable[..., int]]:
+    """The commands of one kind."""
+    verbs = _Verbs(registry, name)
+    up_t, down_t = kind_cls.upload_target, kind_cls.download_target
+    up_opts, down_opts = _option_params(kind_cls, "upload"), _option_params(kind_cls, "download")
+    up_params = [_KEY, _target_param(up_t, up_t.metavar.lower()), _FORCE, _CODEC, *up_opts, _STORE, _OUTPUT]
+    down_params = [
+        _KEY,
+        _target_param(down_t, down_t.metavar.lower()),
+        _CODEC,
+        _RESTORE,
+        *down_opts,
+        _STORE,
+        _OUTPUT,
+    ]
+    ensure_params = [
+        _KEY,
+        _target_param(down_t, down_t.metavar.lower(), required=True),
+        _COMMAND,
+        _CODEC,
+        _RESTORE,
+        *down_opts,
+        _STORE,
+        _OUTPUT,
+    ]
+    m = down_t.metavar
     return [
         _command(
             "upload",
-            f"Upload {up_t.metavar} under KEY ({name} kind); an existing key is skipped unless --force.",
+            f"Upload {up_t.metavar} under KEY; an existing key is skipped unless --force.",
             up_params,
-            lambda key, *targets, **kw: upload(key, *targets, **kw),
+            verbs.upload,
         ),
         _command(
-            "download",
-            f"Restore KEY into {down_t.metavar} ({name} kind); a miss without fallback exits 3.",
-            down_params,
-            lambda key, target=None, **kw: download(key, target, **kw),
+            "download", f"Restore KEY into {m}; a miss without fallback exits 3.", down_params, verbs.download
         ),
-        _command("exists", "Exit 0 if KEY is stored, 1 if not.", [_KEY, _STORE], exists),
+        _command("exists", "Exit 0 if KEY is stored, 1 if not.", [_KEY, _STORE, _OUTPUT], verbs.exists),
+        _command(
+            "ensure",
+            f"Restore KEY into {m}, or run the command after '--' and upload {m} under KEY if it succeeds.",
+            ensure_params,
+            verbs.ensure,
+        ),
     ]

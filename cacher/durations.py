@@ -1,0 +1,21 @@
+"""Durations as people write them in CI files: ``90s``, ``45m``, ``12h``, ``30d``, ``2w``, ``1d12h``."""
+
+from __future__ import annotations
+
+import re
+
+from cacher.errors import UsageError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``; `UsageError` for anything else."""
+    compact = text.strip().lower()
+    parts = _PART.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise UsageError(
+            f"invalid duration {text!r}: use a number and a unit s, m, h, d or w (e.g. 30d, 1d12h)"
+        )
+    return sum(float(n) * _UNITS[u] for n, u in parts)
