@@ -238,19 +238,21 @@ def test_upload_of_unreadable_tree_publishes_nothing(cacher, tmp_path: Path, loc
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged user")
     tree = make_tree(tmp_path / "src")
+    subprocess.run(["chmod", "-R", "a+rX", str(tree)], check=True)  # whatever the umask
     secret = tree / "pkg" / "secret"
     secret.write_text("no")
     secret.chmod(0)
-    store = tmp_path / "store"
-    store.mkdir(mode=0o777)
-    store.chmod(0o777)
-    tmp_path.chmod(0o755)
-    for p in (tmp_path.parent, tmp_path.parent.parent):
+    store, config_home = tmp_path / "store", tmp_path / "nobody-config"
+    for d in (store, config_home):
+        d.mkdir()
+        d.chmod(0o777)
+    for p in (tmp_path, tmp_path.parent, tmp_path.parent.parent):
         p.chmod(p.stat().st_mode | 0o005)
     proc = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", CACHER,
          "dir", "upload", "t.tar.zst", str(tree), "--backend", "file", "--bucket", str(store)],
-        env={**env, "HOME": str(tmp_path)}, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        env={**env, "HOME": str(config_home), "XDG_CONFIG_HOME": str(config_home), "XDG_CACHE_HOME": str(config_home)},
+        capture_output=True, text=True, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2, proc
     assert str(secret) in proc.stderr and "Traceback" not in proc.stderr
