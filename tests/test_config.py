@@ -159,3 +159,9 @@ def test_init_without_credentials_writes_nothing(cacher, home: Path) -> None:
     assert run.code == 2, run
     assert_one_error_line(run, "no S3 credentials")
     assert not (home / ".config" / "cacher" / "config.toml").exists()
+
+
+def test_configuration_doc_lists_every_field() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    for spec in config.FIELDS:
+        assert f"| `{spec.name}` | `{spec.env}` |" in doc, spec.name
