@@ -129,7 +129,7 @@ def download(
             chosen = codecs(recorded)
         expected = kind.sha256(options) or (info.metadata.get("sha256") if chosen.name == "none" else None)
         try:
-            raw = _restore(store, kind, chosen, candidate, target, options, expected, info.size, progress)
+            raw = _restore(store, kind, chosen, candidate, target, options, expected, info, progress)
         except IntegrityError as exc:
             if not kind.fallback_requested(options):
                 raise
@@ -196,11 +196,11 @@ def _restore(
     target: str | None,
     options: Mapping[str, Any],
     sha256: str | None,
-    size: int,
+    info: ObjectInfo,
     progress: Progress | None,
 ) -> int:
-    with store.open_read(key) as stored:
-        plain = codec.decoder(_ProgressReader(stored, progress, size))  # type: ignore[arg-type]
+    with store.open_read(key, info) as stored:
+        plain = codec.decoder(_ProgressReader(stored, progress, info.size))  # type: ignore[arg-type]
         counted = _VerifyingReader(plain, sha256)
         kind.unpack(counted, target, options)  # type: ignore[arg-type]
         return counted.count

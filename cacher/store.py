@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from cacher.atomicfile import TEMP_MARK, atomic_write
 from cacher.errors import CacherError, StorageError
 from cacher.keyrules import validate_key, validate_list_prefix
+from cacher.s3parallel import ParallelReader, ParallelUpload
 
 META_PREFIX = "cacher-"
 READ_BLOCK = 16 << 20
@@ -34,6 +35,7 @@ class ObjectInfo:
     size: int
     modified: datetime | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
 
 
 class Store:
@@ -82,7 +84,8 @@ class Store:
         """Raise `StorageError` if the bucket itself is missing (so a miss is a real miss)."""
 
     @contextmanager
-    def open_read(self, key: str) -> Iterator[BinaryIO]:
+    def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
+        """A stream of the object's bytes; ``info`` from `head` saves a second look-up."""
         with self._translate("read", key):
             f = self.fs.open(self.path(key), "rb", block_size=READ_BLOCK)
         try:
@@ -193,9 +196,10 @@ class LocalStore(Store):
 class S3Store(Store):
     """S3 and its kin: streamed multipart uploads committed only on success."""
 
-    def __init__(self, fs: Any, bucket: str, prefix: str = "", *, block_size: int) -> None:
+    def __init__(self, fs: Any, bucket: str, prefix: str = "", *, block_size: int, inflight: int = 4) -> None:
         super().__init__(fs, bucket, prefix, protocol="s3")
         self.block_size = block_size
+        self.inflight = inflight
 
     def head(self, key: str) -> ObjectInfo | None:
         bucket, _, path = self.path(key).partition("/")
@@ -210,7 +214,9 @@ class S3Store(Store):
             for k, v in (head.get("Metadata") or {}).items()
             if k.startswith(META_PREFIX)
         }
-        return ObjectInfo(key, int(head.get("ContentLength") or 0), head.get("LastModified"), meta)
+        return ObjectInfo(
+            key, int(head.get("ContentLength") or 0), head.get("LastModified"), meta, head.get("ETag")
+        )
 
     def check_bucket(self) -> None:
         with self._translate("reach the bucket of", ""):
@@ -246,47 +252,53 @@ class S3Store(Store):
 
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
-        path = self.path(key)
+        bucket, _, name = self.path(key).partition("/")
         meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
-        with self._translate("write", key):
-            f = self.fs.open(path, "wb", block_size=self.block_size, autocommit=False, Metadata=meta)
-        written = _CountingWriter(f)
+        upload = ParallelUpload(
+            self.fs, bucket, name, part_size=self.block_size, inflight=self.inflight, metadata=meta
+        )
         try:
-            yield written  # type: ignore[misc]
+            yield _TranslatingWriter(upload, self, key)  # type: ignore[misc]
             with self._translate("write", key):
-                if written.count == 0:
-                    # An empty multipart upload is refused by Garage; a plain empty PUT is not.
-                    _discard(f)
-                    bucket, _, name = path.partition("/")
-                    self.fs.call_s3("put_object", Bucket=bucket, Key=name, Body=b"", Metadata=meta)
-                else:
-                    f.close()
-                    f.commit()
+                upload.commit()
         except BaseException:
             with _ignore_errors():
-                _discard(f)
+                upload.abort()
             raise
 
+    @contextmanager
+    def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
+        info = info or self.head(key)
+        if info is None:
+            raise StorageError(f"cannot read {self.url(key)}: it does not exist")
+        bucket, _, name = self.path(key).partition("/")
+        reader = ParallelReader(
+            self.fs,
+            bucket,
+            name,
+            size=info.size,
+            etag=info.etag,
+            chunk=self.block_size,
+            inflight=self.inflight,
+        )
+        try:
+            yield _TranslatingReader(reader, self, key)  # type: ignore[misc]
+        finally:
+            reader.close()
 
-def _discard(f: Any) -> None:
-    """Abort the multipart upload and mark the file closed, so its finaliser uploads nothing."""
-    try:
-        f.discard()
-    finally:
-        f.closed = True
 
+class _TranslatingWriter:
+    """Writes to a store upload, translating backend errors into `StorageError`."""
 
-class _CountingWriter:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.count = 0
+    def __init__(self, inner: Any, store: Store, key: str) -> None:
+        self.inner, self.store, self.key = inner, store, key
 
     def write(self, data: bytes) -> int:
-        self.count += len(data)
-        return int(self.inner.write(data))
+        with self.store._translate("write", self.key):
+            return int(self.inner.write(data))
 
     def flush(self) -> None:
-        self.inner.flush()
+        """Parts are sent as they fill."""
 
 
 class _TranslatingReader:

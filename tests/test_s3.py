@@ -171,7 +171,7 @@ def test_garage_rules_on_the_wire(cacher, s3env, seaweed_s3, artifact: Path, tmp
     from tests.realparts.recording_proxy import RecordingProxy
 
     with RecordingProxy(seaweed_s3.endpoint) as proxy:
-        env = {**s3env, "CACHER_ENDPOINT": proxy.endpoint}
+        env = {**s3env, "CACHER_ENDPOINT": proxy.endpoint, "CACHER_PART_SIZE_MB": "5"}
         assert cacher("upload", "wire/a.bin", str(artifact), extra_env=env).code == 0
         assert cacher("exists", "wire/a.bin", extra_env=env).code == 0
         assert cacher("download", "wire/a.bin", str(tmp_path / "o"), extra_env=env).code == 0
