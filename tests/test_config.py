@@ -30,6 +30,7 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "max_attempts": (2, 4, 5, "4"),
     "part_size_mb": (6, 7, 8, "7"),
     "compression_level": (1, 9, 19, "9"),
+    "soft_fail": (True, False, True, "no"),
 }
 
 

@@ -207,7 +207,7 @@ def test_pull_on_a_miss_stores_the_image_and_then_hits(
 
     run = dk("download", "pulled.tar.zst", ref, "--pull")
     assert run.code == 0, run
-    assert "fetched" in run.err
+    assert "miss, made and stored" in run.err
     assert engine.image_id(ref) == image_id
     assert stored(local_root) == ["pulled.tar.zst"]
 
