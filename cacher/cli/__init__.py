@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(" ".join(str(exc).split()))
             return ExitCode.ERROR
         return int(result) if isinstance(result, int) else ExitCode.OK
+    except BrokenPipeError:
+        # stdout's reader went away (`cacher list | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
     except KeyboardInterrupt:
         _error("interrupted")
         return ExitCode.INTERRUPTED
