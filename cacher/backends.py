@@ -12,7 +12,7 @@ from typing import Any
 from cacher.config import Settings, cache_dir, resolved_backend
 from cacher.credentials import resolve
 from cacher.errors import ConfigError, PluginError
-from cacher.store import LocalStore, S3Store, Store
+from cacher.store import LocalStore, Store
 
 
 def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
@@ -48,9 +48,26 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
     if backend == "s3":
         if not settings.bucket:
             raise ConfigError("the s3 backend needs a bucket (--bucket, CACHER_BUCKET or config)")
+        from cacher.s3head import HeadClient
+        from cacher.s3store import S3Store
+
         creds = resolve(settings, environ)
-        fs = s3_filesystem(settings, creds.key_id, creds.secret)
-        return S3Store(fs, settings.bucket, settings.prefix, block_size=settings.part_size_mb << 20)
+        head = HeadClient(
+            settings.endpoint or None,
+            settings.region,
+            creds.key_id,
+            creds.secret,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            attempts=settings.max_attempts,
+        )
+        return S3Store(
+            lambda: s3_filesystem(settings, creds.key_id, creds.secret),
+            settings.bucket,
+            settings.prefix,
+            head_client=head,
+            block_size=settings.part_size_mb << 20,
+        )
     if backend == "file":
         root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)
         import fsspec.implementations.local as local

@@ -21,7 +21,6 @@ from typing import Any, BinaryIO
 from cacher.atomicfile import TEMP_MARK, atomic_write
 from cacher.errors import CacherError, StorageError
 from cacher.keyrules import validate_key, validate_list_prefix
-from cacher.s3parallel import ParallelReader, ParallelUpload
 
 META_PREFIX = "cacher-"
 READ_BLOCK = 16 << 20
@@ -42,10 +41,15 @@ class Store:
     """Objects under ``<bucket>/<prefix>/`` of one fsspec filesystem."""
 
     def __init__(self, fs: Any, bucket: str, prefix: str = "", *, protocol: str = "") -> None:
-        self.fs = fs
+        self._fs = fs
         self.bucket = bucket.rstrip("/") if bucket != "/" else bucket
         self.prefix = prefix.strip("/")
         self.protocol = protocol or _protocol_of(fs)
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem behind this store."""
+        return self._fs
 
     # -- naming ---------------------------------------------------------------------------
 
@@ -75,7 +79,7 @@ class Store:
                 return None
         if info.get("type") == "directory":
             return None
-        return ObjectInfo(key, int(info.get("size") or 0), _modified(info), self._metadata(path))
+        return ObjectInfo(key, int(info.get("size") or 0), modified_of(info), self._metadata(path))
 
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
@@ -89,7 +93,7 @@ class Store:
         with self._translate("read", key):
             f = self.fs.open(self.path(key), "rb", block_size=READ_BLOCK)
         try:
-            yield _TranslatingReader(f, self, key)  # type: ignore[misc]
+            yield TranslatingReader(f, self, key)  # type: ignore[misc]
         finally:
             with self._translate("read", key):
                 f.close()
@@ -109,7 +113,7 @@ class Store:
             key = self._key_of(path)
             if info.get("type") == "directory" or TEMP_MARK in key or not key.startswith(prefix):
                 continue
-            out.append(ObjectInfo(key, int(info.get("size") or 0), _modified(info)))
+            out.append(ObjectInfo(key, int(info.get("size") or 0), modified_of(info)))
         return sorted(out, key=lambda o: o.key)
 
     # -- writing --------------------------------------------------------------------------
@@ -193,101 +197,7 @@ class LocalStore(Store):
         return out
 
 
-class S3Store(Store):
-    """S3 and its kin: streamed multipart uploads committed only on success."""
-
-    def __init__(self, fs: Any, bucket: str, prefix: str = "", *, block_size: int, inflight: int = 4) -> None:
-        super().__init__(fs, bucket, prefix, protocol="s3")
-        self.block_size = block_size
-        self.inflight = inflight
-
-    def head(self, key: str) -> ObjectInfo | None:
-        bucket, _, path = self.path(key).partition("/")
-        with self._translate("look up", key):
-            try:
-                # One HEAD gives size, time and metadata (fs.info would add a LIST on a miss).
-                head = self.fs.call_s3("head_object", Bucket=bucket, Key=path)
-            except FileNotFoundError:
-                return None
-        meta = {
-            k[len(META_PREFIX) :]: v
-            for k, v in (head.get("Metadata") or {}).items()
-            if k.startswith(META_PREFIX)
-        }
-        return ObjectInfo(
-            key, int(head.get("ContentLength") or 0), head.get("LastModified"), meta, head.get("ETag")
-        )
-
-    def check_bucket(self) -> None:
-        with self._translate("reach the bucket of", ""):
-            try:
-                self.fs.call_s3("head_bucket", Bucket=self.bucket)
-            except FileNotFoundError:
-                raise StorageError(
-                    f"the bucket {self.bucket!r} does not exist",
-                    hint="create it, or fix 'bucket' in the configuration",
-                ) from None
-
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        validate_list_prefix(prefix)
-        base = "/".join(p for p in (self.bucket, self.prefix) if p)
-        directory, _, name = prefix.rpartition("/")
-        where = "/".join(p for p in (base, directory) if p)
-        with self._translate("list", prefix):
-            try:
-                found = (
-                    self.fs.find(where, prefix=name, detail=True)
-                    if name
-                    else self.fs.find(where, detail=True)
-                )
-            except FileNotFoundError:
-                found = {}
-        out = []
-        for path, info in found.items():
-            key = self._key_of(path)
-            if info.get("type") == "directory" or not key.startswith(prefix):
-                continue
-            out.append(ObjectInfo(key, int(info.get("size") or 0), _modified(info)))
-        return sorted(out, key=lambda o: o.key)
-
-    @contextmanager
-    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
-        bucket, _, name = self.path(key).partition("/")
-        meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
-        upload = ParallelUpload(
-            self.fs, bucket, name, part_size=self.block_size, inflight=self.inflight, metadata=meta
-        )
-        try:
-            yield _TranslatingWriter(upload, self, key)  # type: ignore[misc]
-            with self._translate("write", key):
-                upload.commit()
-        except BaseException:
-            with _ignore_errors():
-                upload.abort()
-            raise
-
-    @contextmanager
-    def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
-        info = info or self.head(key)
-        if info is None:
-            raise StorageError(f"cannot read {self.url(key)}: it does not exist")
-        bucket, _, name = self.path(key).partition("/")
-        reader = ParallelReader(
-            self.fs,
-            bucket,
-            name,
-            size=info.size,
-            etag=info.etag,
-            chunk=self.block_size,
-            inflight=self.inflight,
-        )
-        try:
-            yield _TranslatingReader(reader, self, key)  # type: ignore[misc]
-        finally:
-            reader.close()
-
-
-class _TranslatingWriter:
+class TranslatingWriter:
     """Writes to a store upload, translating backend errors into `StorageError`."""
 
     def __init__(self, inner: Any, store: Store, key: str) -> None:
@@ -301,7 +211,7 @@ class _TranslatingWriter:
         """Parts are sent as they fill."""
 
 
-class _TranslatingReader:
+class TranslatingReader:
     """Reads from a store file, translating mid-stream backend errors into `StorageError`."""
 
     def __init__(self, inner: Any, store: Store, key: str) -> None:
@@ -321,7 +231,7 @@ def _protocol_of(fs: Any) -> str:
     return str(proto[0] if isinstance(proto, (tuple, list)) else proto)
 
 
-def _modified(info: dict[str, Any]) -> datetime | None:
+def modified_of(info: dict[str, Any]) -> datetime | None:
     value = info.get("LastModified") or info.get("mtime") or info.get("created")
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -344,7 +254,7 @@ def _ignore_oserror() -> Iterator[None]:
 
 
 @contextmanager
-def _ignore_errors() -> Iterator[None]:
+def ignore_errors() -> Iterator[None]:
     try:
         yield
     except Exception:  # noqa: BLE001 - cleanup after a failure must not mask it

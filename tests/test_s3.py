@@ -190,3 +190,18 @@ def test_garage_rules_on_the_wire(cacher, s3env, seaweed_s3, artifact: Path, tmp
         assert "x-amz-sdk-checksum-algorithm" not in names, r.target
         assert "aws-chunked" not in (r.header("Content-Encoding") or ""), r.target
         assert "STREAMING" not in (r.header("x-amz-content-sha256") or ""), r.target
+
+
+def test_exists_does_not_import_s3fs(s3env, env: dict[str, str]) -> None:
+    """A HEAD is signed and sent without s3fs: `cacher exists` starts in a fraction of the time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cacher.cli import main\n"
+        "hit, miss = main(['exists', 'k']), main(['exists', 'nope'])\n"
+        "print('HEAVY', [m for m in ('s3fs', 'aiobotocore', 'botocore', 'aiohttp') if m in sys.modules], miss)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, **s3env}, capture_output=True, text=True)
+    assert "HEAVY [] 1" in proc.stdout, proc

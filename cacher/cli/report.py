@@ -12,9 +12,10 @@ import json
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from cacher.engine import Result
+if TYPE_CHECKING:
+    from cacher.engine import Result
 
 JSON_SCHEMA = 1
 _TTY_INTERVAL = 0.1

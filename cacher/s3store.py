@@ -1,0 +1,135 @@
+"""The S3 store: HEADs signed by hand, s3fs built only for transfers, parts and ranges in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+from cacher.errors import StorageError
+from cacher.keyrules import validate_list_prefix
+from cacher.s3head import Head, HeadClient
+from cacher.s3parallel import ParallelReader, ParallelUpload
+from cacher.store import (
+    META_PREFIX,
+    ObjectInfo,
+    Store,
+    TranslatingReader,
+    TranslatingWriter,
+    ignore_errors,
+    modified_of,
+)
+
+
+class S3Store(Store):
+    """S3 and its kin: streamed multipart uploads committed only on success."""
+
+    def __init__(
+        self,
+        fs_factory: Callable[[], Any],
+        bucket: str,
+        prefix: str = "",
+        *,
+        head_client: HeadClient,
+        block_size: int,
+        inflight: int = 4,
+    ) -> None:
+        super().__init__(None, bucket, prefix, protocol="s3")
+        self._factory = fs_factory
+        self._head = head_client
+        self.block_size = block_size
+        self.inflight = inflight
+
+    @property
+    def fs(self) -> Any:
+        """s3fs, built on first use: a HEAD alone never imports it."""
+        if self._fs is None:
+            self._fs = self._factory()
+        return self._fs
+
+    def _answer(self, action: str, key: str, bucket: str, path: str = "") -> Head:
+        with self._translate(action, key):
+            answer = self._head.head(bucket, path)
+        if answer.status == 403:
+            raise StorageError(
+                f"cannot {action} {self.url(key)}: access denied (HTTP 403)",
+                hint="check the credentials and their permissions on the bucket",
+            )
+        if answer.status not in (200, 404):
+            raise StorageError(f"cannot {action} {self.url(key)}: the store answered HTTP {answer.status}")
+        return answer
+
+    def head(self, key: str) -> ObjectInfo | None:
+        bucket, _, path = self.path(key).partition("/")
+        answer = self._answer("look up", key, bucket, path)
+        if answer.status == 404:
+            return None
+        meta = {
+            k[len(META_PREFIX) :]: v for k, v in (answer.metadata or {}).items() if k.startswith(META_PREFIX)
+        }
+        return ObjectInfo(key, answer.size, answer.modified, meta, answer.etag)
+
+    def check_bucket(self) -> None:
+        if self._answer("reach the bucket of", "", self.bucket).status == 404:
+            raise StorageError(
+                f"the bucket {self.bucket!r} does not exist",
+                hint="create it, or fix 'bucket' in the configuration",
+            )
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_list_prefix(prefix)
+        base = "/".join(p for p in (self.bucket, self.prefix) if p)
+        directory, _, name = prefix.rpartition("/")
+        where = "/".join(p for p in (base, directory) if p)
+        with self._translate("list", prefix):
+            try:
+                found = (
+                    self.fs.find(where, prefix=name, detail=True)
+                    if name
+                    else self.fs.find(where, detail=True)
+                )
+            except FileNotFoundError:
+                found = {}
+        out = []
+        for path, info in found.items():
+            key = self._key_of(path)
+            if info.get("type") == "directory" or not key.startswith(prefix):
+                continue
+            out.append(ObjectInfo(key, int(info.get("size") or 0), modified_of(info)))
+        return sorted(out, key=lambda o: o.key)
+
+    @contextmanager
+    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
+        bucket, _, name = self.path(key).partition("/")
+        meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
+        upload = ParallelUpload(
+            self.fs, bucket, name, part_size=self.block_size, inflight=self.inflight, metadata=meta
+        )
+        try:
+            yield TranslatingWriter(upload, self, key)  # type: ignore[misc]
+            with self._translate("write", key):
+                upload.commit()
+        except BaseException:
+            with ignore_errors():
+                upload.abort()
+            raise
+
+    @contextmanager
+    def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
+        info = info or self.head(key)
+        if info is None:
+            raise StorageError(f"cannot read {self.url(key)}: it does not exist")
+        bucket, _, name = self.path(key).partition("/")
+        reader = ParallelReader(
+            self.fs,
+            bucket,
+            name,
+            size=info.size,
+            etag=info.etag,
+            chunk=self.block_size,
+            inflight=self.inflight,
+        )
+        try:
+            yield TranslatingReader(reader, self, key)  # type: ignore[misc]
+        finally:
+            reader.close()
