@@ -162,3 +162,34 @@ def test_key_errors_exit_2(cacher, args: list[str], needle: str) -> None:
     assert run.code == 2, run
     assert run.out == ""
     assert_one_error_line(run, needle)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["key", "a/{hash}.tar.zst", "--hash-from", "{f}"],
+        ["key", "img/build.tar.zst", "--hash-from={f}", "--hash-length=8", "--arch-suffix"],
+        ["key", "--json", "x-{os}-{arch}"],
+    ],
+)
+def test_fast_path_prints_what_the_full_parser_prints(args: list[str], tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`cacher key` skips building the app for plain arguments; the answer must not change."""
+    from cacher.cli.app import build_app
+    from cacher.cli.keyrun import fast_key
+    from cacher.registry import Registry
+
+    f = tmp_path / "lock"
+    f.write_text("lock")
+    argv = [a.replace("{f}", str(f)) for a in args]
+    assert fast_key(argv) == 0
+    fast = capsys.readouterr().out
+    build_app(Registry.from_entry_points())(argv, exit_on_error=False, result_action="return_value")
+    assert capsys.readouterr().out == fast != ""
+
+
+@pytest.mark.parametrize("args", [["key"], ["key", "--help"], ["key", "x", "--nope"], ["key", "x", "y"],
+                                  ["key", "x", "--hash-length", "abc"], ["key", "x", "--hash-from"]])
+def test_fast_path_hands_anything_unusual_to_the_full_parser(args: list[str]) -> None:
+    from cacher.cli.keyrun import fast_key
+
+    assert fast_key(args) is None

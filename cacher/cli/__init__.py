@@ -61,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = _debug(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if args[:1] == ["key"]:
+            from cacher.cli.keyrun import fast_key
+
+            fast = fast_key(args)
+            if fast is not None:
+                return fast
         import cyclopts
 
         from cacher.cli.app import build_app

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
 
-from cacher.cli.report import Reporter
-from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext
-from cacher.keyrules import validate_key
-from cacher.keytemplate import render
+from cacher.cli.keyrun import print_key
 from cacher.registry import Registry
 
 
@@ -33,20 +28,6 @@ def key_command(registry: Registry) -> Callable[..., int]:
     ) -> int:
         """Print the key a template resolves to; with --hash-from and no {hash}, insert the hash
         before the extension."""
-        if not 1 <= hash_length <= 64:
-            raise UsageError(f"--hash-length must be between 1 and 64, not {hash_length}")
-        ctx = KeyContext(tuple(hash_from or ()), hash_length, dict(os.environ))
-        result = render(
-            template,
-            ctx,
-            lambda name: registry.key_function(name),
-            arch_suffix=arch_suffix,
-        )
-        validate_key(result)
-        if json:
-            Reporter(json_output=True).emit({"command": "key", "key": result, "template": template})
-        else:
-            print(result)
-        return 0
+        return print_key(registry, template, hash_from or [], hash_length, json=json, arch_suffix=arch_suffix)
 
     return key
