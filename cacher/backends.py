@@ -32,6 +32,7 @@ def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
             "connect_timeout": settings.connect_timeout,
             "read_timeout": settings.read_timeout,
             "retries": {"total_max_attempts": settings.max_attempts, "mode": "standard"},
+            "http_session_cls": bounded_session_class(settings.request_timeout),
         },
         use_listings_cache=False,
         skip_instance_cache=True,
@@ -41,6 +42,40 @@ def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
     )
     fs.retries = 1  # botocore retries already; s3fs would multiply the attempts
     return fs
+
+
+def bounded_session_class(total: float) -> type:
+    """aiobotocore's HTTP session with a deadline on every request, and no ``100 Continue`` wait.
+
+    botocore's connect and read timeouts bound silence only, so a store that trickles bytes or
+    stops reading a part would hold a request (and the CI job) forever; aiohttp's ``total``
+    bounds the whole request, which botocore then retries like a read timeout. aiohttp also
+    waits for ``100 Continue`` with no timeout at all: the ``Expect`` header that botocore adds
+    to uploads is dropped (it is never signed), so an unanswered part ends with the read timeout.
+    """
+    import aiohttp
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    def with_total(timeout: Any) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=total, sock_connect=timeout.sock_connect, sock_read=timeout.sock_read
+        )
+
+    class BoundedSession(AIOHTTPSession):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._timeout = with_total(getattr(self, "_timeout"))  # noqa: B009 - typed Any
+
+        def _get_request_timeout(self, request: Any) -> Any:
+            timeout = super()._get_request_timeout(request)
+            return None if timeout is None else with_total(timeout)
+
+        async def send(self, request: Any) -> Any:
+            if "Expect" in request.headers:
+                del request.headers["Expect"]
+            return await super().send(request)
+
+    return BoundedSession
 
 
 def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:

@@ -45,6 +45,12 @@ FIELDS: tuple[Field, ...] = (
     Field("secret_file", str, None, "File holding the S3 secret key."),
     Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store."),
     Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer."),
+    Field(
+        "request_timeout",
+        float,
+        300.0,
+        "Seconds one store request may take in all (bounds a trickling or stuck transfer).",
+    ),
     Field("max_attempts", int, 3, "Attempts per store request, the first included."),
     Field("part_size_mb", int, 16, "Multipart part size for streamed S3 uploads, in MiB."),
     Field("soft_fail", bool, False, "Storage errors become a warning: a miss on download, exit 0 on upload."),
@@ -168,7 +174,7 @@ def load(
 
 
 def _check_values(settings: Settings) -> None:
-    for name in ("connect_timeout", "read_timeout"):
+    for name in ("connect_timeout", "read_timeout", "request_timeout"):
         if settings.values[name] <= 0:
             raise ConfigError(f"{name} must be positive ({settings.sources[name]})")
     if settings.values["max_attempts"] < 1:

@@ -16,7 +16,10 @@ from cacher import __version__
 from cacher.codec import Codec
 from cacher.errors import CacheMiss, IntegrityError, StorageError
 from cacher.kind import Kind
-from cacher.store import ObjectInfo, Store
+from cacher.store import ObjectChanged, ObjectInfo, Store
+
+#: How often a download starts again when the object is replaced while it is read.
+REPLACED_RETRIES = 3
 
 Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "failed"]
 #: Called as transfers move: (bytes so far, total bytes or None when unknown).
@@ -123,13 +126,8 @@ def download(
 
     def attempt(candidate: str, info: ObjectInfo, outcome: Outcome) -> Result | None:
         nonlocal store_ok
-        chosen = codec
-        recorded = info.metadata.get("codec")
-        if recorded and codecs is not None and recorded != codec.name:
-            chosen = codecs(recorded)
-        expected = kind.sha256(options) or (info.metadata.get("sha256") if chosen.name == "none" else None)
         try:
-            raw = _restore(store, kind, chosen, candidate, target, options, expected, info, progress)
+            raw, chosen, info = _restore_latest(candidate, info)
         except IntegrityError as exc:
             if not kind.fallback_requested(options):
                 raise
@@ -143,6 +141,27 @@ def download(
             return None
         seconds = time.monotonic() - started
         return Result(key, outcome, kind.name, chosen.name, raw, info.size, seconds, candidate, tuple(notes))
+
+    def _restore_latest(candidate: str, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
+        """Restore ``candidate``; if another job replaces it mid-read (reads are pinned to its
+        ETag), start again on the new object: the destination is untouched, restores are staged."""
+        for again in range(REPLACED_RETRIES + 1):
+            chosen = codec
+            recorded = info.metadata.get("codec")
+            if recorded and codecs is not None and recorded != codec.name:
+                chosen = codecs(recorded)
+            recorded_sha = info.metadata.get("sha256") if chosen.name == "none" else None
+            expected = kind.sha256(options) or recorded_sha
+            try:
+                raw = _restore(store, kind, chosen, candidate, target, options, expected, info, progress)
+            except ObjectChanged:
+                fresh = store.head(candidate) if again < REPLACED_RETRIES else None
+                if fresh is None:
+                    raise
+                info = fresh
+                continue
+            return raw, chosen, info
+        raise AssertionError("unreachable")  # pragma: no cover
 
     try:
         info = store.head(key)

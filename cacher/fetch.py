@@ -14,6 +14,11 @@ from cacher.errors import ArtifactError, CacherError, IntegrityError, UsageError
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
 CHUNK = 1 << 20
+#: HTTP(S) fetches: seconds to connect, and seconds without a byte before a stalled transfer
+#: is abandoned. There is no cap on the whole transfer: aiohttp's default (300 s in all)
+#: would cut every download that takes longer than five minutes.
+HTTP_CONNECT_TIMEOUT = 30.0
+HTTP_READ_TIMEOUT = 60.0
 
 
 def check_sha256(value: str | None) -> str | None:
@@ -34,17 +39,32 @@ def _open(url: str) -> Iterator[Any]:
     import fsspec
 
     protocol = url.split("://", 1)[0] if "://" in url else "file"
-    kwargs: dict[str, Any] = {"block_size": 0} if protocol in ("http", "https") else {}
+    kwargs: dict[str, Any] = {}
+    if protocol in ("http", "https"):
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=HTTP_CONNECT_TIMEOUT, sock_read=HTTP_READ_TIMEOUT
+        )
+        kwargs = {"block_size": 0, "client_kwargs": {"timeout": timeout}}
     try:
         with fsspec.open(url, "rb", **kwargs) as f:
             yield f
     except CacherError:
         raise
-    except FileNotFoundError:
-        raise ArtifactError(f"cannot fetch {redact(url)}: not found (404)") from None
+    except FileNotFoundError as exc:
+        # fsspec's HTTP filesystem turns every failed status into FileNotFoundError.
+        status = getattr(exc.__cause__, "status", 404)
+        what = "not found (404)" if status == 404 else f"the server answered HTTP {status}"
+        raise ArtifactError(f"cannot fetch {redact(url)}: {what}") from None
     except Exception as exc:  # noqa: BLE001 - the fetch seam: any fsspec backend
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"cannot fetch {redact(url)}: {reason}") from None
+        raise ArtifactError(f"cannot fetch {redact(url)}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc).strip():
+        return f"timed out (no answer for {HTTP_READ_TIMEOUT:g} s)"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def stream_url(url: str, sink: Writable, sha256: str | None) -> int:
@@ -60,7 +80,7 @@ def stream_url(url: str, sink: Writable, sha256: str | None) -> int:
             try:
                 chunk = f.read(CHUNK)
             except Exception as exc:  # noqa: BLE001 - mid-stream errors of any backend
-                raise ArtifactError(f"cannot fetch {redact(url)}: {exc}") from None
+                raise ArtifactError(f"cannot fetch {redact(url)}: {_reason(exc)}") from None
             if not chunk:
                 break
             digest.update(chunk)

@@ -58,9 +58,10 @@ def render(
         used_hash = used_hash or name == "hash"
         return lookup(name).render(arg, ctx)
 
-    key = _PLACEHOLDER.sub(fill, template)
-    if "{" in key or "}" in key:
+    bare = _PLACEHOLDER.sub("", template)
+    if "{" in bare or "}" in bare:
         raise UsageError(f"template {template!r}: unbalanced or malformed placeholder")
+    key = _PLACEHOLDER.sub(fill, template)
     if ctx.hash_from and not used_hash:
         key = insert_before_extension(key, lookup("hash").render(None, ctx))
     if arch_suffix:

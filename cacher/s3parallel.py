@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import random
 from collections.abc import Coroutine
 from typing import Any
-
-_RETRIES = 3
 
 
 def _submit(fs: Any, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
@@ -117,10 +116,20 @@ class ParallelReader:
     """Reads one object with ranged GETs in flight ahead of the reader, pinned to its ETag."""
 
     def __init__(
-        self, fs: Any, bucket: str, key: str, *, size: int, etag: str | None, chunk: int, inflight: int
+        self,
+        fs: Any,
+        bucket: str,
+        key: str,
+        *,
+        size: int,
+        etag: str | None,
+        chunk: int,
+        inflight: int,
+        attempts: int = 3,
     ) -> None:
         self.fs, self.bucket, self.key = fs, bucket, key
         self.size, self.etag, self.chunk, self.inflight = size, etag, chunk, inflight
+        self.attempts = max(1, attempts)
         self.next_offset = 0
         self.pending: collections.deque[concurrent.futures.Future[bytes]] = collections.deque()
         self.current = b""
@@ -133,26 +142,25 @@ class ParallelReader:
             self.next_offset = end
 
     async def _get(self, start: int, end: int) -> bytes:
+        """One range. botocore has already retried the request (``max_attempts``), so only a
+        body cut short, which it cannot see, is retried here: the attempts never multiply."""
         extra = {"IfMatch": self.etag} if self.etag else {}
-        for attempt in range(_RETRIES):
+        for attempt in range(self.attempts):
+            response = await self.fs._call_s3(
+                "get_object", Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", **extra
+            )
+            body = response["Body"]
             try:
-                response = await self.fs._call_s3(
-                    "get_object", Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", **extra
-                )
-                body = response["Body"]
-                try:
-                    data: bytes = await body.read()
-                finally:
-                    body.close()
+                data: bytes = await body.read()
                 if len(data) != end - start:
                     raise OSError(f"short read: {len(data)} of {end - start} bytes")
                 return data
-            except (FileNotFoundError, PermissionError):
-                raise
             except Exception:
-                if attempt == _RETRIES - 1:
+                if attempt == self.attempts - 1:
                     raise
-                await asyncio.sleep(0.2 * 2**attempt)
+            finally:
+                body.close()
+            await asyncio.sleep(min(0.2 * 2**attempt, 5.0) * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def read(self, size: int = -1) -> bytes:

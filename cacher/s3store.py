@@ -128,6 +128,7 @@ class S3Store(Store):
             etag=info.etag,
             chunk=self.block_size,
             inflight=self.inflight,
+            attempts=self._head.attempts,
         )
         try:
             yield TranslatingReader(reader, self, key)  # type: ignore[misc]

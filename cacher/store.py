@@ -8,6 +8,7 @@ translated into `StorageError` here, at the seam.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -157,6 +158,12 @@ class Store:
                 hint="check the credentials and their permissions on the bucket",
             ) from exc
         except Exception as exc:
+            if _precondition_failed(exc):
+                raise ObjectChanged(
+                    f"cannot {action} {self.url(key)}: it was replaced while it was read "
+                    "(another job stored the same key)",
+                    hint="run the command again",
+                ) from exc
             raise StorageError(f"cannot {action} {self.url(key)}: {_reason(exc)}") from exc
 
 
@@ -238,6 +245,15 @@ def modified_of(info: dict[str, Any]) -> datetime | None:
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, UTC)
     return None
+
+
+class ObjectChanged(StorageError):
+    """The object was replaced while it was read: reads are pinned to the ETag it had."""
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """An ``If-Match`` read of an object that changed (HTTP 412, as s3fs translates it)."""
+    return isinstance(exc, OSError) and exc.errno == errno.EINVAL and "pre-condition" in str(exc)
 
 
 def _reason(exc: BaseException) -> str:

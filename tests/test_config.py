@@ -27,6 +27,7 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "secret_file": ("/file/s", "/env/s", "/flag/s", "/env/s"),
     "connect_timeout": (1.5, 2.5, 3.5, "2.5"),
     "read_timeout": (10.0, 20.0, 30.0, "20"),
+    "request_timeout": (100.0, 200.0, 300.5, "200"),
     "max_attempts": (2, 4, 5, "4"),
     "part_size_mb": (6, 7, 8, "7"),
     "compression_level": (1, 9, 19, "9"),

@@ -193,3 +193,8 @@ def test_fast_path_hands_anything_unusual_to_the_full_parser(args: list[str]) ->
     from cacher.cli.keyrun import fast_key
 
     assert fast_key(args) is None
+
+
+def test_env_value_with_braces_is_not_a_template_error(cacher) -> None:
+    run = cacher("key", "k-{env:ODD}", extra_env={"ODD": "a{b}"})
+    assert (run.code, run.out) == (0, "k-a{b}\n")

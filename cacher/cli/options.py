@@ -40,6 +40,18 @@ class StoreOptions:
     soft_fail: Annotated[
         bool | None, Parameter(help="Storage errors warn: a miss on download, exit 0 on upload.")
     ] = None
+    connect_timeout: Annotated[
+        float | None, Parameter(help="Seconds to wait for a connection to the store (default 5).")
+    ] = None
+    read_timeout: Annotated[
+        float | None, Parameter(help="Seconds the store may stay silent in a request (default 60).")
+    ] = None
+    request_timeout: Annotated[
+        float | None, Parameter(help="Seconds one store request may take in all (default 300).")
+    ] = None
+    max_attempts: Annotated[
+        int | None, Parameter(help="Attempts per store request, the first included (default 3).")
+    ] = None
     config: Annotated[str | None, Parameter(help="Config file (default: ~/.config/cacher/config.toml).")] = (
         None
     )

@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.errors import ArtifactError
+from cacher.errors import ArtifactError, IntegrityError
 
 CHUNK = 1 << 20
 
@@ -56,6 +56,7 @@ class _Extractor:
         self.files: set[str] = set()
         self.dir_attrs: dict[str, tuple[int, int]] = {}
         self.root_attrs: tuple[int, int] | None = None
+        self.links: list[tuple[str, str]] = []
 
     def _path(self, rel: str) -> str:
         return os.path.join(self.root, rel)
@@ -126,6 +127,7 @@ class _Extractor:
                 raise _refuse(raw, f"symlink {target!r} points outside the directory")
             self._clear(raw, rel)
             os.symlink(target, path)
+            self.links.append((raw, rel))
             os.utime(path, (mtime, mtime), follow_symlinks=False)
         elif info.islnk():
             first = _clean_name(info.linkname)
@@ -138,6 +140,13 @@ class _Extractor:
             raise _refuse(raw, "device nodes, FIFOs and other special files are not restored")
 
     def finish(self) -> None:
+        # Each link target was checked on its own, but ".." after another link in the tree
+        # ("s -> x/y/.." with "x/y -> ..") only shows once the tree is complete.
+        top = os.path.realpath(self.root)
+        for raw, rel in self.links:
+            real = os.path.realpath(self._path(rel))
+            if real != top and not real.startswith(top + os.sep):
+                raise _refuse(raw, "symlink resolves to a path outside the directory")
         for rel, (mode, mtime) in self.dir_attrs.items():
             path = self._path(rel)
             os.chmod(path, mode)
@@ -151,6 +160,36 @@ class _Extractor:
             os.chmod(self.root, 0o755)
 
 
+class _Tail:
+    """Passes the stream to tarfile, keeping its last bytes and how many went by.
+
+    tarfile ends a stream quietly where the data stops, even mid-archive: a ``.tar`` cut at a
+    member boundary would read as a shorter, valid tree. The end-of-archive marker (a zero
+    block where the next header would be) is checked here instead.
+    """
+
+    KEEP = 64 << 10
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.pos = 0
+        self.tail = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.pos += len(data)
+        self.tail += data
+        if len(self.tail) > 2 * self.KEEP:
+            del self.tail[: len(self.tail) - self.KEEP]  # amortised: a copy every KEEP bytes
+        return data
+
+    def ended_at(self, offset: int) -> bool:
+        """Whether a zero block follows ``offset`` (the end of the last member)."""
+        start = len(self.tail) - (self.pos - offset)
+        block = self.tail[start : start + tarfile.BLOCKSIZE] if start >= 0 else b""
+        return len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0")
+
+
 def extract_tree(source: BinaryIO, root: Path) -> int:
     """Extract the tar stream in ``source`` into the empty directory ``root``.
 
@@ -158,17 +197,24 @@ def extract_tree(source: BinaryIO, root: Path) -> int:
     caller puts ``root`` in place. Returns the number of members.
     """
     extractor = _Extractor(root)
+    tail = _Tail(source)
     count = 0
     try:
-        with tarfile.open(fileobj=source, mode="r|") as tar:
+        with tarfile.open(fileobj=tail, mode="r|") as tar:  # type: ignore[call-overload]
             for info in tar:
                 extractor.member(tar, info)
                 count += 1
+            if not tail.ended_at(tar.offset):
+                raise IntegrityError(
+                    "the stored archive is truncated: the tar stream stops without its end marker"
+                )
+        while source.read(CHUNK):
+            pass
+        extractor.finish()
     except tarfile.TarError as exc:
         raise ArtifactError(f"the stored archive is not a valid tar stream: {exc}") from None
     except OSError as exc:
         raise ArtifactError(f"cannot restore into {root}: {exc.strerror or exc}") from None
-    while source.read(CHUNK):
-        pass
-    extractor.finish()
+    except (ValueError, OverflowError) as exc:  # NUL bytes in a link name, an absurd mtime...
+        raise ArtifactError(f"the stored archive has an invalid member: {exc}") from None
     return count

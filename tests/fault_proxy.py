@@ -1,0 +1,196 @@
+"""Fault modes the reliability tests need beyond tests/realparts/recording_proxy.py.
+
+`FaultProxy` is a `RecordingProxy` (all of its modes keep working) with two more faults,
+both limited by the proxy's own ``fault_match`` predicate and, like the others, counted in
+``faults_applied`` and noted in ``RecordedRequest.fault``:
+
+- ``trickle``: relay the response body at ``trickle_rate`` bytes per second, in small
+  pieces, so that no single socket read ever waits long (a read timeout never fires).
+- ``request_reset``: reset the client connection after ``request_reset_after`` bytes of the
+  *request* body (an upload cut off mid-part; the upstream never sees the whole part).
+
+Each is switched on with :meth:`FaultProxy.set_extra` and applies to the next ``count``
+matching requests (None: all of them).
+
+Below the proxy: helpers the reliability tests share (S3 settings with short timeouts, request
+predicates, and the checks of what a failure left behind).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.realparts.recording_proxy import RecordedRequest, RecordingProxy, _Abort, _iter_body, _Stream
+
+
+class FaultProxy(RecordingProxy):
+    def __init__(self, upstream: str, **kwargs: object) -> None:
+        super().__init__(upstream, **kwargs)  # type: ignore[arg-type]
+        self._extra_lock = threading.Lock()
+        self.extra: str | None = None
+        self.extra_remaining: int | None = None
+        self.extra_match: Callable[[RecordedRequest], bool] | None = None
+        self.trickle_rate = 1024
+        self.request_reset_after = 0
+
+    def set_extra(
+        self,
+        mode: str | None,
+        count: int | None = None,
+        match: Callable[[RecordedRequest], bool] | None = None,
+        *,
+        rate: int = 1024,
+        after: int = 0,
+    ) -> None:
+        """Switch on ``trickle`` or ``request_reset`` (None: off) for matching requests."""
+        assert mode in (None, "trickle", "request_reset"), mode
+        with self._extra_lock:
+            self.extra, self.extra_remaining, self.extra_match = mode, count, match
+            self.trickle_rate, self.request_reset_after = rate, after
+
+    def reset(self) -> None:
+        super().reset()
+        self.set_extra(None)
+
+    def _take_extra(self, req: RecordedRequest, mode: str) -> bool:
+        with self._extra_lock:
+            if self.extra != mode or (self.extra_match is not None and not self.extra_match(req)):
+                return False
+            if self.extra_remaining is not None:
+                if self.extra_remaining <= 0:
+                    return False
+                self.extra_remaining -= 1
+        with self._lock:
+            self.faults_applied += 1
+        req.fault = mode
+        return True
+
+    def _relay_request_body(
+        self,
+        client: _Stream,
+        upstream: _Stream,
+        req: RecordedRequest,
+        chunked: bool,
+        length: int | None,
+    ) -> None:
+        if not self._take_extra(req, "request_reset"):
+            super()._relay_request_body(client, upstream, req, chunked, length)
+            return
+        for raw, n in _iter_body(client, chunked, length):
+            req.body_size += n
+            if req.body_size > self.request_reset_after:
+                req.error = f"request reset after {self.request_reset_after} body bytes"
+                upstream.sock.close()  # the upstream sees a cut request, and answers nothing
+                raise _Abort
+            upstream.sock.sendall(raw)
+
+    def _relay_response(
+        self,
+        client: _Stream,
+        upstream: _Stream,
+        req: RecordedRequest,
+        method: str,
+        status: int,
+        resp_head: bytes,
+        reset_after: int | None,
+    ) -> bool:
+        if method == "HEAD" or not self._take_extra(req, "trickle"):
+            return super()._relay_response(client, upstream, req, method, status, resp_head, reset_after)
+        real = client.sock
+
+        class _Slow:
+            """The client socket, sending the body a few bytes at a time."""
+
+            def __init__(self, rate: int, stopping: threading.Event) -> None:
+                self.rate, self.stopping = rate, stopping
+                self.head_sent = False
+
+            def sendall(self, data: bytes) -> None:
+                if not self.head_sent:  # the response head goes at once
+                    self.head_sent = True
+                    real.sendall(data)
+                    return
+                piece = max(1, self.rate // 10)
+                for i in range(0, len(data), piece):
+                    if self.stopping.is_set():
+                        raise _Abort
+                    real.sendall(data[i : i + piece])
+                    time.sleep(0.1)
+
+        client.sock = _Slow(self.trickle_rate, self._stopping)  # type: ignore[assignment]
+        try:
+            return super()._relay_response(client, upstream, req, method, status, resp_head, reset_after)
+        finally:
+            client.sock = real
+
+
+# -- shared by the reliability tests ---------------------------------------------------------
+
+
+#: Short timeouts so that faults end quickly; each test sets what it measures.
+FAST = {"CACHER_CONNECT_TIMEOUT": "2", "CACHER_READ_TIMEOUT": "2", "CACHER_PART_SIZE_MB": "5"}
+
+
+def s3_env(server: Any, bucket: str, endpoint: str | None = None, **extra: str) -> dict[str, str]:
+    """CACHER_* variables for the S3 store (through ``endpoint``, e.g. a proxy, if given)."""
+    env = {
+        "CACHER_ENDPOINT": endpoint or server.endpoint,
+        "CACHER_BUCKET": bucket,
+        "CACHER_S3_KEY_ID": server.key_id,
+        "CACHER_S3_SECRET": server.secret,
+        **FAST,
+    }
+    env.update(extra)
+    return env
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("cacher: error: ")]
+
+
+def assert_clean_failure(run: Any, *needles: str) -> None:
+    """Exit 2, exactly one error line naming the problem, no traceback."""
+    assert run.code == 2, str(run)
+    lines = error_lines(run.err)
+    assert len(lines) == 1, str(run)
+    assert "Traceback" not in run.err, str(run)
+    for needle in needles:
+        assert needle in lines[0], str(run)
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary or staging siblings cacher left in ``directory``."""
+    return sorted(p.name for p in directory.iterdir() if ".cacher-" in p.name)
+
+
+def assert_nothing_published(server: Any, bucket: str, key: str) -> None:
+    """No object under ``key`` and no multipart upload left in the bucket."""
+    assert key not in server.list_keys(bucket)
+    assert server.multipart_uploads(bucket) == []
+
+
+def random_file(path: Path, size: int) -> Path:
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def dir_snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def is_part(req: RecordedRequest) -> bool:
+    """An UploadPart (or a single-request PutObject)."""
+    return req.method == "PUT"
+
+
+def is_get(req: RecordedRequest) -> bool:
+    return req.method == "GET" and "uploads" not in req.query
+
+
+def is_complete(req: RecordedRequest) -> bool:
+    return req.method == "POST" and "uploadId" in req.query
