@@ -48,7 +48,8 @@ class ParallelUpload:
         self.buffer += data
         self.count += len(data)
         while len(self.buffer) >= self.part_size:
-            part = bytes(self.buffer[: self.part_size])
+            with memoryview(self.buffer) as view:
+                part = bytes(view[: self.part_size])  # one copy; a slice then bytes() made two
             del self.buffer[: self.part_size]
             self._send(part)
         return len(data)

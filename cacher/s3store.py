@@ -32,7 +32,7 @@ class S3Store(Store):
         *,
         head_client: HeadClient,
         block_size: int,
-        inflight: int = 4,
+        inflight: int = 3,
     ) -> None:
         super().__init__(None, bucket, prefix, protocol="s3")
         self._factory = fs_factory
