@@ -1,0 +1,1 @@
+"""The benchmark suite of cacher: inputs, peers, measurements and the report (see ../README.md)."""

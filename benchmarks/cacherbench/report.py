@@ -1,0 +1,259 @@
+"""The results: raw JSON, and the markdown table that goes between the markers of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+RSS_TARGET_MIB = 256
+
+# (row label, cacher's (workload, tool), the peer's (workload, tool), target ratio or None)
+COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = [
+    ("dir upload", ("dir upload", "cacher"), ("dir upload", "s5cmd"), 0.9),
+    ("dir upload", ("dir upload", "cacher"), ("dir upload", "aws"), 0.5),
+    ("dir download", ("dir download", "cacher"), ("dir download", "s5cmd"), 1.0),
+    ("dir download", ("dir download", "cacher"), ("dir download", "aws"), None),
+    ("large file upload", ("file upload", "cacher"), ("file upload", "s5cmd"), 1.2),
+    ("large file upload", ("file upload", "cacher"), ("file upload", "aws"), 0.5),
+    ("large file download", ("file download", "cacher"), ("file download", "s5cmd"), 1.2),
+    ("large file download", ("file download", "cacher"), ("file download", "aws"), 0.5),
+    ("`cacher key`, tree", ("key", "cacher"), ("key", "shell"), 1.0),
+    ("`cacher --version`", ("startup", "cacher --version"), ("startup", "aws --version"), 0.35),
+    ("`cacher key`, one file", ("startup", "cacher key"), ("startup", "aws --version"), 0.35),
+    (
+        "`cacher key`, one file, cold entry-point cache",
+        ("startup", "cacher key (cold entry-point cache)"),
+        ("startup", "aws --version"),
+        None,
+    ),
+    ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "aws s3api head-object"), 1.0),
+    ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "s5cmd ls"), None),
+    ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), None),
+    ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), None),
+]
+RSS_ROWS = [
+    ("dir upload", "cacher"),
+    ("dir download", "cacher"),
+    ("file upload", "cacher"),
+    ("file download", "cacher"),
+    ("key", "cacher"),
+    ("docker upload", "cacher"),
+    ("docker download", "cacher"),
+]
+
+
+def _index(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(m["workload"], m["tool"]): m for m in results["measurements"]}
+
+
+def comparisons(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every comparison whose two sides were measured: medians, ratio, target, met."""
+    index = _index(results)
+    rows = []
+    for label, ours, theirs, target in COMPARISONS:
+        if ours not in index or theirs not in index:
+            continue
+        a, b = index[ours], index[theirs]
+        ratio = a["median_s"] / b["median_s"]
+        rows.append(
+            {
+                "label": label,
+                "cacher": a,
+                "peer": b,
+                "peer_name": theirs[1],
+                "ratio": ratio,
+                "target": target,
+                "met": None if target is None else ratio <= target,
+            }
+        )
+    return rows
+
+
+def _cell(text: str) -> str:
+    """Text for a table cell: its pipes escaped, or they would split the cell."""
+    return text.replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    return f"`{_cell(text)}`"
+
+
+def _secs(m: dict[str, Any]) -> str:
+    return f"{m['median_s']:.3f} ({m['min_s']:.3f}-{m['max_s']:.3f})"
+
+
+def _met(met: bool | None) -> str:
+    return "—" if met is None else ("met" if met else "**missed**")
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+def comparison_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| workload | cacher s, median (min-max) | peer | peer s, median (min-max) | cacher/peer | target "
+        "| | CPU s, cacher / peer | others' CPUs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["comparisons"]:
+        target = "—" if r["target"] is None else f"≤ {r['target']:.2f}x"
+        a, b = r["cacher"], r["peer"]
+        cpu = f"{a['median_cpu_s']:.2f} / {b['median_cpu_s']:.2f}"
+        others = a["load"].get("other_cpus", "?")
+        lines.append(
+            f"| {r['label']} | {_secs(a)} | {_code(b['command'])} | {_secs(b)} "
+            f"| {r['ratio']:.2f}x | {target} | {_met(r['met'])} | {cpu} | {others} |"
+        )
+    return lines
+
+
+def rss_table(results: dict[str, Any]) -> list[str]:
+    index = _index(results)
+    lines = ["| cacher command | peak RSS (max over runs) | target | |", "|---|---|---|---|"]
+    for row in RSS_ROWS:
+        if row in index:
+            m = index[row]
+            mib = m["max_rss_mib"]
+            lines.append(
+                f"| {m['command']} | {mib:.0f} MiB | ≤ {RSS_TARGET_MIB} MiB | {_met(mib <= RSS_TARGET_MIB)} |"
+            )
+    peers = [
+        m
+        for m in results["measurements"]
+        if m["tool"] in ("s5cmd", "aws")
+        and m["workload"] in ("dir upload", "dir download", "file upload", "file download")
+    ]
+    if peers:
+        lines += [
+            "",
+            "Peers, for comparison (largest process of the pipeline): "
+            + "; ".join(f"{m['workload']} {m['tool']} {m['max_rss_mib']:.0f} MiB" for m in peers)
+            + ".",
+        ]
+    return lines
+
+
+def parts_table(results: dict[str, Any], workload: str) -> list[str]:
+    rows = [m for m in results["measurements"] if m["workload"] == workload]
+    if not rows:
+        return []
+    lines = ["| part | command | s, median (min-max) |", "|---|---|---|"]
+    lines += [f"| {_cell(m['tool'])} | {_code(m['command'])} | {_secs(m)} |" for m in rows]
+    return lines
+
+
+def profile_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for name, prof in (results.get("profiles") or {}).items():
+        lines.append(f"- **{name}** (`cacher {prof['command']}`):")
+        threads = prof["threads"]
+        main = max((t["samples"] for t in threads.values()), default=0)
+        for thread, t in threads.items():
+            busy = t["samples"] * (100 - t["idle_pct"]) / 100
+            if busy < 0.05 * main:
+                continue  # a thread that mostly waited
+            top = ", ".join(f"{f} {p}%" for f, p in t["inclusive"][:8])
+            own = ", ".join(f"{f} {p}%" for f, p in t["self"][:6])
+            lines.append(
+                f"  - thread `{thread}`: {t['samples'] / 100:.1f} s sampled, {t['idle_pct']}% waiting. "
+                f"On the stack: {top}. Innermost (busy): {own}"
+            )
+    return lines
+
+
+def machine_lines(results: dict[str, Any]) -> list[str]:
+    m = results["machine"]
+    return [
+        f"- {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}",
+        f"- Python {m['python']}, cacher {m['cacher']} (source: {m['source']}), s5cmd {m['s5cmd']}, "
+        f"{m['aws']}",
+        f"- {m['zstd'].strip('* ')}; {m['tar']}; SeaweedFS {m['seaweedfs']} on loopback, on the same CPUs",
+        f"- downloads and restores written to `{results['scratch'].rsplit('/', 1)[0]}`; inputs read from "
+        "disk (in the page cache after the warm-up)",
+        f"- measured {m['date']}, {results['runs']} timed runs after one warm-up, total run time "
+        f"{results['elapsed_s'] / 60:.1f} min",
+    ]
+
+
+def input_lines(results: dict[str, Any]) -> list[str]:
+    i = results["inputs"]
+    t, k = i["tree_stats"], i["keytree_stats"]
+    lines = [
+        f"- directory tree: {t['files']:,} files, {t['dirs']:,} directories, {t['symlinks']} symlinks, "
+        f"{_gib(t['bytes'])} ({t['bytes']:,} bytes): `uv pip install --target` of "
+        f"{', '.join(i['requested'])} ({len(i['packages'])} distributions with dependencies)",
+        f"- large file: {_gib(i['large_bytes'])} ({i['large_bytes']:,} bytes), an uncompressed tar of the "
+        f"wheels {', '.join(i['wheels'])}",
+        f"- `cacher key` tree: {k['files']:,} files, {_gib(k['bytes'])}, "
+        "the first files of the directory tree (hardlinks)",
+    ]
+    stored = results["facts"].get("dir_stored_bytes")
+    if stored:
+        lines.append(
+            "- compressed directory objects: " + ", ".join(f"{tool} {_gib(n)}" for tool, n in stored.items())
+        )
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    out = [f"Size `{results['size']}`. Reproduce with `{results['command']}`.", ""]
+    out += ["### Against the targets", "", *comparison_table(results), ""]
+    out += ["### Peak memory", "", *rss_table(results), ""]
+    for workload in ("dir upload parts", "dir download parts"):
+        table = parts_table(results, workload)
+        if table:
+            out += [f"### Where the time goes: {workload}", "", *table, ""]
+    prof = profile_lines(results)
+    if prof:
+        out += ["### Profiles", "", *prof, ""]
+    if results.get("chart"):
+        out += [f"![cacher/peer time ratios against the targets]({results['chart']})", ""]
+    if prof:
+        out[out.index("### Profiles") + 1 : out.index("### Profiles") + 1] = [
+            "",
+            "py-spy, 100 samples per second and thread, waiting included (`--idle`); shares are of "
+            "the thread's samples. Threads that mostly waited are left out; raw stacks in "
+            "`benchmarks/.work/profiles/`.",
+        ]
+    out += ["### Machine", "", *machine_lines(results), ""]
+    out += ["### Inputs", "", *input_lines(results), ""]
+    notes = results.get("not_measured") or []
+    if notes:
+        out += ["### Not measured", "", *(f"- {n}" for n in notes), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+SKELETON = f"""# Benchmarks
+
+How cacher compares with `s5cmd` and the AWS CLI on the same machine, against a SeaweedFS
+server on loopback. Run by `benchmarks/run.py`; see benchmarks/README.md.
+
+## Results
+
+{START}
+{END}
+"""
+
+
+def write_docs(path: Path, body: str) -> None:
+    text = path.read_text() if path.exists() else SKELETON
+    if START not in text or END not in text:
+        text = text.rstrip() + "\n\n" + SKELETON.split("## Results", 1)[1]
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    _atomic_write(path, f"{before}{START}\n{body}{END}{after}")
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    _atomic_write(path, json.dumps(results, indent=1, default=str) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
