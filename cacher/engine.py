@@ -180,6 +180,8 @@ def download(
         for prefix in restore_keys:
             try:
                 match = newest(store, prefix)
+                # A listing has no metadata or ETag: one HEAD gives the codec and pins the read.
+                full = store.head(match.key) if match is not None else None
             except StorageError as exc:
                 if not soft_fail:
                     raise
@@ -187,7 +189,7 @@ def download(
                 store_ok = False
                 break
             if match is not None:
-                result = attempt(match.key, match, "partial")
+                result = attempt(match.key, full or match, "partial")
                 if result is not None:
                     return result
     produced = kind.produce(target, options)
