@@ -83,11 +83,11 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
     if backend == "s3":
         if not settings.bucket:
             raise ConfigError("the s3 backend needs a bucket (--bucket, CACHER_BUCKET or config)")
-        from cacher.s3head import HeadClient
+        from cacher.s3http import S3Http
         from cacher.s3store import S3Store
 
         creds = resolve(settings, environ)
-        head = HeadClient(
+        head = S3Http(
             settings.endpoint or None,
             settings.region,
             creds.key_id,
@@ -95,6 +95,7 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
             attempts=settings.max_attempts,
+            request_timeout=settings.request_timeout,
         )
         return S3Store(
             lambda: s3_filesystem(settings, creds.key_id, creds.secret),

@@ -1,9 +1,8 @@
-"""S3 transfers with several requests in flight, on s3fs's own event loop.
+"""Streamed multipart uploads with several parts in flight, on s3fs's own event loop.
 
-s3fs sends the parts of a streamed upload one after the other, in the writer's thread, and
-reads a stream with one ranged GET at a time. These classes keep up to ``inflight`` requests
-going while the caller compresses or extracts, so the slowest stage sets the pace. Memory is
-bounded by ``inflight * part size``.
+s3fs sends the parts of a streamed upload one after the other, in the writer's thread. This
+keeps up to ``inflight`` parts going while the caller compresses, so the slowest stage sets
+the pace. Memory is bounded by ``inflight * part size``. (Reads: `cacher.s3ranges`.)
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import random
 from collections.abc import Coroutine
 from typing import Any
 
@@ -111,74 +109,3 @@ class ParallelUpload:
             self.fs.call_s3(
                 "abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
             )
-
-
-class ParallelReader:
-    """Reads one object with ranged GETs in flight ahead of the reader, pinned to its ETag."""
-
-    def __init__(
-        self,
-        fs: Any,
-        bucket: str,
-        key: str,
-        *,
-        size: int,
-        etag: str | None,
-        chunk: int,
-        inflight: int,
-        attempts: int = 3,
-    ) -> None:
-        self.fs, self.bucket, self.key = fs, bucket, key
-        self.size, self.etag, self.chunk, self.inflight = size, etag, chunk, inflight
-        self.attempts = max(1, attempts)
-        self.next_offset = 0
-        self.pending: collections.deque[concurrent.futures.Future[bytes]] = collections.deque()
-        self.current = b""
-        self.pos = 0
-
-    def _fill(self) -> None:
-        while len(self.pending) < self.inflight and self.next_offset < self.size:
-            end = min(self.next_offset + self.chunk, self.size)
-            self.pending.append(_submit(self.fs, self._get(self.next_offset, end)))
-            self.next_offset = end
-
-    async def _get(self, start: int, end: int) -> bytes:
-        """One range. botocore has already retried the request (``max_attempts``), so only a
-        body cut short, which it cannot see, is retried here: the attempts never multiply."""
-        extra = {"IfMatch": self.etag} if self.etag else {}
-        for attempt in range(self.attempts):
-            response = await self.fs._call_s3(
-                "get_object", Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", **extra
-            )
-            body = response["Body"]
-            try:
-                data: bytes = await body.read()
-                if len(data) != end - start:
-                    raise OSError(f"short read: {len(data)} of {end - start} bytes")
-                return data
-            except Exception:
-                if attempt == self.attempts - 1:
-                    raise
-            finally:
-                body.close()
-            await asyncio.sleep(min(0.2 * 2**attempt, 5.0) * random.uniform(0.5, 1.5))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def read(self, size: int = -1) -> bytes:
-        if self.pos >= len(self.current):
-            self._fill()
-            if not self.pending:
-                return b""
-            self.current, self.pos = self.pending.popleft().result(), 0
-            self._fill()
-        end = len(self.current) if size < 0 else self.pos + size
-        data = self.current[self.pos : end]
-        self.pos += len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        _wait_all(list(self.pending))
-        self.pending.clear()

@@ -1,4 +1,4 @@
-"""The S3 store: HEADs signed by hand, s3fs built only for transfers, parts and ranges in flight."""
+"""The S3 store: HEADs and ranged GETs signed by hand, s3fs built only for uploads, lists, deletes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any, BinaryIO
 
 from cacher.errors import StorageError
 from cacher.keyrules import validate_list_prefix
-from cacher.s3head import Head, HeadClient
-from cacher.s3parallel import ParallelReader, ParallelUpload
+from cacher.s3http import Head, S3Http
+from cacher.s3parallel import ParallelUpload
+from cacher.s3ranges import RangeReader
 from cacher.store import (
     META_PREFIX,
     ObjectInfo,
@@ -30,7 +31,7 @@ class S3Store(Store):
         bucket: str,
         prefix: str = "",
         *,
-        head_client: HeadClient,
+        head_client: S3Http,
         block_size: int,
         inflight: int = 3,
     ) -> None:
@@ -120,15 +121,14 @@ class S3Store(Store):
         if info is None:
             raise StorageError(f"cannot read {self.url(key)}: it does not exist")
         bucket, _, name = self.path(key).partition("/")
-        reader = ParallelReader(
-            self.fs,
+        reader = RangeReader(
+            self._head,
             bucket,
             name,
             size=info.size,
             etag=info.etag,
             chunk=self.block_size,
             inflight=self.inflight,
-            attempts=self._head.attempts,
         )
         try:
             yield TranslatingReader(reader, self, key)  # type: ignore[misc]

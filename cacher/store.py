@@ -251,8 +251,14 @@ class ObjectChanged(StorageError):
     """The object was replaced while it was read: reads are pinned to the ETag it had."""
 
 
+class ReadPreconditionFailed(OSError):
+    """What a backend's reader raises when an ``If-Match`` read answers HTTP 412."""
+
+
 def _precondition_failed(exc: BaseException) -> bool:
-    """An ``If-Match`` read of an object that changed (HTTP 412, as s3fs translates it)."""
+    """An ``If-Match`` read of an object that changed (HTTP 412, ours or as s3fs translates it)."""
+    if isinstance(exc, ReadPreconditionFailed):
+        return True
     return isinstance(exc, OSError) and exc.errno == errno.EINVAL and "pre-condition" in str(exc)
 
 

@@ -1,8 +1,10 @@
-"""HEAD requests to S3 without s3fs: SigV4 over http.client, for start-up speed.
+"""Signed HEAD and GET requests to S3 without s3fs: SigV4 over http.client.
 
-``cacher exists`` and the look-up before a transfer need one HEAD. Importing s3fs and building
-its client costs most of a second; signing one request costs microseconds. The requests keep
-the Garage rules: path-style URLs, Signature V4, no checksum headers.
+``cacher exists`` and the look-up before a transfer need one HEAD, and a download needs only
+ranged GETs. Importing s3fs and building its client costs most of a second; signing a request
+costs microseconds, and http.client reads a body straight into a buffer with the GIL released,
+so several ranges download in parallel threads. The requests keep the Garage rules: path-style
+URLs, Signature V4, no checksum headers. Uploads, listings and deletes still go through s3fs.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class Head:
     metadata: dict[str, str] | None = None
 
 
-class HeadClient:
-    """Signs and sends HEAD requests to one S3 endpoint, with bounded retries."""
+class S3Http:
+    """Signs and sends HEAD and GET requests to one S3 endpoint, with bounded retries."""
 
     def __init__(
         self,
@@ -45,20 +47,33 @@ class HeadClient:
         connect_timeout: float,
         read_timeout: float,
         attempts: int,
+        request_timeout: float = 0.0,
     ) -> None:
         url = urllib.parse.urlsplit(endpoint or f"https://s3.{region}.amazonaws.com")
         self.scheme, self.netloc = url.scheme, url.netloc
         self.base_path = url.path.rstrip("/")
         self.region, self.key_id, self._secret = region, key_id, secret
         self.timeout = max(connect_timeout, read_timeout)
+        self.request_timeout = request_timeout
         self.attempts = attempts
 
     def __repr__(self) -> str:  # the secret never shows, even in a traceback
-        return f"HeadClient({self.scheme}://{self.netloc})"
+        return f"S3Http({self.scheme}://{self.netloc})"
+
+    def connect(self) -> http.client.HTTPConnection:
+        """A new connection to the endpoint (not yet opened), with the socket timeout set."""
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.netloc, timeout=self.timeout)
+        return http.client.HTTPConnection(self.netloc, timeout=self.timeout)
+
+    def object_path(self, bucket: str, key: str = "") -> str:
+        """The quoted request path of a bucket or an object (path-style)."""
+        path = f"{self.base_path}/{bucket}" + (f"/{key}" if key else "")
+        return urllib.parse.quote(path, safe="/-_.~")
 
     def head(self, bucket: str, key: str = "") -> Head:
         """HEAD /bucket or /bucket/key. Raises OSError on transport failure after retries."""
-        path = f"{self.base_path}/{bucket}" + (f"/{key}" if key else "")
+        path = self.object_path(bucket, key)
         last: Exception | None = None
         for attempt in range(self.attempts):
             if attempt:
@@ -73,11 +88,9 @@ class HeadClient:
             return _parse(status, headers)
         raise OSError(f"{type(last).__name__}: {last}" if last else "no answer")
 
-    def _send(self, path: str) -> tuple[int, dict[str, str]]:
-        quoted = urllib.parse.quote(path, safe="/-_.~")
-        headers = self._sign(quoted)
-        conn_class = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        conn = conn_class(self.netloc, timeout=self.timeout)
+    def _send(self, quoted: str) -> tuple[int, dict[str, str]]:
+        headers = self.sign("HEAD", quoted)
+        conn = self.connect()
         try:
             conn.request("HEAD", quoted, headers=headers)
             response = conn.getresponse()
@@ -86,7 +99,8 @@ class HeadClient:
         finally:
             conn.close()
 
-    def _sign(self, quoted_path: str) -> dict[str, str]:
+    def sign(self, method: str, quoted_path: str) -> dict[str, str]:
+        """The headers that authenticate a bodiless request; callers may add unsigned ones."""
         now = time.gmtime()
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
         day = amz_date[:8]
@@ -98,7 +112,7 @@ class HeadClient:
         signed = ";".join(sorted(headers))
         canonical = "\n".join(
             [
-                "HEAD",
+                method,
                 quoted_path,
                 "",
                 *(f"{k}:{headers[k]}" for k in sorted(headers)),
