@@ -2,8 +2,9 @@
 
 Refused, with `ArtifactError`: absolute names, ``..`` segments, symlinks whose target is
 absolute or leaves the tree, hardlinks to anything but an earlier regular file of the archive,
-writes through a symlink, device nodes and FIFOs. Python's ``tarfile`` only parses headers
-here; every file is created by this module, so its ``data`` filter CVEs do not apply.
+writes through a symlink, device nodes and FIFOs. Headers are parsed by `cacher.kinds.tarstream`
+(with ``tarfile``'s header decoder); every file is created by this module, so ``tarfile``'s
+``data`` filter CVEs do not apply.
 Directory modes and times are applied last, so read-only trees restore.
 """
 
@@ -16,9 +17,8 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.errors import ArtifactError, IntegrityError
-
-CHUNK = 1 << 20
+from cacher.errors import ArtifactError
+from cacher.kinds.tarstream import TarStream
 
 
 def _refuse(name: str, why: str) -> ArtifactError:
@@ -91,7 +91,7 @@ class _Extractor:
         os.unlink(path)
         self.files.discard(rel)
 
-    def member(self, tar: tarfile.TarFile, info: tarfile.TarInfo) -> None:
+    def member(self, stream: TarStream, info: tarfile.TarInfo) -> None:
         raw = info.name
         rel = _clean_name(raw)
         if rel is None:
@@ -109,15 +109,13 @@ class _Extractor:
             self.dir_attrs[rel] = (mode, mtime)
         elif info.isreg():
             self._clear(raw, rel)
-            source = tar.extractfile(info)
-            if source is None:  # pragma: no cover - isreg members always have data
-                raise _refuse(raw, "no data")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                while chunk := source.read(CHUNK):
-                    out.write(chunk)
-                os.fchmod(out.fileno(), mode)
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                stream.copy_data(info, fd)
+                os.fchmod(fd, mode)
+                os.utime(fd, (mtime, mtime))
+            finally:
+                os.close(fd)
             self.files.add(rel)
         elif info.issym():
             target = info.linkname
@@ -160,36 +158,6 @@ class _Extractor:
             os.chmod(self.root, 0o755)
 
 
-class _Tail:
-    """Passes the stream to tarfile, keeping its last bytes and how many went by.
-
-    tarfile ends a stream quietly where the data stops, even mid-archive: a ``.tar`` cut at a
-    member boundary would read as a shorter, valid tree. The end-of-archive marker (a zero
-    block where the next header would be) is checked here instead.
-    """
-
-    KEEP = 64 << 10
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
-        self.pos = 0
-        self.tail = bytearray()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        self.pos += len(data)
-        self.tail += data
-        if len(self.tail) > 2 * self.KEEP:
-            del self.tail[: len(self.tail) - self.KEEP]  # amortised: a copy every KEEP bytes
-        return data
-
-    def ended_at(self, offset: int) -> bool:
-        """Whether a zero block follows ``offset`` (the end of the last member)."""
-        start = len(self.tail) - (self.pos - offset)
-        block = self.tail[start : start + tarfile.BLOCKSIZE] if start >= 0 else b""
-        return len(block) == tarfile.BLOCKSIZE and not block.strip(b"\0")
-
-
 def extract_tree(source: BinaryIO, root: Path) -> int:
     """Extract the tar stream in ``source`` into the empty directory ``root``.
 
@@ -197,24 +165,18 @@ def extract_tree(source: BinaryIO, root: Path) -> int:
     caller puts ``root`` in place. Returns the number of members.
     """
     extractor = _Extractor(root)
-    tail = _Tail(source)
+    stream = TarStream(source)
     count = 0
     try:
-        with tarfile.open(fileobj=tail, mode="r|") as tar:  # type: ignore[call-overload]
-            for info in tar:
-                extractor.member(tar, info)
-                count += 1
-            if not tail.ended_at(tar.offset):
-                raise IntegrityError(
-                    "the stored archive is truncated: the tar stream stops without its end marker"
-                )
-        while source.read(CHUNK):
-            pass
+        for info in stream:
+            extractor.member(stream, info)
+            count += 1
+        stream.drain()
         extractor.finish()
-    except tarfile.TarError as exc:
-        raise ArtifactError(f"the stored archive is not a valid tar stream: {exc}") from None
     except OSError as exc:
         raise ArtifactError(f"cannot restore into {root}: {exc.strerror or exc}") from None
     except (ValueError, OverflowError) as exc:  # NUL bytes in a link name, an absurd mtime...
         raise ArtifactError(f"the stored archive has an invalid member: {exc}") from None
+    finally:
+        stream.close()
     return count
