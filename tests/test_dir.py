@@ -125,14 +125,36 @@ def test_gnu_tar_and_zstd_read_what_cacher_wrote(cacher, tree: Path, local_root:
     assert snapshot(out) == snapshot(tree)
 
 
-def test_cacher_reads_what_gnu_tar_and_zstd_wrote(cacher, tree: Path, local_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["gnu", "posix", "oldgnu"])
+def test_cacher_reads_what_gnu_tar_and_zstd_wrote(
+    cacher, tree: Path, local_root: Path, tmp_path: Path, fmt: str
+) -> None:
+    """GNU tar's default (GNU long-name headers), PAX records, and the old GNU format."""
     local_root.mkdir(parents=True)
     obj = local_root / "shell.tar.zst"
-    subprocess.run(f"tar -C {tree} -cf - . | zstd -q -T0 -3 > {obj}", shell=True, check=True)
+    subprocess.run(f"tar --format={fmt} -C {tree} -cf - . | zstd -q -T0 -3 > {obj}", shell=True, check=True)
     dest = tmp_path / "from-shell"
     run = cacher("dir", "download", "shell.tar.zst", str(dest))
     assert run.code == 0, run
     assert snapshot(dest) == snapshot(tree)
+
+
+def test_sparse_member_is_refused(cacher, local_root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "sparse-src"
+    src.mkdir()
+    with open(src / "holes.bin", "wb") as f:
+        f.truncate(64 << 20)
+        f.write(b"data at the start")
+    local_root.mkdir(parents=True)
+    obj = local_root / "sparse.tar.zst"
+    subprocess.run(f"tar --sparse -C {src} -cf - . | zstd -q > {obj}", shell=True, check=True)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    run = cacher("dir", "download", "sparse.tar.zst", str(dest))
+    assert run.code == 2, run
+    assert_one_error_line(run, "sparse")
+    assert [p.name for p in dest.iterdir()] == ["keep"]
 
 
 def test_download_replaces_not_merges(cacher, tree: Path, tmp_path: Path) -> None:
