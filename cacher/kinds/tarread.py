@@ -2,9 +2,9 @@
 
 Refused, with `ArtifactError`: absolute names, ``..`` segments, symlinks whose target is
 absolute or leaves the tree, hardlinks to anything but an earlier regular file of the archive,
-writes through a symlink, device nodes and FIFOs. Headers are parsed by `cacher.kinds.tarstream`
-(with ``tarfile``'s header decoder); every file is created by this module, so ``tarfile``'s
-``data`` filter CVEs do not apply.
+writes through a symlink, device nodes, FIFOs and sparse files. The stream is read by
+`cacher.kinds.tarstream`; every file is created by this module, so ``tarfile``'s ``data``
+filter CVEs do not apply.
 Directory modes and times are applied last, so read-only trees restore.
 """
 
@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import tarfile
 from pathlib import Path
 from typing import BinaryIO
 
 from cacher.errors import ArtifactError
-from cacher.kinds.tarstream import TarStream
+from cacher.kinds.tarstream import Member, TarStream
 
 
 def _refuse(name: str, why: str) -> ArtifactError:
@@ -54,6 +53,7 @@ class _Extractor:
         self.root = root
         self.safe_dirs: set[str] = {""}
         self.files: set[str] = set()
+        self.made: set[str] = set()  # every file and link created, for `_clear`
         self.dir_attrs: dict[str, tuple[int, int]] = {}
         self.root_attrs: tuple[int, int] | None = None
         self.links: list[tuple[str, str]] = []
@@ -80,18 +80,19 @@ class _Extractor:
             self.safe_dirs.add(d)
 
     def _clear(self, raw: str, rel: str) -> None:
-        """A later member replaces an earlier one of the same name (tar semantics)."""
-        path = self._path(rel)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            raise _refuse(raw, "it would replace a directory")
-        os.unlink(path)
-        self.files.discard(rel)
+        """A later member replaces an earlier one of the same name (tar semantics).
 
-    def member(self, stream: TarStream, info: tarfile.TarInfo) -> None:
+        The root started empty, so only what this extractor made can be in the way: no lstat
+        per member.
+        """
+        if rel in self.safe_dirs:
+            raise _refuse(raw, "it would replace a directory")
+        if rel in self.made:
+            os.unlink(self._path(rel))
+            self.made.discard(rel)
+            self.files.discard(rel)
+
+    def member(self, stream: TarStream, info: Member) -> None:
         raw = info.name
         rel = _clean_name(raw)
         if rel is None:
@@ -117,6 +118,7 @@ class _Extractor:
             finally:
                 os.close(fd)
             self.files.add(rel)
+            self.made.add(rel)
         elif info.issym():
             target = info.linkname
             if target.startswith("/"):
@@ -125,6 +127,7 @@ class _Extractor:
                 raise _refuse(raw, f"symlink {target!r} points outside the directory")
             self._clear(raw, rel)
             os.symlink(target, path)
+            self.made.add(rel)
             self.links.append((raw, rel))
             os.utime(path, (mtime, mtime), follow_symlinks=False)
         elif info.islnk():
@@ -134,6 +137,7 @@ class _Extractor:
             self._clear(raw, rel)
             os.link(self._path(first), path, follow_symlinks=False)
             self.files.add(rel)
+            self.made.add(rel)
         else:
             raise _refuse(raw, "device nodes, FIFOs and other special files are not restored")
 

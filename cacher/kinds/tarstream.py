@@ -2,8 +2,9 @@
 
 ``tarfile``'s stream mode re-copies its buffer on every read (about 40% of a restore's time
 went there). This reader keeps one ``bytearray`` and hands file data to the caller as slices
-of it. Headers are still decoded by ``tarfile.TarInfo.frombuf`` (checksum, base-256 numbers,
-the ustar prefix); on top of it, GNU long names and links and PAX records are applied here.
+of it. Headers with octal fields are decoded here (``tarfile.TarInfo.frombuf`` took a quarter
+of the time); others (base-256 numbers, signed checksums) by ``frombuf``. GNU long names and
+links and PAX records are applied here.
 Sparse members are refused. The stream must end with a zero block where a header would be:
 a tar cut at a member boundary is an error, not a shorter tree.
 """
@@ -25,6 +26,67 @@ _LONGNAME, _LONGLINK = b"L", b"K"
 _PAX, _PAX_GLOBAL = b"x", b"g"
 _SPARSE = b"S"
 _EXTENDED_MAX = 1 << 20  # long names and PAX records; a bigger one is hostile, not a path
+
+
+class Member:
+    """One archive member: what the extractor needs of a header, after extended headers."""
+
+    __slots__ = ("linkname", "mode", "mtime", "name", "size", "type")
+
+    def __init__(self, name: str, type: bytes, mode: int, size: int, mtime: float, linkname: str) -> None:
+        self.name, self.type, self.mode, self.size, self.mtime, self.linkname = (
+            name,
+            type,
+            mode,
+            size,
+            mtime,
+            linkname,
+        )
+
+    def isreg(self) -> bool:
+        return self.type in (tarfile.REGTYPE, tarfile.AREGTYPE)
+
+    def isdir(self) -> bool:
+        return self.type == tarfile.DIRTYPE
+
+    def issym(self) -> bool:
+        return self.type == tarfile.SYMTYPE
+
+    def islnk(self) -> bool:
+        return self.type == tarfile.LNKTYPE
+
+
+def _decode(block: bytes) -> Member:
+    """A header block, decoded; the common octal ustar/GNU case here, the rest by tarfile."""
+    fields = _octal(block, 100, 108), _octal(block, 124, 136), _octal(block, 136, 148)
+    stored = _octal(block, 148, 156)
+    if None in fields or stored is None or stored != sum(block) - sum(block[148:156]) + 256:
+        return _decode_slowly(block)  # base-256 numbers, signed checksums, or an invalid header
+    mode, size, mtime = fields
+    name = _nts(block[0:100])
+    if block[257:265] == b"ustar\x0000":
+        prefix = _nts(block[345:500])
+        if prefix:
+            name = f"{prefix}/{name}"
+    return Member(name, block[156:157], mode or 0, size or 0, mtime or 0, _nts(block[157:257]))
+
+
+def _octal(block: bytes, start: int, end: int) -> int | None:
+    field = block[start:end].split(b"\0", 1)[0].strip()
+    if not field:
+        return 0
+    try:
+        return int(field, 8)
+    except ValueError:
+        return None
+
+
+def _decode_slowly(block: bytes) -> Member:
+    try:
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError as exc:
+        raise TarFormatError(str(exc)) from None
+    return Member(info.name, info.type, info.mode, info.size, info.mtime, info.linkname)
 
 
 class TarFormatError(ArtifactError):
@@ -135,7 +197,7 @@ class TarStream:
 
     # -- members ---------------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[tarfile.TarInfo]:
+    def __iter__(self) -> Iterator[Member]:
         while True:
             if self._left:
                 self._skip(self._left)
@@ -145,7 +207,7 @@ class TarStream:
                 return
             yield info
 
-    def _header(self) -> tarfile.TarInfo | None:
+    def _header(self) -> Member | None:
         if not self._fill(BLOCK):
             if len(self._buf) - self._pos:
                 raise IntegrityError("the stored archive is truncated: it stops inside a header")
@@ -153,17 +215,12 @@ class TarStream:
                 "the stored archive is truncated: the tar stream stops without its end marker"
             )
         block = bytes(self._buf[self._pos : self._pos + BLOCK])
-        if not block.strip(b"\0"):
-            self._pos += BLOCK
-            return None
-        try:
-            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-        except tarfile.HeaderError as exc:
-            raise TarFormatError(str(exc)) from None
         self._pos += BLOCK
-        return info
+        if not block.strip(b"\0"):
+            return None
+        return _decode(block)
 
-    def _next(self) -> tarfile.TarInfo | None:
+    def _next(self) -> Member | None:
         pax: dict[str, str] = dict(self._global)
         long_name: str | None = None
         long_link: str | None = None
@@ -200,7 +257,7 @@ class TarStream:
             self._left = _padded(info.size) if info.isreg() else 0
             return info
 
-    def copy_data(self, info: tarfile.TarInfo, fd: int) -> None:
+    def copy_data(self, info: Member, fd: int) -> None:
         """Write the current regular member's data to ``fd``, then step over its padding."""
         n = info.size
         while n:
@@ -247,7 +304,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return out
 
 
-def _apply_pax(info: tarfile.TarInfo, pax: dict[str, str]) -> None:
+def _apply_pax(info: Member, pax: dict[str, str]) -> None:
     try:
         if "path" in pax:
             info.name = pax["path"]
