@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from cacher.errors import ArtifactError
 from cacher.kinds.tarstream import Member, TarStream
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _refuse(name: str, why: str) -> ArtifactError:
@@ -35,11 +38,13 @@ def _clean_name(raw: str) -> str | None:
     if name in ("", "."):
         return None
     parts = name.split("/")
-    if any(p == ".." for p in parts):
+    if ".." in parts:
         raise _refuse(raw, "'..' in its path")
-    if any(ord(c) < 32 for c in name):
+    if _CONTROL.search(name):
         raise _refuse(raw, "control character in its path")
-    return "/".join(p for p in parts if p not in ("", "."))
+    if "" in parts or "." in parts:
+        return "/".join(p for p in parts if p not in ("", "."))
+    return name
 
 
 def _inside(rel_dir: str, target: str) -> bool:
