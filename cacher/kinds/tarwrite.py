@@ -2,41 +2,51 @@
 
 Entries are sorted, owners are normalised to 0/0 with empty names, mtimes are whole seconds:
 the same tree gives the same bytes. Hardlinks inside the tree stay hardlinks; symlinks stay
-symlinks; the format is POSIX pax, which GNU tar reads.
+symlinks; the format is POSIX pax, which GNU tar reads, byte for byte what Python's
+``tarfile`` writes for the same members (`cacher.kinds.tarheader` builds the headers).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from cacher.codec import Writable
 from cacher.errors import ArtifactError
+from cacher.kinds import tarheader
 
 COPY_BUFSIZE = 1 << 20
+_SMALL = 256 << 10  # file data below this is gathered with the headers
 
 
-class _TellingSink:
-    """tarfile's non-stream writer wants ``tell()``; it writes straight through, unbuffered."""
+class _Batcher:
+    """Gathers headers and small files into 1 MiB writes: the codec and the store see few calls."""
 
     def __init__(self, sink: Writable) -> None:
         self.sink = sink
-        self.pos = 0
+        self.buf = bytearray()
+        self.offset = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        self.offset += len(data)
+        if len(self.buf) >= COPY_BUFSIZE:
+            self.flush()
+
+    def write_through(self, data: bytes) -> None:
+        """A large piece goes to the sink as it is, after what was gathered."""
+        self.flush()
+        self.offset += len(data)
         self.sink.write(data)
-        self.pos += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.pos
 
     def flush(self) -> None:
-        """The store commits at the end; nothing to flush."""
+        if self.buf:
+            # Handed over, not copied: a sink may keep the object, so it is never reused.
+            data, self.buf = self.buf, bytearray()
+            self.sink.write(cast(bytes, data))  # any writer takes a bytearray
 
 
 def _entries(directory: Path) -> list[os.DirEntry[str]]:
@@ -70,31 +80,34 @@ def write_tree(root: Path, sink: Writable) -> int:
     """Write root's contents as a tar stream to ``sink``; return the number of entries."""
     if not root.is_dir():
         raise ArtifactError(f"cannot upload {root}: not a directory")
-    out = _TellingSink(sink)
+    out = _Batcher(sink)
     count = 0
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFSIZE) as tar:  # type: ignore[call-overload]
-        inodes: dict[tuple[int, int], str] = {}
-        for rel in _ordered(root):
-            path = root / rel
-            info = _header(path, rel, inodes)
-            if info is None:  # a socket: nothing to cache
-                continue
-            if info.isreg():
-                _add_file(tar, info, path)
-            else:
-                tar.addfile(info)
-            count += 1
-    # Leaving the block wrote the end-of-archive blocks; the sink stays open.
+    inodes: dict[tuple[int, int], str] = {}
+    top = str(root)
+    for rel in _ordered(root):
+        path = f"{top}/{rel}"
+        member = _member(path, rel, inodes)
+        if member is None:  # a socket: nothing to cache
+            continue
+        kind, mode, size, mtime, linkname = member
+        name = f"{rel}/" if kind == tarheader.DIRTYPE else rel
+        out.write(tarheader.pax_header(name, kind, mode, size, mtime, linkname))
+        if kind == tarheader.REGTYPE:
+            _copy_file(out, path, size)
+        count += 1
+    out.write(tarheader.end_of_archive(out.offset))
+    out.flush()  # the sink stays open
     return count
 
 
-def _header(path: Path, rel: str, inodes: dict[tuple[int, int], str]) -> tarfile.TarInfo | None:
-    """The normalised header of one entry, built from one lstat.
+def _member(
+    path: str, rel: str, inodes: dict[tuple[int, int], str]
+) -> tuple[bytes, int, int, int, str] | None:
+    """Type, mode, size, mtime and link target of one entry, from one lstat.
 
     Owners are 0/0 with empty names and times whole seconds, so equal trees give equal bytes;
-    tarfile's own gettarinfo would also look up user and group names, which cost a fifth of
-    the archiving time only to be blanked. A second link to an inode already archived becomes
-    a hardlink member.
+    no user or group name is looked up. A second link to an inode already archived becomes a
+    hardlink member.
     """
     try:
         st = os.lstat(path)
@@ -103,52 +116,42 @@ def _header(path: Path, rel: str, inodes: dict[tuple[int, int], str]) -> tarfile
         raise ArtifactError(f"{path} vanished while the tree was archived") from None
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
-    mode = st.st_mode
-    info = tarfile.TarInfo(rel)
-    info.mode, info.mtime = stat.S_IMODE(mode), int(st.st_mtime)
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+    mode, mtime = st.st_mode, int(st.st_mtime)
+    perms = stat.S_IMODE(mode)
     if stat.S_ISREG(mode):
         first = inodes.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
         if first is not None:
-            info.type, info.linkname = tarfile.LNKTYPE, first
-        else:
-            info.type, info.size = tarfile.REGTYPE, st.st_size
-            if st.st_nlink > 1:
-                inodes[(st.st_dev, st.st_ino)] = rel
-    elif stat.S_ISDIR(mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISLNK(mode):
-        info.type, info.linkname = tarfile.SYMTYPE, link
-    elif stat.S_ISSOCK(mode):
+            return tarheader.LNKTYPE, perms, 0, mtime, first
+        if st.st_nlink > 1:
+            inodes[(st.st_dev, st.st_ino)] = rel
+        return tarheader.REGTYPE, perms, st.st_size, mtime, ""
+    if stat.S_ISDIR(mode):
+        return tarheader.DIRTYPE, perms, 0, mtime, ""
+    if stat.S_ISLNK(mode):
+        return tarheader.SYMTYPE, perms, 0, mtime, link
+    if stat.S_ISSOCK(mode):
         return None
-    else:
-        raise ArtifactError(f"cannot archive {path}: device files and FIFOs are not cached")
-    return info
+    raise ArtifactError(f"cannot archive {path}: device files and FIFOs are not cached")
 
 
-def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path) -> None:
+def _copy_file(out: _Batcher, path: str, size: int) -> None:
+    """Exactly ``size`` bytes of the file and the padding; a file that changed size fails."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != info.size:
+        with open(path, "rb", buffering=0) as f:
+            if os.fstat(f.fileno()).st_size != size:
                 raise ArtifactError(f"{path} changed while the tree was archived")
-            tar.addfile(info, _ExactReader(f, path, info.size))
+            left = size
+            while left:
+                data = f.read(min(left, COPY_BUFSIZE))
+                if not data:
+                    raise ArtifactError(f"{path} shrank while the tree was archived")
+                if len(data) >= _SMALL:
+                    out.write_through(data)
+                else:
+                    out.write(data)
+                left -= len(data)
     except FileNotFoundError:
         raise ArtifactError(f"{path} vanished while the tree was archived") from None
     except OSError as exc:
         raise ArtifactError(f"cannot read {path}: {exc.strerror}") from None
-
-
-class _ExactReader:
-    """Reads a file, failing if it ends before the size recorded in its header."""
-
-    def __init__(self, f: Any, path: Path, size: int) -> None:
-        self.f, self.path, self.left = f, path, size
-
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self.f.read(n)
-        self.left -= len(data)
-        if not data and self.left > 0:
-            raise ArtifactError(f"{self.path} shrank while the tree was archived")
-        return data
+    out.write(tarheader.padding(size))
