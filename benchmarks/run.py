@@ -47,6 +47,7 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "upload-parts": workloads.upload_parts,
     "download-parts": workloads.download_parts,
     "docker": workloads.docker,
+    "rss": workloads.rss,
 }
 
 
@@ -126,6 +127,9 @@ def run_workloads(bench: Bench, inputs: Inputs, names: list[str], notes: list[st
         except Exception as exc:
             traceback.print_exc()
             notes.append(f"{name}: failed: {str(exc).splitlines()[0]}")
+        if name == "rss":
+            for kind, why in bench.facts.get("rss", {}).get("skipped", {}).items():
+                notes.append(f"peak RSS of a {kind} artifact: {why}")
     return measurements
 
 

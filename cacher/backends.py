@@ -41,7 +41,24 @@ def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
         **settings.options,
     )
     fs.retries = 1  # botocore retries already; s3fs would multiply the attempts
+    _keep_bodies_as_bytes(fs)
     return fs
+
+
+def _keep_bodies_as_bytes(fs: Any) -> None:
+    """Let botocore hash a part's bytes in one call instead of re-reading a BytesIO copy.
+
+    botocore wraps every PutObject/UploadPart body in a BytesIO, then SHA-256s it for the
+    signature 1 MiB ``read()`` at a time on s3fs's event loop, and aiohttp copies it once more:
+    a third of the loop thread's time on a large upload, during which no other part moved.
+    """
+    from botocore.handlers import convert_body_to_file_like_object
+
+    fs.connect()
+    for operation in ("UploadPart", "PutObject"):
+        fs.s3.meta.events.unregister(
+            f"before-parameter-build.s3.{operation}", convert_body_to_file_like_object
+        )
 
 
 def bounded_session_class(total: float) -> type:

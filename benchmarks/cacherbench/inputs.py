@@ -4,6 +4,8 @@
 - ``large.tar``: several real wheels (``pip download --no-deps``) in one uncompressed tar.
 - ``keytree``: the first N files of ``tree`` (by sorted path), hardlinked, for ``cacher key``.
 - ``onefile``: one small file, for the start-up commands.
+- ``rss/``: the large artifacts of the ``rss`` workload, made from the above on first use
+  (`build_big_inputs`): ``large.tar`` concatenated, and copies of ``tree``.
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ SIZES = {
 }
 
 
+# Artifact size of the ``rss`` workload: the 2 GiB of the requirement at full size, scaled down
+# for the smoke runs.
+RSS_TARGET_BYTES = {"tiny": 20 << 20, "small": 200 << 20, "full": 2 << 30}
+
+
 @dataclass(frozen=True)
 class TreeStats:
     files: int
@@ -86,6 +93,7 @@ class TreeStats:
 
 @dataclass(frozen=True)
 class Inputs:
+    size: str
     tree: Path
     tree_stats: TreeStats
     large: Path
@@ -205,6 +213,7 @@ def build_inputs(spec: SizeSpec, peers: Peers, work: Path) -> Inputs:
         stamp.write_text(wanted)
     large = base / "large.tar"
     return Inputs(
+        size=spec.name,
         tree=base / "tree",
         tree_stats=tree_stats(base / "tree"),
         large=large,
@@ -214,4 +223,75 @@ def build_inputs(spec: SizeSpec, peers: Peers, work: Path) -> Inputs:
         keytree_stats=tree_stats(base / "keytree"),
         onefile=base / "onefile.txt",
         packages=_installed(base / "tree"),
+    )
+
+
+@dataclass(frozen=True)
+class BigInputs:
+    """The ``rss`` workload's artifacts, each of at least ``target_bytes``."""
+
+    target_bytes: int
+    file: Path
+    file_bytes: int
+    file_copies: int
+    tree: Path
+    tree_stats: TreeStats
+    tree_copies: float
+
+
+def _concatenate(src: Path, out: Path, target: int) -> int:
+    """Write src again and again into out until it holds at least target bytes; the copies."""
+    copies = 0
+    with open(out, "wb") as dst:
+        while dst.tell() < target:
+            with open(src, "rb") as f:
+                shutil.copyfileobj(f, dst, 1 << 20)
+            copies += 1
+    return copies
+
+
+def _copy_tree(src: Path, dest: Path, src_bytes: int, target: int) -> None:
+    """Whole copies of src (real copies, no hardlinks) under dest, then as many of its files
+    (sorted) as it takes to reach at least target bytes of file data."""
+    dest.mkdir(parents=True)
+    done = copy = 0
+    while done + src_bytes <= target:
+        shutil.copytree(src, dest / f"copy{copy}", symlinks=True)
+        done += src_bytes
+        copy += 1
+    files = iter(_sorted_files(src))
+    while done < target:
+        rel = next(files)
+        target_path = dest / f"copy{copy}" / rel
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, target_path)
+        done += target_path.stat().st_size
+
+
+def build_big_inputs(inputs: Inputs) -> BigInputs:
+    """Build (or reuse) the ``rss`` artifacts of the inputs' size under work/inputs/SIZE/rss."""
+    target = RSS_TARGET_BYTES[inputs.size]
+    base = inputs.tree.parent / "rss"
+    stamp = base / "spec.json"
+    wanted = json.dumps(
+        {"target": target, "large_bytes": inputs.large_bytes, "tree": asdict(inputs.tree_stats)},
+        sort_keys=True,
+    )
+    if not (stamp.exists() and json.loads(stamp.read_text()).get("spec") == wanted):
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        print(f"bench: building the rss inputs ({target >> 20} MiB each) in {base}", flush=True)
+        copies = _concatenate(inputs.large, base / "large.tar", target)
+        _copy_tree(inputs.tree, base / "tree", inputs.tree_stats.bytes, target)
+        stamp.write_text(json.dumps({"spec": wanted, "file_copies": copies}))
+    made = json.loads(stamp.read_text())
+    stats = tree_stats(base / "tree")
+    return BigInputs(
+        target_bytes=target,
+        file=base / "large.tar",
+        file_bytes=(base / "large.tar").stat().st_size,
+        file_copies=made["file_copies"],
+        tree=base / "tree",
+        tree_stats=stats,
+        tree_copies=round(stats.bytes / inputs.tree_stats.bytes, 2),
     )
