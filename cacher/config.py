@@ -52,7 +52,12 @@ FIELDS: tuple[Field, ...] = (
         "Seconds one store request may take in all (bounds a trickling or stuck transfer).",
     ),
     Field("max_attempts", int, 3, "Attempts per store request, the first included."),
-    Field("part_size_mb", int, 16, "Multipart part size for streamed S3 uploads, in MiB."),
+    Field(
+        "part_size_mb",
+        int,
+        8,
+        "Part size of S3 multipart uploads and ranged downloads, in MiB (doubled every 1,000 parts).",
+    ),
     Field("soft_fail", bool, False, "Storage errors become a warning: a miss on download, exit 0 on upload."),
     Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
 )

@@ -29,7 +29,7 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "read_timeout": (10.0, 20.0, 30.0, "20"),
     "request_timeout": (100.0, 200.0, 300.5, "200"),
     "max_attempts": (2, 4, 5, "4"),
-    "part_size_mb": (6, 7, 8, "7"),
+    "part_size_mb": (6, 7, 9, "7"),
     "compression_level": (1, 9, 19, "9"),
     "soft_fail": (True, False, True, "no"),
 }

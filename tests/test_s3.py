@@ -205,3 +205,18 @@ def test_exists_does_not_import_s3fs(s3env, env: dict[str, str]) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], env={**env, **s3env}, capture_output=True, text=True)
     assert "HEAVY [] 1" in proc.stdout, proc
+
+
+def test_part_size_doubles_every_thousand_parts() -> None:
+    """Pure arithmetic, no store: 10,000 parts from 8 MiB hold objects up to 7.8 TiB."""
+    from cacher.s3parallel import PARTS_PER_STEP, ParallelUpload
+
+    upload = ParallelUpload(None, "b", "k", part_size=8 << 20, inflight=3, metadata={})
+    sizes = []
+    for _ in range(10_000):
+        sizes.append(upload.next_part_size)
+        upload.parts.append({})
+    assert sizes[0] == sizes[PARTS_PER_STEP - 1] == 8 << 20
+    assert sizes[PARTS_PER_STEP] == 16 << 20
+    assert sum(sizes) >= 7.8 * (1 << 40)
+    assert all(5 << 20 <= s <= 8 << 29 for s in sizes)
