@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cacher.cli.app import build_app
         from cacher.registry import Registry
 
-        app = build_app(Registry.from_entry_points())
+        app = build_app(Registry.from_entry_points(), args[0] if args else None)
         try:
             result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
         except cyclopts.CycloptsError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cyclopts import App
@@ -18,7 +19,13 @@ from cacher.registry import Registry
 TOP_LEVEL_KIND = "file"
 
 
-def build_app(registry: Registry) -> App:
+def build_app(registry: Registry, first_arg: str | None = None) -> App:
+    """The application; given the command line's first argument, only the command it names.
+
+    Assembling every kind's verbs imports every kind (plugins included) and has cyclopts
+    inspect each signature: most of a transfer's start-up. A name that is not a command, or
+    none, gets the whole application, so help and error messages list everything.
+    """
     app = App(
         name="cacher",
         version=__version__,
@@ -26,30 +33,51 @@ def build_app(registry: Registry) -> App:
         help_on_error=False,
     )
     kinds = registry.names("kinds")
+    core = _core_commands(registry)
+    if first_arg in kinds:
+        _add_kind(app, registry, first_arg)
+        return app
+    if first_arg in core and first_arg != "completion":
+        app.command(core[first_arg](), name=first_arg)
+        return app
     if TOP_LEVEL_KIND in kinds:
-        for command in _verbs(registry, TOP_LEVEL_KIND):
+        verbs = _verbs(registry, TOP_LEVEL_KIND)
+        if first_arg in {v.__name__ for v in verbs}:
+            app.command(next(v for v in verbs if v.__name__ == first_arg))
+            return app
+        for command in verbs:
             app.command(command)
-    app.command(list_command(registry), name="list")
-    app.command(delete_command(registry), name="delete")
-    app.command(stats_command(registry), name="stats")
-    app.command(prune_command(registry), name="prune")
-    app.command(key_command(registry), name="key")
-    app.command(plugins_command(registry), name="plugins")
-    _setup_commands(app, registry)
+    for name, make in core.items():
+        if name != "completion":
+            app.command(make(), name=name)
     app.command(completion_command(app), name="completion")
     for name in kinds:
-        sub = App(name=name, help=_summary(registry, name), help_on_error=False)
-        for command in _verbs(registry, name):
-            sub.command(command)
-        app.command(sub)
+        _add_kind(app, registry, name)
     return app
 
 
-def _setup_commands(app: App, registry: Registry) -> None:
+def _core_commands(registry: Registry) -> dict[str, Callable[[], Any]]:
+    """The commands that are not a kind's verbs, built only when asked for."""
     from cacher.cli import setup
 
-    app.command(setup.init_command(registry), name="init")
-    app.command(setup.doctor_command(registry), name="doctor")
+    return {
+        "list": lambda: list_command(registry),
+        "delete": lambda: delete_command(registry),
+        "stats": lambda: stats_command(registry),
+        "prune": lambda: prune_command(registry),
+        "key": lambda: key_command(registry),
+        "plugins": lambda: plugins_command(registry),
+        "init": lambda: setup.init_command(registry),
+        "doctor": lambda: setup.doctor_command(registry),
+        "completion": lambda: None,
+    }
+
+
+def _add_kind(app: App, registry: Registry, name: str) -> None:
+    sub = App(name=name, help=_summary(registry, name), help_on_error=False)
+    for command in _verbs(registry, name):
+        sub.command(command)
+    app.command(sub)
 
 
 def _summary(registry: Registry, name: str) -> str:
