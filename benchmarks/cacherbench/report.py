@@ -31,8 +31,8 @@ COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = 
     ),
     ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "aws s3api head-object"), 1.0),
     ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "s5cmd ls"), None),
-    ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), None),
-    ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), None),
+    ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), 1.05),
+    ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), 1.05),
 ]
 RSS_ROWS = [
     ("dir upload", "cacher"),
