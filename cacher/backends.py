@@ -120,6 +120,7 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
             settings.prefix,
             head_client=head,
             block_size=settings.part_size_mb << 20,
+            grow_parts=not settings.options.get("fixed_upload_size", False),
         )
     if backend == "file":
         root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)

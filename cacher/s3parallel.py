@@ -35,10 +35,19 @@ class ParallelUpload:
     """A write-only stream becoming one S3 object; nothing is visible until `commit`."""
 
     def __init__(
-        self, fs: Any, bucket: str, key: str, *, part_size: int, inflight: int, metadata: dict[str, str]
+        self,
+        fs: Any,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int,
+        inflight: int,
+        metadata: dict[str, str],
+        grow: bool = True,
     ) -> None:
         self.fs, self.bucket, self.key = fs, bucket, key
         self.part_size, self.inflight, self.metadata = part_size, inflight, metadata
+        self.grow = grow
         self.buffer = bytearray()
         self.upload_id: str | None = None
         self.pending: collections.deque[concurrent.futures.Future[dict[str, Any]]] = collections.deque()
@@ -53,6 +62,8 @@ class ParallelUpload:
         is held about twice: once here, once in the socket's send buffer), and doubling keeps
         objects up to 7.8 TiB within the limit (from 8 MiB parts).
         """
+        if not self.grow:  # stores that want equal parts (R2's fixed_upload_size)
+            return self.part_size
         sent = len(self.parts) + len(self.pending)
         return self.part_size << min(sent // PARTS_PER_STEP, 9)
 

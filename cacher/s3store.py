@@ -34,12 +34,14 @@ class S3Store(Store):
         head_client: S3Http,
         block_size: int,
         inflight: int = 3,
+        grow_parts: bool = True,
     ) -> None:
         super().__init__(None, bucket, prefix, protocol="s3")
         self._factory = fs_factory
         self._head = head_client
         self.block_size = block_size
         self.inflight = inflight
+        self.grow_parts = grow_parts
 
     @property
     def fs(self) -> Any:
@@ -104,7 +106,13 @@ class S3Store(Store):
         bucket, _, name = self.path(key).partition("/")
         meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
         upload = ParallelUpload(
-            self.fs, bucket, name, part_size=self.block_size, inflight=self.inflight, metadata=meta
+            self.fs,
+            bucket,
+            name,
+            part_size=self.block_size,
+            inflight=self.inflight,
+            metadata=meta,
+            grow=self.grow_parts,
         )
         try:
             yield TranslatingWriter(upload, self, key)  # type: ignore[misc]

@@ -220,3 +220,43 @@ def test_part_size_doubles_every_thousand_parts() -> None:
     assert sizes[PARTS_PER_STEP] == 16 << 20
     assert sum(sizes) >= 7.8 * (1 << 40)
     assert all(5 << 20 <= s <= 8 << 29 for s in sizes)
+
+
+def test_fixed_upload_size_keeps_parts_equal(tmp_path: Path) -> None:
+    """R2 wants equal parts: the `fixed_upload_size` option (config [options]) stops the doubling."""
+    import os
+
+    from cacher import config
+    from cacher.backends import open_store
+    from cacher.s3parallel import PARTS_PER_STEP, ParallelUpload
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('backend = "s3"\nbucket = "b"\n[options]\nfixed_upload_size = true\n')
+    creds = {"CACHER_S3_KEY_ID": "id", "CACHER_S3_SECRET": "secret"}
+    settings = config.load({**creds, "XDG_CONFIG_HOME": os.devnull}, {}, config_flag=str(cfg))
+    store = open_store(settings, creds)
+    assert store.grow_parts is False  # type: ignore[attr-defined]
+    upload = ParallelUpload(None, "b", "k", part_size=8 << 20, inflight=3, metadata={}, grow=False)
+    upload.parts.extend({} for _ in range(3 * PARTS_PER_STEP))
+    assert upload.next_part_size == 8 << 20
+
+
+def test_download_does_not_import_s3fs(s3env, env: dict[str, str], tmp_path: Path) -> None:
+    """Downloads are ranged GETs signed by hand (cacher/s3ranges.py): no s3fs, no event loop."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    code = (
+        "import sys\n"
+        "from cacher.cli import main\n"
+        f"assert main(['upload', 'dl/a.bin', {str(src)!r}]) == 0\n"
+        "for m in [m for m in sys.modules if m.split('.')[0] in ('s3fs', 'aiobotocore', 'botocore', 'aiohttp')]:\n"
+        "    del sys.modules[m]\n"
+        f"code = main(['download', 'dl/a.bin', {str(tmp_path / 'out.bin')!r}])\n"
+        "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'s3fs', 'aiobotocore', 'botocore', 'aiohttp'}), code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, **s3env}, capture_output=True, text=True)
+    assert "HEAVY [] 0" in proc.stdout, proc
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
