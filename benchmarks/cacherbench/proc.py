@@ -7,11 +7,12 @@ samples the kernel's VmHWM of the command's own process and of each of its desce
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,55 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _run_logged(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    log: Path,
+    stdout: Path | None,
+    cwd: Path | None,
+    timeout: float,
+    wait: Callable[[int], tuple[int, resource.struct_rusage]],
+    shown: Sequence[str] | None = None,
+) -> tuple[int, resource.struct_rusage, float]:
+    """Run ``argv`` in its own session, stderr appended to ``log``, until ``wait`` reaps it.
+
+    The process group is killed on timeout or interruption. Returns (pid, rusage, wall
+    seconds); raises `CommandFailed` unless the command exited 0.
+    """
+    command = " ".join(shown or argv)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
+        err.write(f"\n$ {command}\n".encode())
+        err.flush()
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
+        timer.daemon = True
+        timer.start()
+        try:
+            status, usage = wait(proc.pid)
+        except BaseException:  # interrupted: take the command down with us
+            _kill_group(proc.pid)
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by `wait`; Popen must not wait again
+    if proc.returncode != 0:
+        raise CommandFailed(f"exit {proc.returncode}: {command} (log: {log})\n{tail(log)}")
+    return proc.pid, usage, seconds
+
+
 def measure(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -61,38 +111,17 @@ def measure(
     child had before its exec, so ``wait4`` on a child of this (large) Python process would
     report at least this process's RSS.
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
     usage_file = log.with_suffix(".usage")
-    wrapped = [GNU_TIME, "-q", "-f", "%M %U %S", "-o", str(usage_file), *argv]
     use_gnu_time = os.access(GNU_TIME, os.X_OK)
-    with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
-        err.write(f"\n$ {' '.join(argv)}\n".encode())
-        err.flush()
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            wrapped if use_gnu_time else list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
-        timer.daemon = True
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # interrupted: take the command down with us
-            _kill_group(proc.pid)
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
-    if proc.returncode != 0:
-        raise CommandFailed(f"exit {proc.returncode}: {' '.join(argv)} (log: {log})\n{tail(log)}")
+    wrapped = [GNU_TIME, "-q", "-f", "%M %U %S", "-o", str(usage_file), *argv] if use_gnu_time else argv
+
+    def wait(pid: int) -> tuple[int, resource.struct_rusage]:
+        _, status, usage = os.wait4(pid, 0)
+        return status, usage
+
+    _, usage, seconds = _run_logged(
+        wrapped, env, log=log, stdout=stdout, cwd=cwd, timeout=timeout, wait=wait, shown=argv
+    )
     if use_gnu_time:
         rss, user, system = usage_file.read_text().split()[-3:]
         return Sample(seconds, float(user) + float(system), int(rss))
@@ -181,42 +210,19 @@ def measure_peaks(
     has exec'd). Raises `CommandFailed` unless the command exits 0. CPU time (user +
     system, descendants included) comes from ``wait4``.
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
     peaks: dict[tuple[int, str], ProcessPeak] = {}
-    with open(log, "ab") as err, open(stdout or os.devnull, "wb") as out:
-        err.write(f"\n$ {' '.join(argv)}\n".encode())
-        err.flush()
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
-        timer.daemon = True
-        timer.start()
-        try:
-            while True:
-                _sample_tree(proc.pid, peaks)
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                time.sleep(interval)
-        except BaseException:
-            _kill_group(proc.pid)
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise CommandFailed(f"exit {proc.returncode}: {' '.join(argv)} (log: {log})\n{tail(log)}")
-    own = max((p.max_rss_kib for p in peaks.values() if p.pid == proc.pid), default=0)
-    rest = sorted((p for p in peaks.values() if p.pid != proc.pid), key=lambda p: -p.max_rss_kib)
+
+    def wait(pid: int) -> tuple[int, resource.struct_rusage]:
+        while True:
+            _sample_tree(pid, peaks)
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                return status, usage
+            time.sleep(interval)
+
+    pid, usage, seconds = _run_logged(argv, env, log=log, stdout=stdout, cwd=None, timeout=timeout, wait=wait)
+    own = max((p.max_rss_kib for p in peaks.values() if p.pid == pid), default=0)
+    rest = sorted((p for p in peaks.values() if p.pid != pid), key=lambda p: -p.max_rss_kib)
     return PeakSample(Sample(seconds, usage.ru_utime + usage.ru_stime, own), rest)
 
 

@@ -11,21 +11,15 @@ with the other pieces replaced by a file or by nothing.
   unzstd FILE        decode a local .tar.zst with the codec's decoder and drop the bytes
   untar FILE DEST    decode a local .tar.zst and extract_tree it into the empty directory DEST
 
-What-ifs (cacher's functions, with one thing changed from outside, to size a possible gain):
+What-if (cacher's functions, with one thing changed from outside, to size a possible gain):
 
-  tar-nonames DIR        write_tree with tarfile's per-file uid/gid name lookups turned off
-                         (write_tree blanks the names anyway)
   tar-zstd1 DIR          tar-zstd at zstd level 1 instead of 3
-  untar-threaded F DEST  untar, with the zstd decoder in its own thread feeding a pipe, so
-                         decompression overlaps extract_tree
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tarfile
-import threading
 from pathlib import Path
 
 from cacher import config
@@ -86,37 +80,10 @@ def untar(path: str, dest: str) -> None:
         extract_tree(ZstdCodec().decoder(f), Path(dest))
 
 
-def tar_nonames(root: str) -> None:
-    tarfile.pwd = None  # type: ignore[assignment]
-    tarfile.grp = None  # type: ignore[assignment]
-    write_tree(Path(root), NullSink())
-
-
 def tar_zstd1(root: str) -> None:
     with ZstdCodec(level=1).encoder(NullSink()) as encoder:
         write_tree(Path(root), encoder)
 
-
-def untar_threaded(path: str, dest: str) -> None:
-    read_end, write_end = os.pipe()
-    failed: list[BaseException] = []
-
-    def decode() -> None:
-        try:
-            with open(path, "rb") as f, open(write_end, "wb") as out:
-                decoder = ZstdCodec().decoder(f)
-                while chunk := decoder.read(CHUNK):
-                    out.write(chunk)
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=decode)
-    thread.start()
-    with open(read_end, "rb", buffering=CHUNK) as source:
-        extract_tree(source, Path(dest))
-    thread.join()
-    if failed:
-        raise failed[0]
 
 
 STAGES = {
@@ -126,9 +93,7 @@ STAGES = {
     "get": get,
     "unzstd": unzstd,
     "untar": untar,
-    "tar-nonames": tar_nonames,
     "tar-zstd1": tar_zstd1,
-    "untar-threaded": untar_threaded,
 }
 
 

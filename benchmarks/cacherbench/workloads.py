@@ -349,12 +349,6 @@ def upload_parts(bench: Bench, inputs: Inputs) -> list[Measurement]:
         ),
         # What-ifs: how much a change would save (see stages.py).
         Contender(
-            "what-if: write_tree without uid/gid name lookups",
-            "stages.py tar-nonames DIR",
-            ce,
-            lambda label: bench.stage("tar-nonames", str(inputs.tree)),
-        ),
-        Contender(
             "what-if: cacher write_tree + zstd level 1",
             "stages.py tar-zstd1 DIR",
             ce,
@@ -435,14 +429,6 @@ def download_parts(bench: Bench, inputs: Inputs) -> list[Measurement]:
             lambda label: bench.stage("untar", str(archive), str(dest("cacher"))),
             setup=fresh("cacher"),
             check=check("cacher"),
-        ),
-        Contender(
-            "what-if: decoder in its own thread + extract_tree",
-            "stages.py untar-threaded tree.tar.zst DEST",
-            ce,
-            lambda label: bench.stage("untar-threaded", str(archive), str(dest("threaded"))),
-            setup=fresh("threaded"),
-            check=check("threaded"),
         ),
     ]
     return bench.compare(
