@@ -230,6 +230,41 @@ def test_hostile_archive_is_refused(cacher, tmp_path: Path, local_root: Path, ca
     assert [p.name for p in tmp_path.iterdir() if ".cacher-" in p.name] == []
 
 
+def _malformed(case: str) -> bytes:
+    """Archives cacher's own reader refuses as a format error (not a hostile member)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(*_member("ok.txt", data=b"fine"))
+        if case == "huge-extended-header":
+            info, data = _member("big.txt", data=b"x")
+            info.pax_headers = {"comment": "c" * (2 << 20)}  # a 2 MiB PAX record: bigger than any path
+            tar.addfile(info, data)
+        elif case == "malformed-pax":
+            info = tarfile.TarInfo("././@PaxHeader")
+            info.type, payload = tarfile.XHDTYPE, b"not a record\n"
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+            tar.addfile(*_member("after.txt"))
+    raw = bytearray(buf.getvalue())
+    if case == "bad-checksum":
+        raw[0] ^= 0x01  # the first header's name changes; its checksum no longer matches
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("case", ["huge-extended-header", "malformed-pax", "bad-checksum"])
+def test_malformed_archive_is_refused(cacher, tmp_path: Path, local_root: Path, case: str) -> None:
+    local_root.mkdir(parents=True)
+    (local_root / "bad.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(_malformed(case)))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    run = cacher("dir", "download", "bad.tar.zst", str(dest))
+    assert run.code == 2, run
+    assert_one_error_line(run, "not a valid tar stream")
+    assert [p.name for p in dest.iterdir()] == ["keep"] and (dest / "keep").read_text() == "keep"
+    assert [p.name for p in tmp_path.iterdir() if ".cacher-" in p.name] == []
+
+
 # -- atomicity -------------------------------------------------------------------------------
 
 
