@@ -187,13 +187,20 @@ class TarStream:
         self._pos += n
         return data
 
-    def _skip(self, n: int) -> None:
+    def _spans(self, n: int) -> Iterator[memoryview]:
+        """The next ``n`` bytes as views of the buffer, each released before the buffer moves."""
         while n:
             if not self._fill(1):
                 raise IntegrityError("the stored archive is truncated: it stops inside a member's data")
             step = min(n, len(self._buf) - self._pos)
+            with memoryview(self._buf) as whole, whole[self._pos : self._pos + step] as view:
+                yield view
             self._pos += step
             n -= step
+
+    def _skip(self, n: int) -> None:
+        for _ in self._spans(n):
+            pass
 
     # -- members ---------------------------------------------------------------------------
 
@@ -259,20 +266,10 @@ class TarStream:
 
     def copy_data(self, info: Member, fd: int) -> None:
         """Write the current regular member's data to ``fd``, then step over its padding."""
-        n = info.size
-        while n:
-            if not self._fill(1):
-                raise IntegrityError("the stored archive is truncated: it stops inside a member's data")
-            step = min(n, len(self._buf) - self._pos)
-            view = memoryview(self._buf)[self._pos : self._pos + step]
-            try:
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            finally:
-                view.release()
-            self._pos += step
-            n -= step
+        for view in self._spans(info.size):
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
         self._left = _padded(info.size) - info.size
 
 
