@@ -20,7 +20,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_RETRY_STATUS = {429, 500, 502, 503, 504}
+RETRY_STATUS = {429, 500, 502, 503, 504}  # answers another attempt may fix
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class S3Http:
             except (OSError, http.client.HTTPException) as exc:
                 last = exc
                 continue
-            if status in _RETRY_STATUS and attempt < self.attempts - 1:
+            if status in RETRY_STATUS and attempt < self.attempts - 1:
                 continue
             return _parse(status, headers)
         raise OSError(f"{type(last).__name__}: {last}" if last else "no answer")

@@ -15,10 +15,9 @@ import socket
 import threading
 import time
 
-from cacher.s3http import S3Http
+from cacher.s3http import RETRY_STATUS, S3Http
 from cacher.store import ReadPreconditionFailed
 
-_RETRY_STATUS = {429, 500, 502, 503, 504}
 _READ_STEP = 1 << 20
 
 
@@ -166,7 +165,7 @@ class RangeReader:
             raise FileNotFoundError(f"{reason}: the object is gone")
         if status == 403:
             raise PermissionError(reason)
-        if status in _RETRY_STATUS:
+        if status in RETRY_STATUS:
             raise _Retryable(reason)
         raise StoreRefused(f"the store refused a ranged read: {reason}")
 
