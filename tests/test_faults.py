@@ -121,6 +121,22 @@ def test_a_request_that_always_fails_is_sent_max_attempts_times(
         assert_nothing_published(seaweed_s3, s3_bucket, "k")
 
 
+@pytest.mark.parametrize(("status", "needle"), [(403, "access denied"), (416, "refused a ranged read")])
+def test_a_refused_range_is_not_retried(
+    cacher, penv, seaweed_s3, s3_bucket, proxy: FaultProxy, tmp_path: Path, status: int, needle: str
+) -> None:
+    """A 4xx answer to a ranged GET cannot change on another try: sent once, exit 2, DEST kept."""
+    seed_file(seaweed_s3, s3_bucket, "k", os.urandom(1 << 20))  # one ranged GET
+    dest = tmp_path / "dest.bin"
+    dest.write_bytes(b"old")
+    proxy.set_fault(f"status:{status}", match=is_get)
+    run = cacher("download", "k", str(dest), extra_env={**penv, "CACHER_MAX_ATTEMPTS": "3"})
+    assert_clean_failure(run, needle)
+    assert len(faulted(proxy, is_get)) == 1, [(r.method, r.target) for r in proxy.requests]
+    assert dest.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
+
+
 # -- transient faults: the transfer completes ------------------------------------------------------
 
 UPLOAD_TRANSIENT = {
