@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO, ClassVar, Protocol
 
+from cacher.errors import ConfigError
+
 
 class Writable(Protocol):
     """The part of a binary file a codec writes to."""
@@ -30,8 +32,21 @@ class Codec(abc.ABC):
     #: Key suffixes that select this codec for archive kinds, longest first (``.tar.zst``).
     suffixes: ClassVar[tuple[str, ...]] = ()
 
+    #: The compression levels this codec accepts (inclusive), or None when it takes any.
+    levels: ClassVar[tuple[int, int] | None] = None
+
     def __init__(self, level: int | None = None) -> None:
-        """``level`` is the codec's own compression level; None means its default."""
+        """``level`` is the codec's own compression level; None means its default.
+
+        A level outside `levels` raises `cacher.errors.ConfigError` here, before any I/O.
+        """
+        if level is not None and self.levels is not None:
+            low, high = self.levels
+            if not low <= level <= high:
+                raise ConfigError(
+                    f"compression_level {level} is not a level of the {self.name} codec "
+                    f"(it accepts {low} to {high})"
+                )
         self.level = level
 
     @abc.abstractmethod

@@ -63,7 +63,7 @@ FIELDS: tuple[Field, ...] = (
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,27 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "cacher"
 
 
-def read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Parse and check a config file: (field values, fsspec ``options`` table)."""
+def runtime_dir(environ: Mapping[str, str]) -> Path:
+    """Where cacher keeps its lock files: ``$XDG_RUNTIME_DIR/cacher``, else a per-user temp dir."""
+    base = environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return Path(base) / "cacher"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"cacher-{os.getuid()}"
+
+
+def read_file(path: Path, *, named_by: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse and check a config file: (field values, fsspec ``options`` table).
+
+    A missing file is no configuration, unless ``named_by`` (``--config``, ``CACHER_CONFIG``)
+    named it: then a missing file is an error, never a silent fall-back to the local store.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if named_by:
+            raise ConfigError(f"the config file {path} (from {named_by}) does not exist") from None
         return {}, {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
@@ -154,16 +170,21 @@ def load(
     *,
     config_flag: str | None = None,
 ) -> Settings:
-    """Resolve every field by precedence; flags whose value is None are not given."""
+    """Resolve every field by precedence; flags whose value is None are not given.
+
+    An empty flag value or an empty ``CACHER_*`` variable counts as not given: a CI script's
+    unset variable must never replace the configured endpoint, prefix or bucket with nothing.
+    """
     path = config_path(environ, config_flag)
-    file_values, options = read_file(path)
+    named_by = "--config" if config_flag else "CACHER_CONFIG" if environ.get("CACHER_CONFIG") else None
+    file_values, options = read_file(path, named_by=named_by)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for spec in FIELDS:
         flag_value = (flags or {}).get(spec.name)
-        if flag_value is not None:
+        if flag_value is not None and flag_value != "":  # `--prefix "$UNSET"` is no flag either
             values[spec.name], sources[spec.name] = flag_value, "flag"
-        elif spec.env in environ:
+        elif environ.get(spec.env):  # an empty variable is unset: it never hides the file
             values[spec.name], sources[spec.name] = _from_env(spec, environ[spec.env]), "env"
         elif spec.name in file_values:
             values[spec.name], sources[spec.name] = file_values[spec.name], "file"
@@ -186,6 +207,22 @@ def _check_values(settings: Settings) -> None:
         raise ConfigError(f"max_attempts must be at least 1 ({settings.sources['max_attempts']})")
     if settings.values["part_size_mb"] < 5:
         raise ConfigError("part_size_mb must be at least 5 (the S3 minimum part size)")
+    endpoint = settings.values["endpoint"]
+    if endpoint and not str(endpoint).lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"endpoint {endpoint!r} ({origin(settings, 'endpoint')}) must start with http:// or https://"
+        )
+
+
+def origin(settings: Settings, name: str) -> str:
+    """Where a setting came from, as a user would name it."""
+    source = settings.sources[name]
+    spec = FIELD_BY_NAME[name]
+    return {
+        "flag": f"--{name.replace('_', '-')}",
+        "env": spec.env,
+        "file": f"config file {settings.config_path}",
+    }.get(source, "default")
 
 
 def resolved_backend(settings: Settings) -> str:

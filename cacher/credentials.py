@@ -48,14 +48,17 @@ def resolve(settings: Settings, environ: Mapping[str, str]) -> Credentials:
     env_key, env_secret = environ.get("CACHER_S3_KEY_ID"), environ.get("CACHER_S3_SECRET")
     if env_key and env_secret:
         return Credentials(env_key, env_secret, "CACHER_S3_KEY_ID/CACHER_S3_SECRET")
+    if env_key or env_secret:  # half a pair is a mistake, never a reason to use other credentials
+        missing = "CACHER_S3_SECRET" if env_key else "CACHER_S3_KEY_ID"
+        raise ConfigError(f"S3 credentials are incomplete: {missing} is not set")
     key_file, secret_file = settings.key_file, settings.secret_file
+    if bool(key_file) != bool(secret_file):
+        missing = "secret_file" if key_file else "key_file"
+        raise ConfigError(f"S3 credentials are incomplete: {missing} is not set")
     if key_file and secret_file:
         key = _read(key_file, "key id", settings.sources["key_file"])
         secret = _read(secret_file, "secret", settings.sources["secret_file"])
         return Credentials(key, secret, f"{key_file} and {secret_file}")
-    if env_key or env_secret:
-        missing = "CACHER_S3_SECRET" if env_key else "CACHER_S3_KEY_ID"
-        raise ConfigError(f"S3 credentials are incomplete: {missing} is not set")
     raise ConfigError(
         "no S3 credentials: set CACHER_S3_KEY_ID and CACHER_S3_SECRET, "
         "or key_file and secret_file (cacher init --key-file ... --secret-file ...)"

@@ -125,7 +125,11 @@ def test_stats_list_long_and_prune(cacher, store_env, tmp_path: Path) -> None:
     assert run.code == 0, run
     assert [o["key"] for o in doc(run)["deleted"]] == ["go/a"]
     assert cacher("list", extra_env=store_env).out.split() == ["go/a", "go/b", "node/c"]
-    run = cacher("prune", "--older-than", "1s", extra_env=store_env)
+    run = cacher("prune", "--older-than", "1s", extra_env=store_env)  # no prefix at all: refused
+    assert run.code == 2, run
+    assert_one_error_line(run, "--all-projects")
+    assert cacher("list", extra_env=store_env).out.split() == ["go/a", "go/b", "node/c"]
+    run = cacher("prune", "--older-than", "1s", "--all-projects", extra_env=store_env)
     assert run.code == 0, run
     assert cacher("list", extra_env=store_env).out.split() == []
     run = cacher("prune", "--older-than", "soon", extra_env=store_env)

@@ -46,6 +46,7 @@ def test_precedence(name: str, tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     base = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
     # default
+    path.write_text("")
     s = config.load(base, {}, config_flag=str(path))
     assert (s.values[name], s.sources[name]) == (spec.default if name != "prefix" else "", "default")
     # file beats default

@@ -140,6 +140,10 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         ],
         keep_last: Annotated[int, Parameter(help="Never delete the N newest objects under the prefix.")] = 0,
         dry_run: Annotated[bool, Parameter(help="Only say what would be deleted.")] = False,
+        all_projects: Annotated[
+            bool,
+            Parameter(help="Allow a prune with no prefix at all: every project in the bucket."),
+        ] = False,
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
@@ -148,6 +152,11 @@ def prune_command(registry: Registry) -> Callable[..., int]:
             raise UsageError("--keep-last must not be negative")
         age = parse_duration(older_than)
         session = Session(store, registry, output)
+        if not prefix and not session.settings.prefix and not all_projects:
+            raise UsageError(
+                "refusing to prune the whole bucket: no PREFIX and no prefix setting",
+                hint="give a PREFIX, set prefix, or pass --all-projects to mean every project",
+            )
         cutoff = datetime.now(UTC) - timedelta(seconds=age)
         objects = sorted(
             session.store.list(prefix),

@@ -11,6 +11,7 @@ from cyclopts import Parameter
 
 from cacher import config
 from cacher.cli.report import Reporter
+from cacher.errors import UsageError
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
@@ -99,6 +100,32 @@ class Session:
         return open_store(self.settings, self.environ)
 
     def key(self, key: str) -> str:
-        """The key as stored: validated, with the arch suffix when it is on."""
+        """The key as stored: validated, with the arch suffix when it is on, and short enough
+        for the store (checked here, before any I/O, not as the store's own error mid-way)."""
         validate_key(key)
-        return arch_suffixed(key) if self.settings.arch_suffix else key
+        stored = arch_suffixed(key) if self.settings.arch_suffix else key
+        check_key_length(config.resolved_backend(self.settings), self.settings.prefix, stored)
+        return stored
+
+
+#: S3 object names are at most 1,024 bytes (UTF-8), the prefix included.
+S3_NAME_BYTES = 1024
+#: The file store writes ``.<segment>.cacher-tmp-XXXXXXXX`` (21 bytes more) in a 255-byte name.
+FILE_SEGMENT_BYTES = 255 - len(f"..cacher-tmp-{'x' * 8}")
+
+
+def check_key_length(backend: str, prefix: str, key: str) -> None:
+    """Raise `UsageError` for a key (after prefix and arch suffix) the backend cannot store."""
+    name = "/".join(p for p in (prefix, key) if p)
+    if backend == "s3" and len(name.encode()) > S3_NAME_BYTES:
+        raise UsageError(
+            f"key too long: {len(name.encode())} bytes with the prefix and suffix, "
+            f"S3 object names are at most {S3_NAME_BYTES} bytes"
+        )
+    if backend == "file":
+        for segment in name.split("/"):
+            if len(os.fsencode(segment)) > FILE_SEGMENT_BYTES:
+                raise UsageError(
+                    f"key too long: the segment {segment[:40]!r}... is {len(os.fsencode(segment))} bytes, "
+                    f"the file store takes at most {FILE_SEGMENT_BYTES} per segment"
+                )

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from cacher import engine
+from cacher import config, engine
 from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, StorageError, UsageError
+from cacher.errors import CacheMiss, ConfigError, StorageError, UsageError
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
 
@@ -109,7 +109,13 @@ class _Verbs:
         session = Session(store, self.registry, output)
         kind = self.registry.kind(self.name)
         stored_key = session.key(key)
-        chosen = choose_codec(self.registry, kind, stored_key, codec, session.settings.compression_level)
+        try:
+            chosen = choose_codec(self.registry, kind, stored_key, codec, session.settings.compression_level)
+        except ConfigError as exc:
+            if session.settings.compression_level is None:
+                raise
+            where = config.origin(session.settings, "compression_level")
+            raise ConfigError(f"{exc.message} (set by {where})", hint=exc.hint) from None
         return session, kind, stored_key, chosen
 
     def _upload(
@@ -163,7 +169,6 @@ class _Verbs:
     ) -> engine.Result:
         """Download and report (JSON only when ``command`` is given); `CacheMiss` on a miss."""
         progress = session.report.progress(f"downloading {key}")
-        level = session.settings.compression_level
         try:
             result = engine.download(
                 session.store,
@@ -172,7 +177,7 @@ class _Verbs:
                 key,
                 target,
                 options,
-                codecs=lambda n: self.registry.codec(n, level=level),
+                codecs=self.registry.codec,  # decoding: the level does not apply
                 restore_keys=restore_keys,
                 soft_fail=bool(session.settings.soft_fail),
                 progress=progress,

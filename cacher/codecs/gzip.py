@@ -17,6 +17,7 @@ class GzipCodec(Codec):
 
     name = "gzip"
     suffixes = (".tar.gz", ".tgz", ".gz")
+    levels = (-1, 9)  # zlib's own range; -1 and 0 mean the default
 
     def __init__(self, level: int | None = None) -> None:
         super().__init__(6 if level is None else level)

@@ -26,6 +26,7 @@ class ZstdCodec(Codec):
 
     name = "zstd"
     suffixes = (".tar.zst", ".tzst", ".zst")
+    levels = (-(1 << 17), zstandard.MAX_COMPRESSION_LEVEL)  # negative: zstd's --fast levels
 
     def __init__(self, level: int | None = None, threads: int | None = None) -> None:
         super().__init__(3 if level is None else level)
