@@ -3,11 +3,20 @@
 A kind builds the new tree in a staging directory beside the target (same filesystem), then
 `swap_into_place` renames it over the target. On any failure the staging directory is removed
 and the target is exactly as it was.
+
+Before anything is touched the target is resolved (a symlink to a directory restores into the
+directory it names; the link stays) and refused when replacing it would destroy what is not a
+cache: an empty path, ``/``, HOME or the current directory, or anything containing them.
+Restores of one directory take turns on an ``flock`` of a file in cacher's runtime directory
+(nothing is written beside the target), and each staging directory is ``flock``ed by its
+owner, so a restore removes the staging and old trees that a killed restore left behind.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import hashlib
 import os
 import shutil
 import stat
@@ -16,7 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cacher.errors import ArtifactError
+from cacher.config import runtime_dir
+from cacher.errors import ArtifactError, UsageError
 
 STAGING_MARK = ".cacher-staging-"
 OLD_MARK = ".cacher-old-"
@@ -43,45 +53,174 @@ def force_rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
+def check_restore_target(target: str | os.PathLike[str]) -> Path:
+    """The directory a restore into ``target`` would replace, or `UsageError` if it must not.
+
+    The path is resolved (its final symlink included), then refused when it is empty, ``/``,
+    HOME or an ancestor of HOME, or the current directory or one of its ancestors.
+    """
+    raw = os.fspath(target)
+    if not raw.strip():
+        raise UsageError(
+            "refusing to restore into an empty path: the directory would be the current one",
+            hint="is the variable naming the directory unset?",
+        )
+    resolved = Path(os.path.realpath(raw))
+    shown = repr(raw) if raw == str(resolved) else f"{raw!r} ({resolved})"
+
+    def refuse(why: str) -> UsageError:
+        return UsageError(
+            f"refusing to restore into {shown}: {why}, and a restore replaces the whole directory",
+            hint="name a directory that holds only the cache",
+        )
+
+    if resolved == Path(resolved.anchor):
+        raise refuse("it is the root directory")
+    try:
+        cwd: Path | None = Path(os.path.realpath(os.getcwd()))
+    except OSError:
+        cwd = None
+    home = os.path.expanduser("~")
+    protected = [("the current directory", cwd)]
+    if home not in ("", "~"):
+        protected.append(("the home directory", Path(os.path.realpath(home))))
+    for what, path in protected:
+        if path is not None and path.is_relative_to(resolved):
+            raise refuse(f"it is {what}" if path == resolved else f"it contains {what}")
+    return resolved
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file that restores of ``target`` (a resolved path) take turns on."""
+    digest = hashlib.sha256(os.fsencode(target)).hexdigest()
+    return runtime_dir(os.environ) / "locks" / f"{digest}.lock"
+
+
 @contextmanager
-def staged_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty staging directory beside ``target``; swap it in if the block succeeds."""
-    target = Path(os.path.abspath(target))
-    if target.exists() and not target.is_dir():
-        raise ArtifactError(f"cannot restore into {target}: it exists and is not a directory")
+def restore_lock(target: Path) -> Iterator[None]:
+    """Hold the exclusive lock of restores into ``target`` (a resolved path)."""
+    path = lock_path(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_MARK}", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a restored tree is not private
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        raise ArtifactError(f"cannot create a staging directory beside {target}: {exc.strerror}") from None
+        raise ArtifactError(f"cannot create the restore lock {path}: {exc.strerror}") from None
     try:
-        yield staging
-        swap_into_place(staging, target)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_dir(path: Path, *, wait: bool = False) -> int | None:
+    """An fd holding an exclusive flock on directory ``path``; None if another process holds one."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
     except BaseException:
-        force_rmtree(staging)
+        os.close(fd)
         raise
+    return fd
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Remove staging and old trees of ``target`` that no living process holds; return them."""
+    removed: list[Path] = []
+    marks = (f".{target.name}{STAGING_MARK}", f".{target.name}{OLD_MARK}")
+    try:
+        entries = [Path(e.path) for e in os.scandir(target.parent) if e.name.startswith(marks)]
+    except OSError:
+        return removed
+    for path in entries:
+        try:
+            fd = _lock_dir(path)
+        except OSError:
+            continue
+        if fd is None:
+            continue  # its owner is alive
+        try:
+            force_rmtree(path)
+            removed.append(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging directory beside ``target``; swap it in if the block succeeds.
+
+    ``target`` is checked and resolved first (`check_restore_target`); concurrent restores of
+    one directory run one after the other.
+    """
+    resolved = check_restore_target(target)
+    if resolved.exists() and not resolved.is_dir():
+        raise ArtifactError(f"cannot restore into {resolved}: it exists and is not a directory")
+    try:
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create the directory {resolved.parent}: {exc.strerror}") from None
+    with restore_lock(resolved):
+        remove_leftovers(resolved)
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{resolved.name}{STAGING_MARK}", dir=resolved.parent))
+        except OSError as exc:
+            raise ArtifactError(
+                f"cannot create a staging directory beside {resolved}: {exc.strerror}"
+            ) from None
+        try:
+            owner = _lock_dir(staging)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a restored tree is not private
+        except OSError as exc:
+            force_rmtree(staging)
+            raise ArtifactError(f"cannot prepare the staging directory {staging}: {exc.strerror}") from None
+        try:
+            yield staging
+            swap_into_place(staging, resolved)
+        except BaseException:
+            force_rmtree(staging)
+            raise
+        finally:
+            if owner is not None:
+                os.close(owner)
 
 
 def swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an existing target is moved aside, then removed."""
-    old: Path | None = None
-    if target.exists() or target.is_symlink():
-        old = Path(tempfile.mktemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
-        try:
-            os.rename(target, old)
-        except OSError as exc:
-            why = exc.strerror
-            if exc.errno in (errno.EBUSY, errno.EXDEV, errno.EPERM):
-                why = f"{why}; it may be a mount point: restore into a directory below it"
-            raise ArtifactError(f"cannot replace {target}: {why}") from None
+    """Rename ``staging`` to ``target``; an existing target is moved aside, then removed.
+
+    No exists-then-rename: a target that is not there when it is moved aside is simply new.
+    """
+    aside = Path(tempfile.mktemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent))
+    try:
+        os.rename(target, aside)
+        moved = True
+    except FileNotFoundError:
+        moved = False
+    except OSError as exc:
+        why = exc.strerror
+        if exc.errno in (errno.EBUSY, errno.EXDEV, errno.EPERM):
+            why = f"{why}; it may be a mount point: restore into a directory below it"
+        raise ArtifactError(f"cannot replace {target}: {why}") from None
     try:
         os.rename(staging, target)
     except OSError as exc:
-        if old is not None:
-            os.rename(old, target)
+        if moved:
+            os.rename(aside, target)
         raise ArtifactError(f"cannot move the restored tree into {target}: {exc.strerror}") from None
-    if old is not None:
-        force_rmtree(old)
+    if moved:
+        try:
+            held = _lock_dir(aside) if aside.is_dir() and not aside.is_symlink() else None
+        except OSError:
+            held = None
+        try:
+            force_rmtree(aside)
+        finally:
+            if held is not None:
+                os.close(held)

@@ -11,7 +11,7 @@ from cacher.errors import UsageError
 from cacher.kind import Kind, Target
 from cacher.kinds.tarread import extract_tree
 from cacher.kinds.tarwrite import write_tree
-from cacher.staging import staged_directory
+from cacher.staging import check_restore_target, staged_directory
 
 
 class DirKind(Kind):
@@ -30,7 +30,7 @@ class DirKind(Kind):
             raise UsageError(f"cannot upload {path}: not a directory")
 
     def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
-        path = Path(target or "")
+        path = check_restore_target(target or "")  # before any I/O; staged_directory checks again
         if path.exists() and not path.is_dir():
             raise UsageError(f"cannot restore into {path}: it exists and is not a directory")
 
@@ -38,5 +38,5 @@ class DirKind(Kind):
         write_tree(Path(targets[0]), sink)
 
     def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
-        with staged_directory(Path(target or "")) as staging:
+        with staged_directory(target or "") as staging:
             extract_tree(source, staging)
