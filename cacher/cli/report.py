@@ -55,7 +55,12 @@ class Reporter:
     def emit(self, document: dict[str, Any]) -> None:
         """A ``--json`` result on stdout."""
         if self.json_output:
-            print(json.dumps({"schema": JSON_SCHEMA, **document}, sort_keys=True))
+            try:
+                print(json.dumps({"schema": JSON_SCHEMA, **document}, sort_keys=True), flush=True)
+            except BrokenPipeError:
+                raise  # the reader went away: cacher.cli.main ends quietly
+            except OSError as exc:  # a full disk behind stdout: the work itself was done
+                self.warn(f"cannot write the JSON result to stdout ({exc.strerror or exc})")
 
     def progress(self, label: str) -> _Progress | None:
         return None if self.quiet else _Progress(label, self.stream, self.tty)
@@ -99,12 +104,21 @@ def result_document(result: Result) -> dict[str, Any]:
     }
 
 
-def github_output(hit: bool, matched_key: str | None) -> None:
-    """Write ``cache-hit`` and ``matched-key`` for GitHub Actions when it is listening."""
+def github_output(hit: bool, matched_key: str | None, report: Reporter | None = None) -> None:
+    """Write ``cache-hit`` and ``matched-key`` for GitHub Actions when it is listening.
+
+    The work is done by then: a file that cannot be written is a warning, never an error that
+    would turn a restore that happened into a failed step.
+    """
     path = os.environ.get("GITHUB_OUTPUT")
     if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"cache-hit={'true' if hit else 'false'}\nmatched-key={matched_key or ''}\n")
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"cache-hit={'true' if hit else 'false'}\nmatched-key={matched_key or ''}\n")
+        except OSError as exc:
+            (report or Reporter()).warn(
+                f"cannot write the GitHub output file {path} ({exc.strerror or exc}); the result stands"
+            )
 
 
 class _Progress:

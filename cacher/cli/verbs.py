@@ -183,7 +183,7 @@ class _Verbs:
                 progress=progress,
             )
         except CacheMiss:
-            github_output(False, None)
+            github_output(False, None, session.report)
             if command:
                 session.report.emit(
                     {
@@ -199,7 +199,7 @@ class _Verbs:
         finally:
             if progress is not None:
                 progress.close()
-        github_output(result.match == "exact", result.matched_key)
+        github_output(result.match == "exact", result.matched_key, session.report)
         session.report.transfer(command, result)
         return result
 
