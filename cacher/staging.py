@@ -102,6 +102,10 @@ def restore_lock(target: Path) -> Iterator[None]:
     path = lock_path(target)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        base = path.parent.parent
+        owner = os.lstat(base).st_uid
+        if owner != os.getuid():  # a shared temp dir: someone else's directory is not ours to trust
+            raise ArtifactError(f"cannot use {base} for restore locks: it belongs to uid {owner}")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise ArtifactError(f"cannot create the restore lock {path}: {exc.strerror}") from None
