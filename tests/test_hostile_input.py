@@ -434,3 +434,20 @@ def test_temporaries_of_killed_uploads_are_counted_and_cleared(cacher, world: Wo
         assert (root / "p" / "a").read_text() == "from the cache\n"
     finally:
         held.close()
+
+
+def test_restore_lock_directory_of_another_user_is_refused(cacher, world: World) -> None:
+    """A runtime directory someone else made (a shared /tmp) is not trusted with the locks."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
+    run_dir = world.root / "run"
+    (run_dir / "cacher").mkdir(parents=True)
+    os.chown(run_dir / "cacher", 12345, 12345)
+    out = world.root / "out"
+    out.mkdir()
+    (out / "keep").write_text("keep")
+    run = cacher("dir", "download", "k.tar.zst", str(out), extra_env={"XDG_RUNTIME_DIR": str(run_dir)})
+    assert run.code == 2, run
+    assert_one_error_line(run, "restore locks", "uid 12345")
+    assert [p.name for p in world.root.iterdir() if ".cacher-" in p.name] == []
+    assert [p.name for p in out.iterdir()] == ["keep"]
