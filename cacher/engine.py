@@ -14,9 +14,9 @@ from typing import Any, BinaryIO, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError, StorageError
+from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, StorageError
 from cacher.kind import Kind
-from cacher.store import ObjectChanged, ObjectInfo, Store
+from cacher.stores.base import ObjectInfo, Store
 
 #: How often a download starts again when the object is replaced while it is read.
 REPLACED_RETRIES = 3

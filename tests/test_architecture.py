@@ -49,13 +49,22 @@ def test_only_the_registry_imports_stevedore() -> None:
     assert users == ["registry.py"]
 
 
-def test_only_the_backends_module_imports_s3fs() -> None:
+def test_only_the_s3_store_package_imports_s3fs_or_botocore() -> None:
     """The shipped test kit (cacher.testing) may talk to its S3 server directly; nothing else."""
     users = sorted(
         str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
         if not p.is_relative_to(ROOT / "testing") and any(i.split(".")[0] in ("s3fs", "botocore", "aiobotocore") for i in _imports(p))
     )
-    assert users == ["backends.py"]
+    assert users and all(u.startswith("stores/s3/") for u in users), users
+
+
+def test_subsystems_are_packages() -> None:
+    """A reader of the tree sees the subsystems; no S3 or tar module is left at the top."""
+    for package in ("stores", "stores/s3", "tar", "kinds", "codecs", "keys", "cli", "testing"):
+        assert (ROOT / package / "__init__.py").is_file(), package
+    flat = sorted(p.name for p in ROOT.glob("*.py"))
+    assert not [n for n in flat if n.startswith(("s3", "store", "backends", "credentials"))], flat
+    assert not list((ROOT / "kinds").glob("tar*.py"))
 
 
 def test_builtins_are_registered_as_entry_points() -> None:

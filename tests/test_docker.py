@@ -21,8 +21,8 @@ import pytest
 import zstandard
 
 from cacher import config
-from cacher.backends import open_store
-from cacher.store import Store
+from cacher.stores import open_store
+from cacher.stores.base import Store
 from cacher.testing import KindContract
 from cacher.testing.tools import find_tool
 from tests.conftest import CACHER, Run, assert_one_error_line, unavailable

@@ -17,7 +17,7 @@ from cacher.codec import Codec, Writable
 from cacher.errors import CacherError
 from cacher.kind import Kind
 from cacher.registry import Registry
-from cacher.store import Store
+from cacher.stores.base import Store
 
 
 def path_snapshot(path: str | Path | None) -> object:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from cacher import config
-from cacher.backends import open_store
 from cacher.registry import Registry
-from cacher.store import Store
+from cacher.stores import open_store
+from cacher.stores.base import Store
 
 BACKENDS = ("memory", "file", "s3")
 
