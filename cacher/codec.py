@@ -9,13 +9,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import BinaryIO, ClassVar, Protocol
+from typing import BinaryIO, ClassVar
 
-
-class Writable(Protocol):
-    """The part of a binary file a codec writes to."""
-
-    def write(self, data: bytes, /) -> int: ...  # pragma: no cover
+from cacher.streams import Writable
 
 
 class Codec(abc.ABC):

@@ -8,9 +8,10 @@ from typing import BinaryIO
 
 import zstandard
 
-from cacher.codec import Codec, Writable
+from cacher.codec import Codec
 from cacher.codecs.zstdframes import FrameTracker
 from cacher.errors import IntegrityError
+from cacher.streams import Writable
 
 
 def usable_cpus() -> int:

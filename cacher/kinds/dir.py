@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.codec import Writable
 from cacher.errors import UsageError
 from cacher.kind import Kind, Target
 from cacher.staging import staged_directory
+from cacher.streams import Writable
 from cacher.tar.extract import extract_tree
 from cacher.tar.write import write_tree
 

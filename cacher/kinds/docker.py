@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
-from cacher.codec import Writable
 from cacher.errors import ArtifactError, UsageError
 from cacher.kind import Kind, Option, Target
+from cacher.streams import Writable
 
 CHUNK = 1 << 20
 STDERR_KEEP = 64 << 10

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-from cacher.codec import Writable
 from cacher.errors import ArtifactError
+from cacher.streams import Writable
 from cacher.tar import header as tarheader
 
 COPY_BUFSIZE = 1 << 20

@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 import pytest
 
 from cacher import engine
-from cacher.codec import Codec, Writable
+from cacher.codec import Codec
 from cacher.errors import CacherError
 from cacher.kind import Kind
 from cacher.registry import Registry
 from cacher.stores.base import Store
+from cacher.streams import Writable
 
 
 def path_snapshot(path: str | Path | None) -> object:

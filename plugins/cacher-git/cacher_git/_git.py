@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from cacher.codec import Writable
 from cacher.errors import ArtifactError, CacherError
+from cacher.streams import Writable
 
 GIT = "git"
 CHUNK = 1 << 20
