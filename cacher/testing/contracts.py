@@ -171,7 +171,7 @@ class KindContract:
         targets = self.make_artifact(tmp_path)
         before = self.snapshot(targets[0])
         assert self._upload(cacher_store, cacher_registry, targets).outcome == "uploaded"
-        assert engine.exists(cacher_store, self.key)
+        assert engine.exists(cacher_store, self.key).found
         target = self.restore_target(tmp_path, targets)
         assert self._download(cacher_store, cacher_registry, target, targets).outcome == "hit"
         assert self.snapshot(target) == before
@@ -207,7 +207,7 @@ class KindContract:
             engine.upload(
                 cacher_store, kind, self._codec(cacher_registry), self.key, targets, self.options(targets)
             )
-        assert not engine.exists(cacher_store, self.key)
+        assert not engine.exists(cacher_store, self.key).found
 
     @pytest.mark.parametrize("damage", ["truncate", "flip"])
     def test_damaged_object_restores_nothing(

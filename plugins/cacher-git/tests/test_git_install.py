@@ -8,13 +8,13 @@ so stevedore's entry-point cache cannot answer from a stale listing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import cacher
 from cacher.testing.fixtures import require_part
 from cacher.testing.parts import PartUnavailable
 from cacher.testing.tools import find_tool
@@ -22,7 +22,9 @@ from cacher.testing.tools import find_tool
 # Captured at import, before the per-test isolation swaps HOME: uv keeps using its own cache.
 _ORIGINAL_ENV = dict(os.environ)
 PLUGIN = Path(__file__).resolve().parent.parent
-CORE = Path(cacher.__file__).resolve().parent.parent
+_SPEC = importlib.util.find_spec("cacher")
+assert _SPEC is not None and _SPEC.origin is not None
+CORE = Path(_SPEC.origin).resolve().parent.parent
 KIND_ROW = re.compile(r"^│ git\s", re.MULTILINE)
 
 
