@@ -93,45 +93,24 @@ def upload(
     started = time.monotonic()
     kind.check_upload(targets, options)
     try:
-        return _upload(store, kind, codec, key, targets, options, force, progress, started)
+        if not force and store.exists(key):
+            return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
+        metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
+        sha = kind.sha256(options)
+        if sha and codec.name == "none":
+            metadata["sha256"] = sha
+        with store.writer(key, metadata) as stored:
+            counted_store = CountingWriter(stored)
+            with codec.encoder(counted_store) as encoded:
+                counted_raw = CountingWriter(encoded, progress)
+                kind.pack(targets, counted_raw, options)
     except StorageError as exc:
         if not soft_fail:
             raise
         seconds = time.monotonic() - started
         return Result(key, "failed", kind.name, codec.name, seconds=seconds, reason=exc.message)
-
-
-def _upload(
-    store: Store,
-    kind: Kind,
-    codec: Codec,
-    key: str,
-    targets: Sequence[str],
-    options: Mapping[str, Any],
-    force: bool,
-    progress: Progress | None,
-    started: float,
-) -> Result:
-    if not force and store.exists(key):
-        return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
-    metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
-    sha = kind.sha256(options)
-    if sha and codec.name == "none":
-        metadata["sha256"] = sha
-    with store.writer(key, metadata) as stored:
-        counted_store = CountingWriter(stored)
-        with codec.encoder(counted_store) as encoded:
-            counted_raw = CountingWriter(encoded, progress)
-            kind.pack(targets, counted_raw, options)
-    return Result(
-        key,
-        "uploaded",
-        kind.name,
-        codec.name,
-        counted_raw.count,
-        counted_store.count,
-        time.monotonic() - started,
-    )
+    seconds = time.monotonic() - started
+    return Result(key, "uploaded", kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
 
 
 def download(

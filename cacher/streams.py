@@ -29,6 +29,25 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...  # pragma: no cover
 
 
+class ReaderBase:
+    """``readinto``, ``readable`` and a ``close`` that leaves the source open, for a reader
+    that defines ``read``: what a decoder needs to pass for a read-only binary file."""
+
+    def read(self, size: int = -1) -> bytes:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def readinto(self, target: bytearray | memoryview) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Closing a decoder does not close its source."""
+
+
 class CountingWriter:
     """Counts the bytes written through it, reporting progress when asked."""
 
