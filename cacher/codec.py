@@ -9,15 +9,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import BinaryIO, ClassVar, Protocol
+from typing import BinaryIO, ClassVar
 
 from cacher.errors import ConfigError
-
-
-class Writable(Protocol):
-    """The part of a binary file a codec writes to."""
-
-    def write(self, data: bytes, /) -> int: ...  # pragma: no cover
+from cacher.streams import ReaderBase, Writable
 
 
 class Codec(abc.ABC):
@@ -67,7 +62,7 @@ class Codec(abc.ABC):
         """
 
 
-class DecodingReader(abc.ABC):
+class DecodingReader(ReaderBase, abc.ABC):
     """Helper base for decoders: a read-only binary stream fed by `chunks()`."""
 
     def __init__(self, source: BinaryIO, chunk_size: int = 1 << 20) -> None:
@@ -104,17 +99,6 @@ class DecodingReader(abc.ABC):
                 need -= len(piece)
             parts.append(piece)
         return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def readinto(self, target: bytearray | memoryview) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Closing a decoder does not close its source."""
 
     def __enter__(self) -> DecodingReader:
         return self

@@ -6,24 +6,22 @@ The engine knows nothing of the command line and never prints; it returns result
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError, StorageError
+from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, StorageError
 from cacher.kind import Kind
-from cacher.store import ObjectChanged, ObjectInfo, Store
+from cacher.stores.base import ObjectInfo, Store
+from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
 
 #: How often a download starts again when the object is replaced while it is read.
 REPLACED_RETRIES = 3
 
 Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "failed"]
-#: Called as transfers move: (bytes so far, total bytes or None when unknown).
-Progress = Callable[[int, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,8 @@ class Result:
     seconds: float = 0.0
     matched_key: str | None = None
     notes: tuple[str, ...] = field(default=())
+    #: Why the outcome is ``failed`` (a soft failure's error message).
+    reason: str | None = None
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
@@ -48,12 +48,26 @@ class Result:
         return "partial" if self.outcome == "partial" else "miss"
 
 
-def exists(store: Store, key: str) -> bool:
-    """True when an object is stored under ``key``; a missing bucket is an error, not a miss."""
-    if store.exists(key):
-        return True
-    store.check_bucket()
-    return False
+@dataclass(frozen=True)
+class Presence:
+    """What ``exists`` found: ``failure`` is the store's error when a soft failure hid it."""
+
+    found: bool
+    failure: str | None = None
+
+
+def exists(store: Store, key: str, *, soft_fail: bool = False) -> Presence:
+    """Whether an object is stored under ``key``; a missing bucket is an error, not a miss.
+    With ``soft_fail``, a store that fails answers "not found" and says why."""
+    try:
+        if store.exists(key):
+            return Presence(True)
+        store.check_bucket()
+    except StorageError as exc:
+        if not soft_fail:
+            raise
+        return Presence(False, exc.message)
+    return Presence(False)
 
 
 def newest(store: Store, prefix: str) -> ObjectInfo | None:
@@ -71,31 +85,32 @@ def upload(
     options: Mapping[str, Any],
     *,
     force: bool = False,
+    soft_fail: bool = False,
     progress: Progress | None = None,
 ) -> Result:
-    """Pack ``targets`` under ``key``; skip when the key exists unless ``force``."""
+    """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
+    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error."""
     started = time.monotonic()
     kind.check_upload(targets, options)
-    if not force and store.exists(key):
-        return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
-    metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
-    sha = kind.sha256(options)
-    if sha and codec.name == "none":
-        metadata["sha256"] = sha
-    with store.writer(key, metadata) as stored:
-        counted_store = _Counter(stored)
-        with codec.encoder(counted_store) as encoded:
-            counted_raw = _Counter(encoded, progress)
-            kind.pack(targets, counted_raw, options)
-    return Result(
-        key,
-        "uploaded",
-        kind.name,
-        codec.name,
-        counted_raw.count,
-        counted_store.count,
-        time.monotonic() - started,
-    )
+    try:
+        if not force and store.exists(key):
+            return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
+        metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
+        sha = kind.sha256(options)
+        if sha and codec.name == "none":
+            metadata["sha256"] = sha
+        with store.writer(key, metadata) as stored:
+            counted_store = CountingWriter(stored)
+            with codec.encoder(counted_store) as encoded:
+                counted_raw = CountingWriter(encoded, progress)
+                kind.pack(targets, counted_raw, options)
+    except StorageError as exc:
+        if not soft_fail:
+            raise
+        seconds = time.monotonic() - started
+        return Result(key, "failed", kind.name, codec.name, seconds=seconds, reason=exc.message)
+    seconds = time.monotonic() - started
+    return Result(key, "uploaded", kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
 
 
 def download(
@@ -119,43 +134,107 @@ def download(
     artifact is made again, verified, and replaces the bad object. With ``soft_fail``, a
     storage error is also a miss, and a failed upload after the fallback only a note.
     """
-    started = time.monotonic()
     kind.check_download(target, options)
-    notes: list[str] = []
-    store_ok = True
+    run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
+    found = run.look_up()
+    if found is not None:
+        return run.restore(found, "hit") or run.fallback()
+    return run.restore_keys(restore_keys) or run.fallback()
 
-    def attempt(candidate: str, info: ObjectInfo, outcome: Outcome) -> Result | None:
-        nonlocal store_ok
+
+class _Download:
+    """One download: look-up, restore with retry, fallback. The soft-failure policy lives in
+    `_soft`, once: a storage error is either raised or becomes a note and a store marked down."""
+
+    def __init__(
+        self,
+        store: Store,
+        kind: Kind,
+        codec: Codec,
+        key: str,
+        target: str | None,
+        options: Mapping[str, Any],
+        codecs: Callable[[str], Codec] | None,
+        soft_fail: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.store, self.kind, self.codec, self.key = store, kind, codec, key
+        self.target, self.options, self.codecs = target, options, codecs
+        self.soft_fail, self.progress = soft_fail, progress
+        self.started = time.monotonic()
+        self.notes: list[str] = []
+        self.store_ok = True
+
+    def _soft(self, exc: StorageError, what: str) -> None:
+        if not self.soft_fail:
+            raise exc
+        self.notes.append(f"soft failure, {what}: {exc.message}")
+        self.store_ok = False
+
+    def look_up(self) -> ObjectInfo | None:
+        """The exact key's object, or None (missing, or the store is down under soft failure)."""
         try:
-            raw, chosen, info = _restore_latest(candidate, info)
+            info = self.store.head(self.key)
+            if info is None:
+                self.store.check_bucket()
+            return info
+        except StorageError as exc:
+            self._soft(exc, "treated as a miss")
+            return None
+
+    def restore_keys(self, prefixes: Sequence[str]) -> Result | None:
+        """The newest object under each prefix in turn, while the store answers."""
+        for prefix in prefixes:
+            if not self.store_ok:
+                return None
+            try:
+                match = newest(self.store, prefix)
+                # A listing has no metadata or ETag: one HEAD gives the codec and pins the read.
+                full = self.store.head(match.key) if match is not None else None
+            except StorageError as exc:
+                self._soft(exc, "treated as a miss")
+                return None
+            if match is not None:
+                result = self.restore(full or match, "partial")
+                if result is not None:
+                    return result
+        return None
+
+    def restore(self, info: ObjectInfo, outcome: Outcome) -> Result | None:
+        """Restore one candidate; None when it is to be treated as a miss."""
+        try:
+            raw, chosen, info = self._restore_latest(info)
         except IntegrityError as exc:
-            if not kind.fallback_requested(options):
+            if not self.kind.fallback_requested(self.options):
                 raise
-            notes.append(f"the stored object failed verification ({exc.message}); made again")
+            self.notes.append(f"the stored object failed verification ({exc.message}); made again")
             return None
         except StorageError as exc:
-            if not soft_fail:
-                raise
-            notes.append(f"soft failure, treated as a miss: {exc.message}")
-            store_ok = False
+            self._soft(exc, "treated as a miss")
             return None
-        seconds = time.monotonic() - started
-        return Result(key, outcome, kind.name, chosen.name, raw, info.size, seconds, candidate, tuple(notes))
+        seconds = time.monotonic() - self.started
+        return Result(
+            self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
+            tuple(self.notes),
+        )
 
-    def _restore_latest(candidate: str, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
-        """Restore ``candidate``; if another job replaces it mid-read (reads are pinned to its
-        ETag), start again on the new object: the destination is untouched, restores are staged."""
+    def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
+        """Restore ``info``'s object; if another job replaces it mid-read (reads are pinned to
+        its ETag), start again on the new object: the destination is untouched, restores are staged."""
         for again in range(REPLACED_RETRIES + 1):
-            chosen = codec
+            chosen = self.codec
             recorded = info.metadata.get("codec")
-            if recorded and codecs is not None and recorded != codec.name:
-                chosen = codecs(recorded)
+            if recorded and self.codecs is not None and recorded != chosen.name:
+                chosen = self.codecs(recorded)
             recorded_sha = info.metadata.get("sha256") if chosen.name == "none" else None
-            expected = kind.sha256(options) or recorded_sha
+            expected = self.kind.sha256(self.options) or recorded_sha
             try:
-                raw = _restore(store, kind, chosen, candidate, target, options, expected, info, progress)
+                raw = _restore(
+                    self.store, self.kind, chosen, info.key, self.target, self.options, expected, info,
+                    self.progress,
+                )
             except ObjectChanged:
-                fresh = store.head(candidate) if again < REPLACED_RETRIES else None
+                fresh = self.store.head(info.key) if again < REPLACED_RETRIES else None
                 if fresh is None:
                     raise
                 info = fresh
@@ -163,50 +242,27 @@ def download(
             return raw, chosen, info
         raise AssertionError("unreachable")  # pragma: no cover
 
-    try:
-        info = store.head(key)
-        if info is None:
-            store.check_bucket()
-    except StorageError as exc:
-        if not soft_fail:
-            raise
-        notes.append(f"soft failure, treated as a miss: {exc.message}")
-        info, store_ok = None, False
-    if info is not None:
-        result = attempt(key, info, "hit")
-        if result is not None:
-            return result
-    elif store_ok:
-        for prefix in restore_keys:
+    def fallback(self) -> Result:
+        """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
+        produced = self.kind.produce(self.target, self.options)
+        if produced is None:
+            extra = f" ({'; '.join(self.notes)})" if self.notes else ""
+            raise CacheMiss(f"cache miss: {self.store.url(self.key)} does not exist{extra}")
+        raw_bytes = stored_bytes = 0
+        if self.store_ok:
             try:
-                match = newest(store, prefix)
-                # A listing has no metadata or ETag: one HEAD gives the codec and pins the read.
-                full = store.head(match.key) if match is not None else None
+                up = upload(
+                    self.store, self.kind, self.codec, self.key, produced, self.options,
+                    force=True, progress=self.progress,
+                )
+                raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
             except StorageError as exc:
-                if not soft_fail:
-                    raise
-                notes.append(f"soft failure, treated as a miss: {exc.message}")
-                store_ok = False
-                break
-            if match is not None:
-                result = attempt(match.key, full or match, "partial")
-                if result is not None:
-                    return result
-    produced = kind.produce(target, options)
-    if produced is None:
-        extra = f" ({'; '.join(notes)})" if notes else ""
-        raise CacheMiss(f"cache miss: {store.url(key)} does not exist{extra}")
-    raw_bytes = stored_bytes = 0
-    if store_ok:
-        try:
-            up = upload(store, kind, codec, key, produced, options, force=True, progress=progress)
-            raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
-        except StorageError as exc:
-            if not soft_fail:
-                raise
-            notes.append(f"soft failure, not stored: {exc.message}")
-    seconds = time.monotonic() - started
-    return Result(key, "fetched", kind.name, codec.name, raw_bytes, stored_bytes, seconds, None, tuple(notes))
+                self._soft(exc, "not stored")
+        seconds = time.monotonic() - self.started
+        return Result(
+            self.key, "fetched", self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
+            tuple(self.notes),
+        )
 
 
 def _restore(
@@ -221,71 +277,7 @@ def _restore(
     progress: Progress | None,
 ) -> int:
     with store.open_read(key, info) as stored:
-        plain = codec.decoder(_ProgressReader(stored, progress, info.size))  # type: ignore[arg-type]
-        counted = _VerifyingReader(plain, sha256)
+        plain = codec.decoder(ProgressReader(stored, progress, info.size))  # type: ignore[arg-type]
+        counted = VerifyingReader(plain, sha256)
         kind.unpack(counted, target, options)  # type: ignore[arg-type]
         return counted.count
-
-
-class _Counter:
-    """Counts the bytes written through it, reporting progress when asked."""
-
-    def __init__(self, inner: Any, progress: Progress | None = None) -> None:
-        self.inner = inner
-        self.count = 0
-        self.progress = progress
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        self.inner.write(data)
-        n = len(data)
-        self.count += n
-        if self.progress is not None:
-            self.progress(self.count, None)
-        return n
-
-    def flush(self) -> None:
-        """Nothing to flush: the store commits at the end."""
-
-
-class _ProgressReader:
-    """Reports how much of the stored object has been read."""
-
-    def __init__(self, inner: BinaryIO, progress: Progress | None, total: int) -> None:
-        self.inner, self.progress, self.total, self.count = inner, progress, total, 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        self.count += len(data)
-        if self.progress is not None:
-            self.progress(self.count, self.total)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-
-class _VerifyingReader:
-    """Counts the plain bytes read and, when a sha256 is expected, checks it at the end."""
-
-    def __init__(self, inner: BinaryIO, sha256: str | None) -> None:
-        self.inner = inner
-        self.count = 0
-        self.expected = sha256.lower() if sha256 else None
-        self.hash = hashlib.sha256() if sha256 else None
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        self.count += len(data)
-        if self.hash is not None:
-            if data:
-                self.hash.update(data)
-            elif size != 0 and self.hash.hexdigest() != self.expected:
-                actual = self.hash.hexdigest()
-                self.hash = None
-                raise IntegrityError(
-                    f"sha256 mismatch: expected {self.expected}, the stored object has {actual}"
-                )
-        return data
-
-    def readable(self) -> bool:
-        return True

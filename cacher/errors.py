@@ -5,11 +5,18 @@ CacherError                 exit 2   operational failure, message shown without 
 ├── UsageError              exit 2   bad input: a key, a flag value, a path that is not there
 │   └── ConfigError         exit 2   the config file or an env value is wrong
 ├── StorageError            exit 2   the store failed: network, credentials, permission, bucket
+│   └── ObjectChanged       exit 2   the object was replaced while it was read
 ├── IntegrityError          exit 2   a checksum or a stream end did not match
 ├── ArtifactError           exit 2   a kind could not pack or unpack (docker failed, path vanished)
+│   └── TarFormatError      exit 2   a stored archive is not a tar stream the reader accepts
 ├── PluginError             exit 2   a plugin is unknown, broken, or registered twice
 └── CacheMiss               exit 3   download found nothing and had no fallback
+
+ReadPreconditionFailed (OSError)     a store's reader met a changed object (HTTP 412)
+StoreRefused (Exception)             a store answered what no retry changes
 ```
+
+The last two are signals inside a store, never shown: the store turns them into the tree above.
 
 Foreign exceptions are translated where they enter (the store, the codecs, the registry);
 `cacher.cli.main` is the one place that turns these into exit codes.
@@ -71,3 +78,25 @@ class CacheMiss(CacherError):
     """`download` found no object and had no fallback."""
 
     exit_code = ExitCode.DOWNLOAD_MISS
+
+
+class ObjectChanged(StorageError):
+    """The object was replaced while it was read: reads are pinned to the ETag it had."""
+
+
+class TarFormatError(ArtifactError):
+    """The stream is not a tar archive this reader accepts."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the stored archive is not a valid tar stream: {why}")
+
+
+# -- signals between a store's parts, never shown to a user: the store translates them ----------
+
+
+class ReadPreconditionFailed(OSError):
+    """What a backend's reader raises when an ``If-Match`` read answers HTTP 412."""
+
+
+class StoreRefused(Exception):
+    """An answer no retry changes (a 4xx other than 403, 404 and 412)."""

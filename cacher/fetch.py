@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cacher.codec import Writable
 from cacher.errors import ArtifactError, CacherError, IntegrityError, UsageError
+from cacher.streams import Writable
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")

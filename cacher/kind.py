@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar
 
-from cacher.codec import Writable
+from cacher.streams import Writable
 
 VERBS = ("upload", "download", "exists")
 

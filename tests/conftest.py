@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cacher.testing.cli import CACHER as CACHER
+from cacher.testing.cli import CliRun
+
 VENV_BIN = Path(sys.executable).parent
-CACHER = str(VENV_BIN / "cacher")
 REQUIRE_PARTS = os.environ.get("CACHER_TEST_REQUIRE_PARTS") == "1"
 
 
@@ -24,60 +24,25 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+#: One run of the installed ``cacher`` (the kit's `CliRun`).
+Run = CliRun
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    (h / ".config").mkdir(parents=True)
-    (h / ".cache").mkdir()
-    return h
+def home(cacher_home: Path) -> Path:
+    return cacher_home
 
 
 @pytest.fixture
-def env(home: Path) -> dict[str, str]:
+def env(cacher_env: dict[str, str]) -> dict[str, str]:
     """A clean environment: no CACHER_* or AWS_* variables, HOME and XDG dirs in tmp."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CACHER_", "AWS_", "XDG_")) and k not in ("HOME", "DOCKER_HOST")
-    }
-    base.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    return base
+    return cacher_env
 
 
 @pytest.fixture
-def cacher(env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+def cacher(cacher_cli: Callable[..., CliRun]) -> Callable[..., CliRun]:
     """Run the installed `cacher` command; returns a Run with exit code and output."""
-
-    def run(
-        *args: str, extra_env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
-    ) -> Run:
-        proc = subprocess.run(
-            [CACHER, *args],
-            env={**env, **(extra_env or {})},
-            cwd=cwd or tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
+    return cacher_cli
 
 
 @pytest.fixture

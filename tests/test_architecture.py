@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +50,22 @@ def test_only_the_registry_imports_stevedore() -> None:
     assert users == ["registry.py"]
 
 
-def test_only_the_backends_module_imports_s3fs() -> None:
+def test_only_the_s3_store_package_imports_s3fs_or_botocore() -> None:
     """The shipped test kit (cacher.testing) may talk to its S3 server directly; nothing else."""
     users = sorted(
         str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
         if not p.is_relative_to(ROOT / "testing") and any(i.split(".")[0] in ("s3fs", "botocore", "aiobotocore") for i in _imports(p))
     )
-    assert users == ["backends.py"]
+    assert users and all(u.startswith("stores/s3/") for u in users), users
+
+
+def test_subsystems_are_packages() -> None:
+    """A reader of the tree sees the subsystems; no S3 or tar module is left at the top."""
+    for package in ("stores", "stores/s3", "tar", "kinds", "codecs", "keys", "cli", "testing"):
+        assert (ROOT / package / "__init__.py").is_file(), package
+    flat = sorted(p.name for p in ROOT.glob("*.py"))
+    assert not [n for n in flat if n.startswith(("s3", "store", "backends", "credentials"))], flat
+    assert not list((ROOT / "kinds").glob("tar*.py"))
 
 
 def test_builtins_are_registered_as_entry_points() -> None:
@@ -81,3 +91,49 @@ def test_light_commands_do_not_import_s3(argv: list[str]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY [] 0" in out, out
+
+
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+PUBLIC = ("cacher.plugin", "cacher.testing")
+
+
+def _cacher_imports(path: Path) -> set[str]:
+    """The cacher modules ``path`` imports (module names, without the imported symbols)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "cacher")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "cacher":
+            found.add(node.module)
+    return found
+
+
+def test_plugins_import_only_the_public_plugin_api() -> None:
+    """Every package under plugins/ (code and tests) and every example in docs/plugins.md uses
+    `cacher.plugin` and `cacher.testing` only, so cacher's internals can move."""
+    sources = [p for p in PLUGINS.rglob("*.py") if "build" not in p.parts]
+    assert sources
+    offenders = {
+        str(p.relative_to(PLUGINS)): sorted(
+            m for m in _cacher_imports(p) if not (m in PUBLIC or m.startswith("cacher.testing."))
+        )
+        for p in sources
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    docs = (PLUGINS.parent / "docs" / "plugins.md").read_text()
+    for block in re.findall(r"```python\n(.*?)```", docs, flags=re.S):
+        for module in re.findall(r"^\s*from (cacher(?:\.\w+)*) import", block, flags=re.M):
+            assert module in PUBLIC or module.startswith("cacher.testing"), module
+
+
+def test_the_plugin_api_names_what_it_exports() -> None:
+    import types
+
+    import cacher.plugin
+
+    public = {
+        n for n, v in vars(cacher.plugin).items()
+        if n.isidentifier() and not n.startswith("_") and not isinstance(v, types.ModuleType)
+    }
+    assert sorted(cacher.plugin.__all__) == sorted(public)

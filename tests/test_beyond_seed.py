@@ -207,15 +207,13 @@ def test_progress_in_logs_is_rate_limited_and_summary_always_printed(env: dict[s
     assert "file uploaded big: 64.0 MiB raw" in proc.stderr
 
 
-def test_progress_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
-    """A real pseudo-terminal: the live line is drawn with carriage returns, then cleared."""
+def _run_on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``argv`` with a real pseudo-terminal as stdin, stdout and stderr."""
     import pty
 
-    big = tmp_path / "big"
-    big.write_bytes(os.urandom(256 << 20))
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.execve(CACHER, [CACHER, "upload", "big", str(big)], env)
+        os.execve(argv[0], argv, env)
     chunks = []
     while True:
         try:
@@ -226,10 +224,41 @@ def test_progress_on_a_terminal(env: dict[str, str], tmp_path: Path) -> None:
             break
         chunks.append(data)
     _, status = os.waitpid(pid, 0)
-    text = b"".join(chunks).decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
-    assert "\r\x1b[2Kcacher: uploading big:" in text
-    assert "file uploaded big" in text
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.s3
+def test_progress_on_a_terminal(env: dict[str, str], tmp_path: Path, seaweed_s3: Any, s3_bucket: str) -> None:
+    """A real pseudo-terminal: the live line is drawn with carriage returns, then cleared.
+
+    Time is controlled, not raced: the restore reads through a proxy that trickles every
+    response body at 512 KiB/s, so a 2 MiB object takes about 4 s on any machine, however fast.
+    """
+    from tests.fault_proxy import FaultProxy, s3_env
+
+    data = os.urandom(2 << 20)
+    (tmp_path / "big").write_bytes(data)
+    stored = subprocess.run(
+        [CACHER, "upload", "big", str(tmp_path / "big")],
+        env={**env, **s3_env(seaweed_s3, s3_bucket)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stored.returncode == 0, stored.stderr
+    dest = tmp_path / "restored"
+    with FaultProxy(seaweed_s3.endpoint) as proxy:
+        proxy.set_extra("trickle", rate=512 << 10)
+        run_env = {**env, **s3_env(seaweed_s3, s3_bucket, proxy.endpoint, CACHER_READ_TIMEOUT="30")}
+        started = time.monotonic()
+        code, text = _run_on_a_terminal([CACHER, "download", "big", str(dest)], run_env)
+        took = time.monotonic() - started
+    assert code == 0, text
+    assert took > 2.0, f"the proxy did not slow the restore ({took:.2f} s): nothing was tested\n{text}"
+    assert dest.read_bytes() == data
+    assert "\r\x1b[2Kcacher: downloading big: 1.0 MiB / 2.0 MiB (50%)" in text, text
+    assert "file hit, restored big" in text
+    assert text.rstrip().endswith("MiB/s"), text  # the live line was cleared before the summary
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

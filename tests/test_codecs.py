@@ -13,6 +13,7 @@ from cacher.codecs.gzip import GzipCodec
 from cacher.codecs.none import NoneCodec
 from cacher.codecs.zstd import ZstdCodec
 from cacher.errors import IntegrityError
+from cacher.testing import CodecContract
 
 DATA = os.urandom(300_000) + b"a" * 3_000_000 + os.urandom(7_000)
 CODECS = {"zstd": ZstdCodec(), "zstd-1thread": ZstdCodec(threads=0), "gzip": GzipCodec()}
@@ -107,3 +108,29 @@ def test_decoding_memory_does_not_grow_with_the_output(tmp_path, codec: str) -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) == 512 << 20
     assert int(out[1]) < 100, f"peak RSS {out[1]} MiB"
+
+
+class TestZstd(CodecContract):
+    @pytest.fixture
+    def codec(self) -> ZstdCodec:
+        return ZstdCodec()
+
+
+class TestZstdOneThread(CodecContract):
+    @pytest.fixture
+    def codec(self) -> ZstdCodec:
+        return ZstdCodec(threads=0)
+
+
+class TestGzip(CodecContract):
+    @pytest.fixture
+    def codec(self) -> GzipCodec:
+        return GzipCodec()
+
+
+class TestNone(CodecContract):
+    verifies = False
+
+    @pytest.fixture
+    def codec(self) -> NoneCodec:
+        return NoneCodec()

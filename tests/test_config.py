@@ -11,8 +11,8 @@ import pytest
 import tomli_w
 
 from cacher import config
-from cacher.credentials import resolve
 from cacher.errors import ConfigError
+from cacher.stores.s3.credentials import resolve
 from tests.conftest import assert_one_error_line
 
 SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tarfile
@@ -22,9 +21,10 @@ import pytest
 import zstandard
 
 from cacher import config
-from cacher.backends import open_store
-from cacher.store import Store
+from cacher.stores import open_store
+from cacher.stores.base import Store
 from cacher.testing import KindContract
+from cacher.testing.tools import find_tool
 from tests.conftest import CACHER, Run, assert_one_error_line, unavailable
 from tests.realparts import PartUnavailable
 from tests.realparts.docker_engine import DockerEngine, Registry, build_scratch_image
@@ -150,14 +150,16 @@ def test_the_object_is_plain_docker_save_in_zstd(
 def test_loads_what_docker_save_and_the_zstd_cli_wrote(
     dk, engine: DockerEngine, name: str, local_root: Path, tmp_path: Path
 ) -> None:
-    if shutil.which("zstd") is None:
-        pytest.skip("the zstd CLI is not installed")
+    try:
+        zstd = find_tool("zstd")
+    except PartUnavailable as exc:
+        unavailable(exc.reason)
     ref = f"{name}:1"
     image_id = make_image(engine, ref)
     local_root.mkdir(parents=True)
     saved = engine.docker("save", ref).stdout
     (local_root / "by-hand.tar.zst").write_bytes(
-        subprocess.run(["zstd", "-q", "-c"], input=saved, capture_output=True, check=True).stdout
+        subprocess.run([zstd, "-q", "-c"], input=saved, capture_output=True, check=True).stdout
     )
     engine.docker("rmi", ref)
     run = dk("download", "by-hand.tar.zst", ref)

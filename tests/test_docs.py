@@ -6,13 +6,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from cacher.testing.parts import PartUnavailable
+from cacher.testing.tools import find_tool
 from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,8 +193,10 @@ def quickstart_script() -> str:
 
 def test_quickstart_works_as_written(tmp_path: Path) -> None:
     for tool in ("zstd", "tar", "seq", "sha256sum"):
-        if shutil.which(tool) is None:
-            unavailable(f"the quickstart uses {tool}, which is not installed")
+        try:
+            find_tool(tool)
+        except PartUnavailable as exc:
+            unavailable(f"the quickstart uses {tool}: {exc.reason}")
     home = tmp_path / "home"
     home.mkdir()
     env = {

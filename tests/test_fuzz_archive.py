@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from cacher.errors import CacherError
-from cacher.kinds.tarread import extract_tree
 from cacher.staging import force_rmtree, staged_directory
+from cacher.tar.extract import extract_tree
 from tests.fault_proxy import assert_clean_failure, leftovers
 
 SEED = 20260612

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from cacher.errors import UsageError
+from cacher.keyfunc import KeyContext
 from cacher.keyrules import validate_key
+from cacher.keys.builtin import ArchKey, EnvKey, HashKey, OsKey
 from cacher.keytemplate import insert_before_extension, split_extension
 from cacher.platform_names import go_arch, go_os
+from cacher.testing import KeyFunctionContract
 from tests.conftest import assert_one_error_line
 
 
@@ -198,3 +201,42 @@ def test_fast_path_hands_anything_unusual_to_the_full_parser(args: list[str]) ->
 def test_env_value_with_braces_is_not_a_template_error(cacher) -> None:
     run = cacher("key", "k-{env:ODD}", extra_env={"ODD": "a{b}"})
     assert (run.code, run.out) == (0, "k-a{b}\n")
+
+
+class TestHashKey(KeyFunctionContract):
+    good_args = (None, "8", "64")
+    bad_args = ("0", "65", "x")
+
+    @pytest.fixture
+    def key_function(self) -> HashKey:
+        return HashKey()
+
+    @pytest.fixture
+    def key_context(self, tmp_path: Path) -> KeyContext:
+        (tmp_path / "go.sum").write_text("module x\n")
+        return KeyContext(hash_from=(tmp_path / "go.sum",))
+
+
+class TestOsKey(KeyFunctionContract):
+    @pytest.fixture
+    def key_function(self) -> OsKey:
+        return OsKey()
+
+
+class TestArchKey(KeyFunctionContract):
+    @pytest.fixture
+    def key_function(self) -> ArchKey:
+        return ArchKey()
+
+
+class TestEnvKey(KeyFunctionContract):
+    good_args = ("RUNNER_OS",)
+    bad_args = (None, "", "UNSET_VARIABLE")
+
+    @pytest.fixture
+    def key_function(self) -> EnvKey:
+        return EnvKey()
+
+    @pytest.fixture
+    def key_context(self) -> KeyContext:
+        return KeyContext(environ={"RUNNER_OS": "Linux"})

@@ -24,7 +24,8 @@ from cacher.errors import UsageError
 from cacher.keyfunc import KeyContext, KeyFunction
 from cacher.keyrules import validate_key, validate_list_prefix, validate_prefix
 from cacher.keytemplate import arch_suffixed, insert_before_extension, render, split_extension
-from cacher.store import LocalStore, Store
+from cacher.stores.base import Store
+from cacher.stores.local import LocalStore
 
 SETTINGS = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from cacher import config, engine
-from cacher.backends import open_store
 from cacher.registry import Registry
+from cacher.stores import open_store
 from tests.conftest import CACHER
 from tests.fault_proxy import (
     FaultProxy,

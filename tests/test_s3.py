@@ -209,7 +209,7 @@ def test_exists_does_not_import_s3fs(s3env, env: dict[str, str]) -> None:
 
 def test_part_size_doubles_every_thousand_parts() -> None:
     """Pure arithmetic, no store: 10,000 parts from 8 MiB hold objects up to 7.8 TiB."""
-    from cacher.s3parallel import PARTS_PER_STEP, ParallelUpload
+    from cacher.stores.s3.multipart import PARTS_PER_STEP, ParallelUpload
 
     upload = ParallelUpload(None, "b", "k", part_size=8 << 20, inflight=3, metadata={})
     sizes = []
@@ -227,8 +227,8 @@ def test_fixed_upload_size_keeps_parts_equal(tmp_path: Path) -> None:
     import os
 
     from cacher import config
-    from cacher.backends import open_store
-    from cacher.s3parallel import PARTS_PER_STEP, ParallelUpload
+    from cacher.stores import open_store
+    from cacher.stores.s3.multipart import PARTS_PER_STEP, ParallelUpload
 
     cfg = tmp_path / "config.toml"
     cfg.write_text('backend = "s3"\nbucket = "b"\n[options]\nfixed_upload_size = true\n')

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from cacher import config
-from cacher.backends import open_store
 from cacher.errors import CacherError
+from cacher.stores import open_store
 from tests.fault_proxy import s3_env
 
 pytestmark = pytest.mark.s3

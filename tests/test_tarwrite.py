@@ -1,6 +1,6 @@
 """The dir kind's tar writer against Python's tarfile: the same members give the same bytes.
 
-`cacher.kinds.tarheader` formats pax headers itself for speed; tarfile's PAX writer, fed the
+`cacher.tar.header` formats pax headers itself for speed; tarfile's PAX writer, fed the
 same normalised members, is the oracle. The tree holds the cases where the formats diverge
 if a rule is wrong: long names and link targets, non-ASCII and undecodable names, a name of
 exactly 100 bytes, hardlinks, empty files, sizes that need padding or none.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cacher.kinds.tarwrite import _ordered, write_tree
+from cacher.tar.write import _ordered, write_tree
 
 
 def oracle(root: Path) -> bytes:

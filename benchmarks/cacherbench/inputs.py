@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cacherbench.peers import Peers
+from cacherbench.peers import Peers, uv_path
 
 # The awscli dependencies: already in uv's cache once the peers venv exists.
 TINY_PACKAGES = (
@@ -121,7 +121,7 @@ def tree_stats(root: Path) -> TreeStats:
 
 
 def _install_tree(spec: SizeSpec, peers: Peers, dest: Path) -> None:
-    uv = shutil.which("uv")
+    uv = uv_path()
     flags = ["--compile-bytecode"] if spec.compile_bytecode else []
     if uv:
         cmd = [uv, "pip", "install", "-q", "--python", str(peers.python), *flags, "--target", str(dest)]

@@ -5,7 +5,6 @@ awscli pins botocore differently from cacher's aiobotocore, so the peers get the
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -44,8 +43,19 @@ class Peers:
         return subprocess.run(probe, capture_output=True, check=False).returncode == 0
 
 
+def uv_path() -> str | None:
+    """uv from cacher's venv (where ./dev test installs it), else PATH; None without it."""
+    from cacher.testing.parts import PartUnavailable
+    from cacher.testing.tools import find_tool
+
+    try:
+        return find_tool("uv")
+    except PartUnavailable:
+        return None
+
+
 def _install(peers: Peers, packages: list[str]) -> None:
-    uv = shutil.which("uv")
+    uv = uv_path()
     if uv:
         cmd = [uv, "pip", "install", "-q", "--python", str(peers.python), *packages]
     else:
@@ -57,7 +67,7 @@ def ensure_peers(root: Path) -> Peers:
     """Create the venv with ``uv venv`` (else ``python -m venv``) and install the peers if missing."""
     peers = Peers(root)
     if not peers.python.exists():
-        uv = shutil.which("uv")
+        uv = uv_path()
         if uv:
             subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(root)], check=True)
         else:

@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 from cacher import config
-from cacher.backends import open_store
 from cacher.codecs.zstd import ZstdCodec
-from cacher.kinds.tarread import extract_tree
-from cacher.kinds.tarwrite import write_tree
+from cacher.stores import open_store
+from cacher.tar.extract import extract_tree
+from cacher.tar.write import write_tree
 
 CHUNK = 1 << 20
 

@@ -15,7 +15,7 @@ from cacher.cli.report import human_bytes
 from cacher.durations import parse_duration
 from cacher.errors import UsageError
 from cacher.registry import Registry
-from cacher.store import ObjectInfo, Store
+from cacher.stores.base import ObjectInfo, Store
 
 PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a plain string prefix).")]
 

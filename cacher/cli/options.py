@@ -15,7 +15,7 @@ from cacher.errors import UsageError
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
-from cacher.store import Store
+from cacher.stores.base import Store
 
 STORE_GROUP = "Store options"
 
@@ -89,7 +89,7 @@ class Session:
 
     @cached_property
     def store(self) -> Store:
-        from cacher.backends import open_store
+        from cacher.stores import open_store
 
         backend = config.resolved_backend(self.settings)
         if backend == "file" and not self.settings.bucket and not self.settings.config_found:

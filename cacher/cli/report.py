@@ -67,6 +67,19 @@ class Reporter:
 
     def transfer(self, command: str | None, result: Result) -> None:
         """The summary line of one transfer, its notes, and (given a command) its JSON document."""
+        if result.outcome == "failed":
+            self.warn(f"soft failure, {result.key} not stored: {result.reason}")
+            if command:
+                self.emit(
+                    {
+                        "command": command,
+                        "key": result.key,
+                        "kind": result.kind,
+                        "outcome": "failed",
+                        "notes": [result.reason],
+                    }
+                )
+            return
         for note in result.notes:
             self.warn(note)
         if command:

@@ -10,13 +10,13 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from cacher import config
-from cacher.backends import open_store
 from cacher.cli.options import Session, StoreOptions
 from cacher.cli.report import Reporter
-from cacher.credentials import resolve
 from cacher.errors import StorageError
 from cacher.registry import Registry
-from cacher.store import Store
+from cacher.stores import open_store
+from cacher.stores.base import Store
+from cacher.stores.s3.credentials import resolve
 
 
 def smoke_test(store: Store) -> list[str]:

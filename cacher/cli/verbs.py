@@ -19,7 +19,7 @@ from cacher import config, engine
 from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, ConfigError, StorageError, UsageError
+from cacher.errors import CacheMiss, ConfigError, UsageError
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
 
@@ -128,28 +128,21 @@ class _Verbs:
         options: dict[str, Any],
         force: bool,
         command: str | None,
-    ) -> engine.Result | None:
-        """Upload and report; None when a soft failure kept it from being stored."""
+    ) -> engine.Result:
+        """Upload and report; a soft failure is a result with outcome ``failed``."""
         progress = session.report.progress(f"uploading {key}")
         try:
             result = engine.upload(
-                session.store, kind, codec, key, targets, options, force=force, progress=progress
+                session.store,
+                kind,
+                codec,
+                key,
+                targets,
+                options,
+                force=force,
+                soft_fail=bool(session.settings.soft_fail),
+                progress=progress,
             )
-        except StorageError as exc:
-            if not session.settings.soft_fail:
-                raise
-            session.report.warn(f"soft failure, {key} not stored: {exc.message}")
-            if command:
-                session.report.emit(
-                    {
-                        "command": command,
-                        "key": key,
-                        "kind": self.name,
-                        "outcome": "failed",
-                        "notes": [exc.message],
-                    }
-                )
-            return None
         finally:
             if progress is not None:
                 progress.close()
@@ -239,15 +232,11 @@ class _Verbs:
     ) -> int:
         session = Session(store, self.registry, output)
         stored_key = session.key(key)
-        try:
-            found = engine.exists(session.store, stored_key)
-        except StorageError as exc:
-            if not session.settings.soft_fail:
-                raise
-            session.report.warn(f"soft failure, treated as a miss: {exc.message}")
-            found = False
-        session.report.emit({"command": "exists", "key": stored_key, "exists": found})
-        return 0 if found else 1
+        presence = engine.exists(session.store, stored_key, soft_fail=bool(session.settings.soft_fail))
+        if presence.failure is not None:
+            session.report.warn(f"soft failure, treated as a miss: {presence.failure}")
+        session.report.emit({"command": "exists", "key": stored_key, "exists": presence.found})
+        return 0 if presence.found else 1
 
     def ensure(
         self,
@@ -287,9 +276,8 @@ class _Verbs:
             session.report.emit({**document, "build_status": status, "upload": None})
             return status
         uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
-        session.report.emit(
-            {**document, "build_status": 0, "upload": result_document(uploaded) if uploaded else None}
-        )
+        stored = None if uploaded.outcome == "failed" else result_document(uploaded)
+        session.report.emit({**document, "build_status": 0, "upload": stored})
         return 0
 
 

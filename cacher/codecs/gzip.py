@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
-from cacher.codec import Codec, DecodingReader, Writable
+from cacher.codec import Codec, DecodingReader
 from cacher.errors import IntegrityError
+from cacher.streams import Writable
 
 
 class GzipCodec(Codec):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import BinaryIO
 
-from cacher.codec import Codec, Writable
+from cacher.codec import Codec
+from cacher.streams import Writable
 
 
 class NoneCodec(Codec):

@@ -8,9 +8,10 @@ from typing import BinaryIO
 
 import zstandard
 
-from cacher.codec import Codec, Writable
+from cacher.codec import Codec
 from cacher.codecs.zstdframes import FrameTracker
 from cacher.errors import IntegrityError
+from cacher.streams import ReaderBase, Writable
 
 
 def usable_cpus() -> int:
@@ -60,7 +61,7 @@ class _TrackedSource:
         return True
 
 
-class _ZstdReader:
+class _ZstdReader(ReaderBase):
     """Decodes zstd frames with bounded output per read, and refuses a stream cut short."""
 
     def __init__(self, source: BinaryIO) -> None:
@@ -85,13 +86,3 @@ class _ZstdReader:
                 raise IntegrityError("the stored zstd stream is truncated (its frame never ended)")
         return data
 
-    def readinto(self, target: bytearray | memoryview) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        """Closing the decoder does not close its source."""

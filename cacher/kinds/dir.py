@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.codec import Writable
 from cacher.errors import UsageError
 from cacher.kind import Kind, Target
-from cacher.kinds.tarread import extract_tree
-from cacher.kinds.tarwrite import write_tree
 from cacher.staging import check_restore_target, staged_directory
+from cacher.streams import Writable
+from cacher.tar.extract import extract_tree
+from cacher.tar.write import write_tree
 
 
 class DirKind(Kind):

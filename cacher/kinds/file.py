@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.atomicfile import atomic_write
-from cacher.codec import Writable
 from cacher.errors import ArtifactError, UsageError
 from cacher.fetch import check_sha256, stream_url
 from cacher.kind import Kind, Option, Target
+from cacher.streams import Writable
 
 CHUNK = 1 << 20
 

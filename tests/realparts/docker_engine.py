@@ -18,11 +18,9 @@ live in a short temp dir under /tmp (unix socket paths are limited to 108 bytes)
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -30,28 +28,22 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
+from cacher.testing.parts import ProcessPart
+from cacher.testing.tools import find_tool
+
 from . import PartStartError, PartUnavailable
-from ._proc import cleanup_at_exit, log_tail, stop_process
 from .ports import LOOPBACK, free_port
 
 __all__ = ["DockerEngine", "Registry", "build_scratch_image", "find_docker_cli"]
 
 
 def _find(program: str, package: str) -> str:
-    found = shutil.which(program) or next(
-        (
-            str(Path(d) / program)
-            for d in ("/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin", "/usr/local/bin")
-            if os.access(Path(d) / program, os.X_OK)
-        ),
-        None,
-    )
-    if not found:
-        raise PartUnavailable(f"'{program}' not found (install the Debian package {package})")
-    return found
+    try:
+        return find_tool(program)
+    except PartUnavailable:
+        raise PartUnavailable(f"'{program}' not found (install the Debian package {package})") from None
 
 
 def find_docker_cli() -> str:
@@ -59,8 +51,12 @@ def find_docker_cli() -> str:
     return _find("docker", "docker.io")
 
 
-class DockerEngine:
-    """A private ``dockerd`` (vfs, no bridge, no iptables) on a unix socket in a temp dir."""
+class DockerEngine(ProcessPart):
+    """A private ``dockerd`` (vfs, no bridge, no iptables) on a unix socket in a temp dir.
+
+    Stopping sends SIGTERM (dockerd shuts its containerd down too) and waits up to 10 s."""
+
+    grace = 10.0
 
     def __init__(
         self,
@@ -72,8 +68,7 @@ class DockerEngine:
     ) -> None:
         self.dockerd = _find("dockerd", "docker.io")
         self.docker_cli = docker_cli or find_docker_cli()
-        self._own_dir = base_dir is None
-        self.root = Path(base_dir or tempfile.mkdtemp(prefix="cde-", dir="/tmp"))
+        self._adopt(Path(base_dir or tempfile.mkdtemp(prefix="cde-", dir="/tmp")), own_dir=base_dir is None)
         self.socket_path = self.root / "docker.sock"
         if len(str(self.socket_path)) > 100:
             raise ValueError(f"socket path too long for a unix socket: {self.socket_path}")
@@ -81,7 +76,6 @@ class DockerEngine:
         self.log_path = self.root / "dockerd.log"
         self.start_timeout = start_timeout
         self.extra_args = list(extra_args or [])
-        self.proc: subprocess.Popen[bytes] | None = None
         self.ready_seconds: float | None = None
         env = dict(os.environ)
         env.pop("DOCKER_CONTEXT", None)
@@ -90,7 +84,6 @@ class DockerEngine:
         env["DOCKER_HOST"] = self.host
         env["DOCKER_CONFIG"] = str(self.root / "cli-config")  # no user creds/helpers
         self.env: dict[str, str] = env
-        self._cancel_exit_cleanup = cleanup_at_exit(functools.partial(self.cleanup, grace=0))
 
     def command(self) -> list[str]:
         r = self.root
@@ -151,36 +144,6 @@ class DockerEngine:
             raise
         self.ready_seconds = time.monotonic() - started
         return self
-
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM (dockerd shuts its containerd down too), wait ``grace`` s, SIGKILL, reap."""
-        proc, self.proc = self.proc, None
-        stop_process(proc, grace)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def cleanup(self, grace: float = 10.0) -> None:
-        """Stop, then remove the temp dir (if this object made it)."""
-        self.stop(grace)
-        self._cancel_exit_cleanup()
-        if self._own_dir:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> DockerEngine:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)
 
     def docker(
         self,
@@ -259,7 +222,7 @@ def build_scratch_image(
     return image_id
 
 
-class Registry:
+class Registry(ProcessPart):
     """``docker-registry serve`` with filesystem storage on 127.0.0.1:``port``."""
 
     def __init__(
@@ -270,8 +233,7 @@ class Registry:
         start_timeout: float = 30.0,
     ) -> None:
         self.binary = _find("docker-registry", "docker-registry")
-        self._own_dir = base_dir is None
-        self.root = Path(base_dir or tempfile.mkdtemp(prefix="cacher-registry-"))
+        self._adopt(Path(base_dir or tempfile.mkdtemp(prefix="cacher-registry-")), own_dir=base_dir is None)
         self.storage_dir = self.root / "storage"
         self.config_path = self.root / "config.yml"
         self.log_path = self.root / "registry.log"
@@ -279,9 +241,7 @@ class Registry:
         self.address = f"{LOOPBACK}:{self.port}"
         self.url = f"http://{self.address}"
         self.start_timeout = start_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
         self.ready_seconds: float | None = None
-        self._cancel_exit_cleanup = cleanup_at_exit(functools.partial(self.cleanup, grace=0))
 
     def _config(self) -> str:
         # JSON is YAML: no YAML writer needed.
@@ -363,30 +323,3 @@ class Registry:
             raise
         return tags
 
-    def stop(self, grace: float = 3.0) -> None:
-        proc, self.proc = self.proc, None
-        stop_process(proc, grace)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def cleanup(self, grace: float = 3.0) -> None:
-        self.stop(grace)
-        self._cancel_exit_cleanup()
-        if self._own_dir:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)

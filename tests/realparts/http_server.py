@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
+
+from cacher.testing.parts import Part
 
 from .ports import LOOPBACK
 
@@ -134,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining -= len(chunk)
 
 
-class FileServer:
+class FileServer(Part):
     """Serves files under ``root`` (default: a new temp dir) on 127.0.0.1:``port``."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, port: int = 0) -> None:
@@ -179,17 +180,6 @@ class FileServer:
         self.stop()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> FileServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
 
     # -- API ---------------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
+
+from cacher.testing.parts import Part
 
 from .ports import LOOPBACK
 
@@ -254,7 +255,7 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
 
 
-class RecordingProxy:
+class RecordingProxy(Part):
     """Reverse proxy on 127.0.0.1:``port`` to ``upstream`` (``http://host:port``)."""
 
     def __init__(self, upstream: str, port: int = 0, upstream_timeout: float = 120.0) -> None:
@@ -310,17 +311,6 @@ class RecordingProxy:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> RecordingProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- API ---------------------------------------------------------------------------------
 

@@ -7,19 +7,13 @@ a killed pipeline all surface as one `cacher.errors.CacherError` line instead of
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
-from cacher.codec import Writable
-from cacher.errors import ArtifactError, CacherError
+from cacher.plugin import ArtifactError, CacherError, PipedProcess, Writable
 
 GIT = "git"
-CHUNK = 1 << 20
-_STDERR_KEEP = 64 * 1024
 _NO_GIT = "git is not installed (or not on PATH)"
 _NO_GIT_HINT = "install git 2.31 or newer"
 
@@ -108,66 +102,15 @@ def _call(
 def stream(args: Sequence[str], sink: Writable, *, what: str) -> None:
     """Copy the stdout of ``git ARGS`` into ``sink`` in 1 MiB chunks; raise if git fails.
 
-    stderr is drained by a thread so a chatty git never blocks on a full pipe. git runs in its
-    own process group: on any exception (a dying sink, Ctrl-C, SIGTERM) the group is killed and
-    reaped, so that no ``git pack-objects`` outlives the upload it was feeding.
+    `PipedProcess` drains stderr on a thread and kills git's process group on any exception,
+    so no ``git pack-objects`` outlives the upload it was feeding.
     """
-    try:
-        proc = subprocess.Popen(
-            [GIT, *args],
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            process_group=0,
-        )
-    except FileNotFoundError:
-        raise ArtifactError(_NO_GIT, hint=_NO_GIT_HINT) from None
-    assert proc.stdout is not None and proc.stderr is not None
-    drain = _Drain(proc.stderr)
-    try:
-        while chunk := proc.stdout.read(CHUNK):
-            sink.write(chunk)
-        returncode = proc.wait()
-    except BaseException:
-        _kill_group(proc)
-        raise
-    finally:
-        proc.stdout.close()
-        drain.join()
-    if returncode != 0:
-        raise ArtifactError(f"{what} failed: {message(drain.text(), returncode)}")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-class _Drain:
-    """Reads a pipe to its end on a thread, keeping the last 64 KiB."""
-
-    def __init__(self, pipe: IO[bytes]) -> None:
-        self._pipe = pipe
-        self._data = bytearray()
-        self._thread = threading.Thread(target=self._run, name="git-stderr", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        fd = self._pipe.fileno()
-        while chunk := os.read(fd, 65536):
-            self._data += chunk
-            del self._data[:-_STDERR_KEEP]
-
-    def join(self) -> None:
-        self._thread.join()
-        self._pipe.close()
-
-    def text(self) -> str:
-        return self._data.decode("utf-8", "replace")
+    missing = ArtifactError(_NO_GIT, hint=_NO_GIT_HINT)
+    with PipedProcess(
+        [GIT, *args], stdout=subprocess.PIPE, env=clean_env(), what=what, missing=missing, describe=message
+    ) as git:
+        git.copy_to(sink)
+        git.finish()
 
 
 def repository_at(path: Path) -> tuple[bool, str]:

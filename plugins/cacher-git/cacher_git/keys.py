@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 
-from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext, KeyFunction
+from cacher.plugin import KeyContext, KeyFunction, UsageError
 
 from cacher_git import _git
 

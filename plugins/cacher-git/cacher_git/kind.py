@@ -12,9 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.codec import Writable
-from cacher.errors import UsageError
-from cacher.kind import Kind, Option, Target
+from cacher.plugin import Kind, Option, Target, UsageError, Writable
 
 from cacher_git import _git
 from cacher_git.restore import dest_state, restore

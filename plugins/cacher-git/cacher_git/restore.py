@@ -27,8 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.errors import ArtifactError, UsageError
-from cacher.staging import staged_directory
+from cacher.plugin import ArtifactError, UsageError, staged_directory
 
 from cacher_git import _git
 

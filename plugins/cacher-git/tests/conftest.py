@@ -8,44 +8,28 @@ as well would register the module twice, which pytest refuses.)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from gitrepos import GIT_ENV, REPO_ENV, Run
 
-VENV_BIN = Path(sys.executable).parent
-CACHER = str(VENV_BIN / "cacher")
+
+@pytest.fixture
+def cacher_env(cacher_env: dict[str, str]) -> dict[str, str]:
+    """The kit's clean environment, without the repository-selecting GIT_* variables and with
+    git's own configuration isolated, so neither the user's git config nor cacher's leaks in."""
+    return {**{k: v for k, v in cacher_env.items() if k not in REPO_ENV}, **GIT_ENV}
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    (h / ".config").mkdir(parents=True)
-    (h / ".cache").mkdir()
-    return h
+def home(cacher_home: Path) -> Path:
+    return cacher_home
 
 
 @pytest.fixture
-def env(home: Path) -> dict[str, str]:
-    """A clean environment: no CACHER_*, AWS_*, XDG_* or repository-selecting GIT_* variables;
-    HOME and the XDG dirs in tmp, so neither the user's git config nor cacher's can leak in."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CACHER_", "AWS_", "XDG_")) and k not in ("HOME", *REPO_ENV)
-    }
-    base.update(
-        GIT_ENV,
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    return base
+def env(cacher_env: dict[str, str]) -> dict[str, str]:
+    return cacher_env
 
 
 @pytest.fixture(autouse=True)
@@ -64,21 +48,6 @@ def local_root(home: Path) -> Path:
 
 
 @pytest.fixture
-def cacher(env: dict[str, str], tmp_path: Path) -> Callable[..., Run]:
-    """Run the installed ``cacher`` command; returns a Run with exit code and output."""
-
-    def run(
-        *args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None, timeout: float = 120
-    ) -> Run:
-        proc = subprocess.run(
-            [CACHER, *args],
-            env={**env, **(extra_env or {})},
-            cwd=cwd or tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        return Run(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
+def cacher(cacher_cli: Callable[..., Run]) -> Callable[..., Run]:
+    """Run the installed ``cacher`` command (the kit's ``cacher_cli``)."""
+    return cacher_cli

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from cacher.testing import path_snapshot
+from cacher.testing.cli import CliRun
+from cacher.testing.cli import assert_one_error_line as assert_one_error_line
+
+#: One run of the installed ``cacher`` (the kit's `CliRun`).
+Run = CliRun
 
 # No system or user config can leak in; commits are reproducible.
 GIT_ENV = {
@@ -112,29 +116,6 @@ def repo_snapshot(path: Path | str | None) -> object:
         "status": git("-C", str(root), "status", "--porcelain", "--ignored"),
         "files": files,
     }
-
-
-@dataclass
-class Run:
-    """One run of the real ``cacher`` command."""
-
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-def assert_one_error_line(run: Run, *needles: str) -> None:
-    """Expected errors: exit 2, one ``cacher: error:`` line on stderr, no traceback."""
-    assert run.code == 2, str(run)
-    lines = [line for line in run.err.splitlines() if not line.startswith("cacher: no configuration")]
-    assert len(lines) == 1, str(run)
-    assert lines[0].startswith("cacher: error: "), str(run)
-    assert "Traceback" not in run.err
-    for needle in needles:
-        assert needle in lines[0], str(run)
 
 
 def stored_files(root: Path) -> list[str]:

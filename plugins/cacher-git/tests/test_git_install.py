@@ -8,28 +8,31 @@ so stevedore's entry-point cache cannot answer from a stale listing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import cacher
 from cacher.testing.fixtures import require_part
+from cacher.testing.parts import PartUnavailable
+from cacher.testing.tools import find_tool
 
 # Captured at import, before the per-test isolation swaps HOME: uv keeps using its own cache.
 _ORIGINAL_ENV = dict(os.environ)
 PLUGIN = Path(__file__).resolve().parent.parent
-CORE = Path(cacher.__file__).resolve().parent.parent
+_SPEC = importlib.util.find_spec("cacher")
+assert _SPEC is not None and _SPEC.origin is not None
+CORE = Path(_SPEC.origin).resolve().parent.parent
 KIND_ROW = re.compile(r"^│ git\s", re.MULTILINE)
 
 
 def _uv(*args: str) -> subprocess.CompletedProcess[str]:
-    uv = shutil.which("uv", path=_ORIGINAL_ENV.get("PATH"))
-    if uv is None:
-        require_part("uv is not installed")
-    assert uv is not None
+    try:
+        uv = find_tool("uv")  # the venv's (./dev test installs it there), then PATH
+    except PartUnavailable as exc:
+        require_part(exc.reason)
     return subprocess.run([uv, *args], env=_ORIGINAL_ENV, capture_output=True, text=True, timeout=300)
 
 

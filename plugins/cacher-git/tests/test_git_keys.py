@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext
+from cacher.plugin import KeyContext, UsageError
 from gitrepos import Run, assert_one_error_line, commit, git, make_repo
 
 from cacher_git.keys import GitTreeKey

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cacher.errors import ArtifactError
+from cacher.plugin import ArtifactError
 from gitrepos import Run, assert_one_error_line, commit, git, make_repo, refs, repo_snapshot, stored_files
 
 from cacher_git import _git

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from cacher.errors import ArtifactError, IntegrityError
+from cacher.errors import IntegrityError, TarFormatError
 
 BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 20
@@ -87,13 +87,6 @@ def _decode_slowly(block: bytes) -> Member:
     except tarfile.HeaderError as exc:
         raise TarFormatError(str(exc)) from None
     return Member(info.name, info.type, info.mode, info.size, info.mtime, info.linkname)
-
-
-class TarFormatError(ArtifactError):
-    """The stream is not a tar archive this reader accepts."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(f"the stored archive is not a valid tar stream: {why}")
 
 
 class _ReadAhead:

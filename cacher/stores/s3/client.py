@@ -1,18 +1,10 @@
-"""Building the store a command talks to from the settings (s3, file, memory, other fsspec).
-
-s3fs is imported here and only here, and only when the s3 backend is used.
-"""
+"""The s3fs/aiobotocore client set-up: path-style SigV4 the way Garage needs, bounded requests."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from cacher.config import Settings, cache_dir, resolved_backend
-from cacher.credentials import resolve
-from cacher.errors import ConfigError, PluginError
-from cacher.store import LocalStore, Store
+from cacher.config import Settings
 
 
 def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
@@ -93,51 +85,3 @@ def bounded_session_class(total: float) -> type:
             return await super().send(request)
 
     return BoundedSession
-
-
-def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
-    backend = resolved_backend(settings)
-    if backend == "s3":
-        if not settings.bucket:
-            raise ConfigError("the s3 backend needs a bucket (--bucket, CACHER_BUCKET or config)")
-        from cacher.s3http import S3Http
-        from cacher.s3store import S3Store
-
-        creds = resolve(settings, environ)
-        head = S3Http(
-            settings.endpoint or None,
-            settings.region,
-            creds.key_id,
-            creds.secret,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            attempts=settings.max_attempts,
-            request_timeout=settings.request_timeout,
-        )
-        return S3Store(
-            lambda: s3_filesystem(settings, creds.key_id, creds.secret),
-            settings.bucket,
-            settings.prefix,
-            head_client=head,
-            block_size=settings.part_size_mb << 20,
-            grow_parts=not settings.options.get("fixed_upload_size", False),
-        )
-    if backend == "file":
-        root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)
-        import fsspec.implementations.local as local
-
-        return LocalStore(local.LocalFileSystem(), str(root.absolute()), settings.prefix)
-    if backend == "memory":
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        fs = MemoryFileSystem(skip_instance_cache=True)
-        return Store(fs, settings.bucket or "cacher", settings.prefix, protocol="memory")
-    import fsspec
-
-    try:
-        fs = fsspec.filesystem(backend, **settings.options)
-    except (ImportError, ValueError) as exc:
-        raise PluginError(f"backend {backend!r} is not available: {exc}") from None
-    if not settings.bucket:
-        raise ConfigError(f"the {backend} backend needs a bucket (--bucket, CACHER_BUCKET or config)")
-    return Store(fs, settings.bucket, settings.prefix, protocol=backend)

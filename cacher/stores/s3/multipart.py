@@ -2,7 +2,7 @@
 
 s3fs sends the parts of a streamed upload one after the other, in the writer's thread. This
 keeps up to ``inflight`` parts going while the caller compresses, so the slowest stage sets
-the pace. Memory is bounded by ``inflight * part size``. (Reads: `cacher.s3ranges`.)
+the pace. Memory is bounded by ``inflight * part size``. (Reads: `cacher.stores.s3.ranges`.)
 """
 
 from __future__ import annotations

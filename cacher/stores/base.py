@@ -9,18 +9,16 @@ translated into `StorageError` here, at the seam.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.atomicfile import TEMP_MARK, atomic_write
-from cacher.errors import CacherError, StorageError
+from cacher.atomicfile import TEMP_MARK
+from cacher.errors import CacherError, ObjectChanged, ReadPreconditionFailed, StorageError
 from cacher.keyrules import validate_key, validate_list_prefix
 
 META_PREFIX = "cacher-"
@@ -154,7 +152,7 @@ class Store:
             raise
         except PermissionError as exc:
             raise StorageError(
-                f"cannot {action} {self.url(key)}: access denied ({_reason(exc)})",
+                f"cannot {action} {self.url(key)}: access denied ({reason(exc)})",
                 hint="check the credentials and their permissions on the bucket",
             ) from exc
         except Exception as exc:
@@ -164,44 +162,7 @@ class Store:
                     "(another job stored the same key)",
                     hint="run the command again",
                 ) from exc
-            raise StorageError(f"cannot {action} {self.url(key)}: {_reason(exc)}") from exc
-
-
-class LocalStore(Store):
-    """The ``file`` backend: a directory tree; writes rename a temporary sibling into place."""
-
-    def head(self, key: str) -> ObjectInfo | None:
-        path = self.path(key)
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise StorageError(f"cannot look up {self.url(key)}: {_reason(exc)}") from exc
-        if not os.path.isfile(path):
-            return None
-        modified = datetime.fromtimestamp(st.st_mtime, UTC)
-        return ObjectInfo(key, st.st_size, modified, self._metadata(path))
-
-    @contextmanager
-    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
-        dest = Path(self.path(key))
-        with self._translate("write", key):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(dest, fsync=True) as f:
-            yield f
-            for name, value in (metadata or {}).items():
-                with _ignore_oserror():
-                    os.setxattr(f.fileno(), f"user.{META_PREFIX}{name}", value.encode())
-
-    def _metadata(self, path: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        with _ignore_oserror():
-            for attr in os.listxattr(path):
-                if attr.startswith(f"user.{META_PREFIX}"):
-                    name = attr[len(f"user.{META_PREFIX}") :]
-                    out[name] = os.getxattr(path, attr).decode(errors="replace")
-        return out
+            raise StorageError(f"cannot {action} {self.url(key)}: {reason(exc)}") from exc
 
 
 class TranslatingWriter:
@@ -247,14 +208,6 @@ def modified_of(info: dict[str, Any]) -> datetime | None:
     return None
 
 
-class ObjectChanged(StorageError):
-    """The object was replaced while it was read: reads are pinned to the ETag it had."""
-
-
-class ReadPreconditionFailed(OSError):
-    """What a backend's reader raises when an ``If-Match`` read answers HTTP 412."""
-
-
 def _precondition_failed(exc: BaseException) -> bool:
     """An ``If-Match`` read of an object that changed (HTTP 412, ours or as s3fs translates it)."""
     if isinstance(exc, ReadPreconditionFailed):
@@ -262,17 +215,9 @@ def _precondition_failed(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.EINVAL and "pre-condition" in str(exc)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-@contextmanager
-def _ignore_oserror() -> Iterator[None]:
-    try:
-        yield
-    except OSError:
-        pass
 
 
 @contextmanager

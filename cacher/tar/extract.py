@@ -3,7 +3,7 @@
 Refused, with `ArtifactError`: absolute names, ``..`` segments, symlinks whose target is
 absolute or leaves the tree, hardlinks to anything but an earlier regular file of the archive,
 writes through a symlink, device nodes, FIFOs and sparse files. The stream is read by
-`cacher.kinds.tarstream`; every file is created by this module, so ``tarfile``'s ``data``
+`cacher.tar.stream`; every file is created by this module, so ``tarfile``'s ``data``
 filter CVEs do not apply.
 Directory modes and times are applied last, so read-only trees restore.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cacher.errors import ArtifactError
-from cacher.kinds.tarstream import Member, TarStream
+from cacher.tar.stream import Member, TarStream
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 

@@ -15,18 +15,14 @@ import socket
 import threading
 import time
 
-from cacher.s3http import RETRY_STATUS, S3Http
-from cacher.store import ReadPreconditionFailed
+from cacher.errors import ReadPreconditionFailed, StoreRefused
+from cacher.stores.s3.rest import RETRY_STATUS, S3Http
 
 _READ_STEP = 1 << 20
 
 
 class _Retryable(Exception):
     """A failure another attempt may fix: a 5xx or 429 answer, a short body, a deadline."""
-
-
-class StoreRefused(Exception):
-    """An answer no retry changes (a 4xx other than 403, 404 and 412)."""
 
 
 class _Closed(Exception):

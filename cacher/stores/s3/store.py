@@ -8,10 +8,7 @@ from typing import Any, BinaryIO
 
 from cacher.errors import StorageError
 from cacher.keyrules import validate_list_prefix
-from cacher.s3http import Head, S3Http
-from cacher.s3parallel import ParallelUpload
-from cacher.s3ranges import RangeReader
-from cacher.store import (
+from cacher.stores.base import (
     META_PREFIX,
     ObjectInfo,
     Store,
@@ -20,6 +17,9 @@ from cacher.store import (
     ignore_errors,
     modified_of,
 )
+from cacher.stores.s3.multipart import ParallelUpload
+from cacher.stores.s3.ranges import RangeReader
+from cacher.stores.s3.rest import Head, S3Http
 
 
 class S3Store(Store):

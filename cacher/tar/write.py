@@ -3,7 +3,7 @@
 Entries are sorted, owners are normalised to 0/0 with empty names, mtimes are whole seconds:
 the same tree gives the same bytes. Hardlinks inside the tree stay hardlinks; symlinks stay
 symlinks; the format is POSIX pax, which GNU tar reads, byte for byte what Python's
-``tarfile`` writes for the same members (`cacher.kinds.tarheader` builds the headers).
+``tarfile`` writes for the same members (`cacher.tar.header` builds the headers).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-from cacher.codec import Writable
 from cacher.errors import ArtifactError
-from cacher.kinds import tarheader
+from cacher.streams import Writable
+from cacher.tar import header as tarheader
 
 COPY_BUFSIZE = 1 << 20
 _SMALL = 256 << 10  # file data below this is gathered with the headers

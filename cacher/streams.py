@@ -1,0 +1,112 @@
+"""Byte streams as cacher passes them along: the two protocols every stage speaks, and the
+wrappers that count, report progress and verify on the way.
+
+A stage needs only ``write`` (a sink) or ``read`` (a source), so any object with that method
+fits; nothing here buffers, so memory stays what the stages themselves hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from cacher.errors import IntegrityError
+
+#: Called as transfers move: (bytes so far, total bytes or None when unknown).
+Progress = Callable[[int, int | None], None]
+
+
+class Writable(Protocol):
+    """The part of a binary file a stage writes to."""
+
+    def write(self, data: bytes, /) -> int: ...  # pragma: no cover
+
+
+class Readable(Protocol):
+    """The part of a binary file a stage reads from."""
+
+    def read(self, size: int = -1, /) -> bytes: ...  # pragma: no cover
+
+
+class ReaderBase:
+    """``readinto``, ``readable`` and a ``close`` that leaves the source open, for a reader
+    that defines ``read``: what a decoder needs to pass for a read-only binary file."""
+
+    def read(self, size: int = -1) -> bytes:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def readinto(self, target: bytearray | memoryview) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Closing a decoder does not close its source."""
+
+
+class CountingWriter:
+    """Counts the bytes written through it, reporting progress when asked."""
+
+    def __init__(self, inner: Any, progress: Progress | None = None) -> None:
+        self.inner = inner
+        self.count = 0
+        self.progress = progress
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.inner.write(data)
+        n = len(data)
+        self.count += n
+        if self.progress is not None:
+            self.progress(self.count, None)
+        return n
+
+    def flush(self) -> None:
+        """Nothing to flush: the store commits at the end."""
+
+
+class ProgressReader:
+    """Reports how much of the stored object has been read."""
+
+    def __init__(self, inner: Readable, progress: Progress | None, total: int) -> None:
+        self.inner, self.progress, self.total, self.count = inner, progress, total, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.count += len(data)
+        if self.progress is not None:
+            self.progress(self.count, self.total)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class VerifyingReader:
+    """Counts the plain bytes read and, when a sha256 is expected, checks it at the end."""
+
+    def __init__(self, inner: Readable, sha256: str | None) -> None:
+        self.inner = inner
+        self.count = 0
+        self.expected = sha256.lower() if sha256 else None
+        self.hash = hashlib.sha256() if sha256 else None
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.count += len(data)
+        if self.hash is not None:
+            if data:
+                self.hash.update(data)
+            elif size != 0 and self.hash.hexdigest() != self.expected:
+                actual = self.hash.hexdigest()
+                self.hash = None
+                raise IntegrityError(
+                    f"sha256 mismatch: expected {self.expected}, the stored object has {actual}"
+                )
+        return data
+
+    def readable(self) -> bool:
+        return True
