@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from cacher.atomicfile import TEMP_MARK, remove_if_unheld, stale_temporaries
 from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import human_bytes
 from cacher.durations import parse_duration
 from cacher.errors import UsageError
 from cacher.registry import Registry
-from cacher.stores.base import ObjectInfo, Store
+from cacher.stores.base import Leftover, ObjectInfo
 
 PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a plain string prefix).")]
 
@@ -38,28 +36,8 @@ def _doc(obj: ObjectInfo) -> dict[str, Any]:
     return {"key": obj.key, "size": obj.size, "modified": _iso(obj.modified)}
 
 
-def _temporaries_root(store: Store, prefix: str) -> Path | None:
-    """Where a file store's temporaries under ``prefix`` live; None for other stores."""
-    if store.protocol != "file":
-        return None
-    directory = prefix.rpartition("/")[0]
-    return Path(store.bucket, store.prefix, directory)
-
-
-def _stale_temporaries(store: Store, prefix: str) -> list[tuple[Path, int]]:
-    """Temporaries of killed file-store uploads (no writer holds their flock) of keys under
-    ``prefix``, with their sizes."""
-    root = _temporaries_root(store, prefix)
-    if root is None:
-        return []
-    base = Path(store.bucket, store.prefix)
-    out = []
-    for path, size in stale_temporaries(root):
-        name = path.name[1 : path.name.index(TEMP_MARK)]  # .KEY.cacher-tmp-XXXXXXXX
-        key = (path.parent / name).relative_to(base).as_posix()
-        if key.startswith(prefix):
-            out.append((path, size))
-    return out
+def _leftover_doc(leftovers: Sequence[Leftover]) -> dict[str, int]:
+    return {"count": len(leftovers), "bytes": sum(lo.size for lo in leftovers)}
 
 
 def list_command(registry: Registry) -> Callable[..., int]:
@@ -132,9 +110,9 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             name: {"objects": len(objs), "bytes": sum(o.size for o in objs)}
             for name, objs in sorted(groups.items())
         }
-        temporaries = _stale_temporaries(session.store, prefix)
+        leftovers = session.store.leftovers(prefix)
         summary: dict[str, Any] = {
-            "stale_temporaries": {"files": len(temporaries), "bytes": sum(size for _, size in temporaries)},
+            "unfinished_uploads": _leftover_doc(leftovers),
             "objects": len(objects),
             "bytes": total,
             "oldest": _iso(min(times)) if times else None,
@@ -153,9 +131,9 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         print(f"newest:  {summary['newest'] or '-'}")
         for name, group in by_segment.items():
             print(f"  {name}: {group['objects']} objects, {human_bytes(group['bytes'])}")
-        if temporaries:
-            stale = summary["stale_temporaries"]
-            print(f"stale temporaries of killed uploads: {stale['files']}, {human_bytes(stale['bytes'])}")
+        if leftovers:
+            doc = summary["unfinished_uploads"]
+            print(f"unfinished uploads of killed jobs: {doc['count']}, {human_bytes(doc['bytes'])}")
         return 0
 
     return stats
@@ -204,17 +182,13 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         freed = sum(o.size for o in doomed)
         verb = "would delete" if dry_run else "deleted"
         session.report.say(f"{verb} {len(doomed)} of {len(objects)} objects, {human_bytes(freed)}")
-        temporaries = [
-            (path, size)
-            for path, size in _stale_temporaries(session.store, prefix)
-            if dry_run or remove_if_unheld(path)
+        leftovers = [
+            lo for lo in session.store.leftovers(prefix) if dry_run or session.store.remove_leftover(lo)
         ]
-        if temporaries:
-            cleared = sum(size for _, size in temporaries)
+        if leftovers:
             what = "would remove" if dry_run else "removed"
-            session.report.say(
-                f"{what} {len(temporaries)} stale temporaries of killed uploads, {human_bytes(cleared)}"
-            )
+            cleared = human_bytes(sum(lo.size for lo in leftovers))
+            session.report.say(f"{what} {len(leftovers)} unfinished uploads of killed jobs, {cleared}")
         session.report.emit(
             {
                 "command": "prune",
@@ -223,10 +197,7 @@ def prune_command(registry: Registry) -> Callable[..., int]:
                 "deleted": [_doc(o) for o in doomed],
                 "kept": len(objects) - len(doomed),
                 "bytes": freed,
-                "stale_temporaries": {
-                    "files": len(temporaries),
-                    "bytes": sum(size for _, size in temporaries),
-                },
+                "unfinished_uploads": _leftover_doc(leftovers),
             }
         )
         return 0

@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from cacher.atomicfile import TEMP_MARK
@@ -23,6 +23,20 @@ from cacher.keyrules import validate_key, validate_list_prefix
 
 META_PREFIX = "cacher-"
 READ_BLOCK = 16 << 20
+
+
+#: An unfinished upload younger than this may belong to a job still running: never removed.
+LEFTOVER_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """What a killed writer left behind: a file-store temporary, an S3 multipart upload."""
+
+    key: str
+    size: int
+    started: datetime | None
+    handle: str  # the temporary's path, or the multipart upload's id
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,16 @@ class Store:
         with self._translate("delete", key):
             self.fs.rm_file(path)
         return True
+
+    # -- leftovers of killed writers ------------------------------------------------------
+
+    def leftovers(self, prefix: str = "", *, older_than: timedelta = LEFTOVER_AGE) -> Sequence[Leftover]:
+        """Unfinished writes of keys under ``prefix`` whose writer is gone (none by default)."""
+        return []
+
+    def remove_leftover(self, leftover: Leftover) -> bool:
+        """Remove one of `leftovers`; False when it was gone or is in use again."""
+        return False
 
     # -- backend hooks --------------------------------------------------------------------
 

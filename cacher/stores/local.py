@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.atomicfile import atomic_write
+from cacher.atomicfile import TEMP_MARK, atomic_write, remove_if_unheld, stale_temporaries
 from cacher.errors import StorageError
-from cacher.stores.base import META_PREFIX, ObjectInfo, Store, reason
+from cacher.keyrules import validate_list_prefix
+from cacher.stores.base import LEFTOVER_AGE, META_PREFIX, Leftover, ObjectInfo, Store, reason
 
 
 class LocalStore(Store):
@@ -40,6 +41,23 @@ class LocalStore(Store):
             for name, value in (metadata or {}).items():
                 with _ignore_oserror():
                     os.setxattr(f.fileno(), f"user.{META_PREFIX}{name}", value.encode())
+
+    def leftovers(self, prefix: str = "", *, older_than: timedelta = LEFTOVER_AGE) -> Sequence[Leftover]:
+        """Temporaries no writer holds an flock on: their writer was killed, whatever their age
+        (the lock, not the age, tells a living upload from a dead one)."""
+        validate_list_prefix(prefix)
+        base = Path(self.bucket, self.prefix)
+        out: list[Leftover] = []
+        for path, size in stale_temporaries(base / prefix.rpartition("/")[0]):
+            name = path.name[1 : path.name.index(TEMP_MARK)]  # .KEY.cacher-tmp-XXXXXXXX
+            key = (path.parent / name).relative_to(base).as_posix()
+            if key.startswith(prefix):
+                started = datetime.fromtimestamp(path.lstat().st_mtime, UTC) if path.exists() else None
+                out.append(Leftover(key, size, started, str(path)))
+        return out
+
+    def remove_leftover(self, leftover: Leftover) -> bool:
+        return remove_if_unheld(Path(leftover.handle))
 
     def _metadata(self, path: str) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from cacher.errors import StorageError
 from cacher.keyrules import validate_list_prefix
 from cacher.stores.base import (
+    LEFTOVER_AGE,
     META_PREFIX,
+    Leftover,
     ObjectInfo,
     Store,
     TranslatingReader,
@@ -142,3 +145,40 @@ class S3Store(Store):
             yield TranslatingReader(reader, self, key)  # type: ignore[misc]
         finally:
             reader.close()
+
+    def leftovers(self, prefix: str = "", *, older_than: timedelta = LEFTOVER_AGE) -> Sequence[Leftover]:
+        """Multipart uploads under ``prefix`` started longer ago than ``older_than``: a killed
+        runner's (a running job's upload is younger; stores without lifecycle rules keep the
+        parts of a dead one forever)."""
+        validate_list_prefix(prefix)
+        base = "/".join(p for p in (self.prefix, prefix) if p)
+        if self.prefix and not prefix:
+            base += "/"
+        cutoff = datetime.now(UTC) - older_than
+        out: list[Leftover] = []
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base}
+        with self._translate("list the multipart uploads under", prefix):
+            while True:
+                page = self.fs.call_s3("list_multipart_uploads", **params)
+                for upload in page.get("Uploads", []):
+                    started = upload.get("Initiated")
+                    if isinstance(started, datetime) and started.tzinfo is None:
+                        started = started.replace(tzinfo=UTC)
+                    if isinstance(started, datetime) and started < cutoff:
+                        key = self._key_of(f"{self.bucket}/{upload['Key']}")
+                        out.append(Leftover(key, 0, started, str(upload["UploadId"])))
+                if not page.get("IsTruncated"):
+                    break
+                params.update(
+                    KeyMarker=page.get("NextKeyMarker"), UploadIdMarker=page.get("NextUploadIdMarker")
+                )
+        return out
+
+    def remove_leftover(self, leftover: Leftover) -> bool:
+        bucket, _, name = self.path(leftover.key).partition("/")
+        with self._translate("abort the multipart upload of", leftover.key):
+            try:
+                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=name, UploadId=leftover.handle)
+            except FileNotFoundError:  # NoSuchUpload: it finished or was aborted meanwhile
+                return False
+        return True
