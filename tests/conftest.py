@@ -12,6 +12,7 @@ import pytest
 
 from cacher.testing.cli import CACHER as CACHER
 from cacher.testing.cli import CliRun
+from cacher.testing.cli import assert_one_error_line as assert_one_error_line
 
 VENV_BIN = Path(sys.executable).parent
 REQUIRE_PARTS = os.environ.get("CACHER_TEST_REQUIRE_PARTS") == "1"
@@ -49,16 +50,6 @@ def cacher(cacher_cli: Callable[..., CliRun]) -> Callable[..., CliRun]:
 def local_root(home: Path) -> Path:
     """Where the default file backend keeps objects for the isolated HOME."""
     return home / ".cache" / "cacher"
-
-
-def assert_one_error_line(run: Run, *needles: str) -> None:
-    """Expected errors: exit 2, exactly one line on stderr, no traceback, naming the problem."""
-    lines = [line for line in run.err.splitlines() if not line.startswith("cacher: no configuration")]
-    assert len(lines) == 1, str(run)
-    assert lines[0].startswith("cacher: error: "), str(run)
-    assert "Traceback" not in run.err
-    for needle in needles:
-        assert needle in lines[0], str(run)
 
 
 def tree_files(root: Path) -> dict[str, bytes]:

@@ -180,15 +180,42 @@ def test_miss_exits_3_and_leaves_dir(cacher, tmp_path: Path) -> None:
 # -- hostile archives ------------------------------------------------------------------------
 
 
+OUTSIDE = "@outside@"  # replaced by the absolute path of the test's own "outside" directory
+
+
 def _member(name: str, type_: bytes = tarfile.REGTYPE, data: bytes = b"evil", linkname: str = "") -> tuple:
+    return name, type_, data, linkname
+
+
+def _tarinfo(name: str, type_: bytes = tarfile.REGTYPE, data: bytes = b"evil", linkname: str = "") -> tuple:
     info = tarfile.TarInfo(name)
     info.type = type_
     info.linkname = linkname
     info.size = len(data) if type_ == tarfile.REGTYPE else 0
-    info.mode = 0o644
+    info.mode = 0o755 if type_ == tarfile.DIRTYPE else 0o644
+    info.mtime = 1_600_000_000
     return info, (io.BytesIO(data) if type_ == tarfile.REGTYPE else None)
 
 
+def _archive(members: list[tuple], outside: Path) -> bytes:
+    """A GNU tar of ``ok.txt`` then ``members``, zstd-compressed; OUTSIDE in a link names ``outside``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, type_, data, linkname in [_member("ok.txt", data=b"fine"), *members]:
+            tar.addfile(*_tarinfo(name, type_, data, linkname.replace(OUTSIDE, str(outside))))
+    return zstandard.ZstdCompressor().compress(buf.getvalue())
+
+
+def _outside(tmp_path: Path) -> Path:
+    """A directory beside DEST that a write through a link would reach: a secret file, an empty dir."""
+    outside = tmp_path / "outside"
+    (outside / "empty").mkdir(parents=True)
+    (outside / "secret").write_text("secret")
+    return outside
+
+
+# Refused as a whole: each would create, open or chmod something through a symlink (or is a
+# name, hardlink or node that is never restored). The archive's links alone are fine data.
 HOSTILE = {
     "absolute": [_member("/tmp/cacher-evil-abs")],
     "dotdot": [_member("a/../../cacher-evil-dotdot")],
@@ -196,7 +223,50 @@ HOSTILE = {
         _member("esc", tarfile.SYMTYPE, linkname="../outside"),
         _member("esc/pwned"),
     ],
-    "symlink-absolute": [_member("abs", tarfile.SYMTYPE, linkname="/etc")],
+    "write-through-absolute-link": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("abs/pwned"),
+    ],
+    "write-through-absolute-link-to-a-dir-deeper": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("abs/empty/pwned"),
+    ],
+    "overwrite-through-absolute-link": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("abs/secret"),
+    ],
+    "write-through-link-chain": [
+        _member("a", tarfile.SYMTYPE, linkname="b"),
+        _member("b", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("a/pwned"),
+    ],
+    "write-through-relative-link-chain": [
+        _member("x", tarfile.DIRTYPE),
+        _member("x/y", tarfile.SYMTYPE, linkname=".."),
+        _member("s", tarfile.SYMTYPE, linkname="x/y/../outside"),
+        _member("s/pwned"),
+    ],
+    "link-replaced-mid-archive": [
+        _member("l", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("l", data=b"now a file"),
+        _member("l/pwned"),
+    ],
+    "dir-through-link": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("abs/made", tarfile.DIRTYPE),
+    ],
+    "chmod-through-link": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("abs/empty", tarfile.DIRTYPE),
+    ],
+    "hardlink-through-link": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE),
+        _member("h", tarfile.LNKTYPE, linkname="abs/secret"),
+    ],
+    "hardlink-to-a-link": [
+        _member("abs", tarfile.SYMTYPE, linkname=OUTSIDE + "/secret"),
+        _member("h", tarfile.LNKTYPE, linkname="abs"),
+    ],
     "hardlink-out": [_member("h", tarfile.LNKTYPE, linkname="../outside/secret")],
     "hardlink-absolute": [_member("h", tarfile.LNKTYPE, linkname="/etc/passwd")],
     "device": [_member("dev", tarfile.CHRTYPE)],
@@ -207,36 +277,123 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_archive_is_refused(cacher, tmp_path: Path, local_root: Path, case: str) -> None:
     local_root.mkdir(parents=True)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        tar.addfile(*_member("ok.txt", data=b"fine"))
-        for info, data in HOSTILE[case]:
-            tar.addfile(info, data)
-    (local_root / "evil.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret").write_text("secret")
+    outside = _outside(tmp_path)
+    (local_root / "evil.tar.zst").write_bytes(_archive(HOSTILE[case], outside))
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "keep").write_text("keep")
     before_outside = snapshot(outside)
+    passwd = Path("/etc/passwd").read_bytes()
     run = cacher("dir", "download", "evil.tar.zst", str(dest))
     assert run.code == 2, run
     assert_one_error_line(run, "refusing")
     assert snapshot(dest) == {"keep": snapshot(dest)["keep"]} and (dest / "keep").read_text() == "keep"
     assert snapshot(outside) == before_outside
+    assert Path("/etc/passwd").read_bytes() == passwd
     assert not Path("/tmp/cacher-evil-abs").exists()
     assert not (tmp_path / "cacher-evil-dotdot").exists()
-    assert [p.name for p in tmp_path.iterdir() if ".cacher-" in p.name] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "home", "outside"]
+
+
+# Restored: symlinks are data, whatever their target, as GNU tar restores them. What each case
+# leaves: name -> ("link", target) or ("file", content).
+LINKS_ARE_DATA: dict[str, tuple[list[tuple], dict[str, tuple[str, str | bytes]]]] = {
+    "symlink-absolute": (
+        [_member("abs", tarfile.SYMTYPE, linkname="/etc")],
+        {"abs": ("link", "/etc")},
+    ),
+    "symlink-absolute-outside": (
+        [_member("abs", tarfile.SYMTYPE, linkname=OUTSIDE + "/secret")],
+        {"abs": ("link", OUTSIDE + "/secret")},
+    ),
+    "symlink-relative-out": (
+        [_member("d/up", tarfile.SYMTYPE, linkname="../../outside")],
+        {"d/up": ("link", "../../outside")},
+    ),
+    "link-chain": (
+        [_member("a", tarfile.SYMTYPE, linkname="b"), _member("b", tarfile.SYMTYPE, linkname=OUTSIDE)],
+        {"a": ("link", "b"), "b": ("link", OUTSIDE)},
+    ),
+    # The later member replaces the link itself (tar semantics); the file it named is untouched.
+    "link-replaced-by-a-file": (
+        [_member("l", tarfile.SYMTYPE, linkname=OUTSIDE + "/secret"), _member("l", data=b"now a file")],
+        {"l": ("file", b"now a file")},
+    ),
+    "link-replaced-by-a-dir": (
+        [
+            _member("l", tarfile.SYMTYPE, linkname=OUTSIDE),
+            _member("l", tarfile.DIRTYPE),
+            _member("l/inside", data=b"in the new dir"),
+        ],
+        {"l/inside": ("file", b"in the new dir")},
+    ),
+    "python-venv-shape": (
+        [
+            _member("bin", tarfile.DIRTYPE),
+            _member("bin/python", tarfile.SYMTYPE, linkname="/usr/bin/python3"),
+            _member("bin/python3", tarfile.SYMTYPE, linkname="python"),
+            _member("lib64", tarfile.SYMTYPE, linkname="lib"),
+            _member("lib/python3/site-packages/m.py", data=b"x = 1\n"),
+        ],
+        {
+            "bin/python": ("link", "/usr/bin/python3"),
+            "bin/python3": ("link", "python"),
+            "lib64": ("link", "lib"),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINKS_ARE_DATA))
+def test_symlinks_are_restored_as_data(cacher, tmp_path: Path, local_root: Path, case: str) -> None:
+    """Restored as links, never written through, nothing written outside DEST."""
+    local_root.mkdir(parents=True)
+    outside = _outside(tmp_path)
+    members, expected = LINKS_ARE_DATA[case]
+    (local_root / "links.tar.zst").write_bytes(_archive(members, outside))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "stale").write_text("replaced")
+    before_outside = snapshot(outside)
+    run = cacher("dir", "download", "links.tar.zst", str(dest))
+    assert run.code == 0, run
+    assert (dest / "ok.txt").read_bytes() == b"fine" and not (dest / "stale").exists()
+    for name, (kind, value) in expected.items():
+        path = dest / name
+        if kind == "link":
+            assert path.is_symlink() and os.readlink(path) == str(value).replace(OUTSIDE, str(outside)), name
+        else:
+            assert not path.is_symlink() and path.read_bytes() == value, name
+    assert snapshot(outside) == before_outside
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "home", "outside"]
+
+
+def test_tree_with_links_out_round_trips(cacher, tmp_path: Path) -> None:
+    """Links out of the tree, absolute and relative, dangling or not, upload and restore as they were."""
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "python").symlink_to("/usr/bin/python3")
+    (src / "bin" / "py").symlink_to("python")
+    (src / "up").symlink_to("../outside")
+    (src / "gone").symlink_to("/nonexistent/cacher/path")
+    (src / "loop").symlink_to("loop")
+    assert cacher("dir", "upload", "links.tar.zst", str(src)).code == 0
+    dest = tmp_path / "dest"
+    run = cacher("dir", "download", "links.tar.zst", str(dest))
+    assert run.code == 0, run
+    assert snapshot(dest) == snapshot(src)
+    run = cacher("dir", "download", "links.tar.zst", str(dest))  # again, over itself
+    assert run.code == 0, run
+    assert snapshot(dest) == snapshot(src)
 
 
 def _malformed(case: str) -> bytes:
     """Archives cacher's own reader refuses as a format error (not a hostile member)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(*_member("ok.txt", data=b"fine"))
+        tar.addfile(*_tarinfo("ok.txt", data=b"fine"))
         if case == "huge-extended-header":
-            info, data = _member("big.txt", data=b"x")
+            info, data = _tarinfo("big.txt", data=b"x")
             info.pax_headers = {"comment": "c" * (2 << 20)}  # a 2 MiB PAX record: bigger than any path
             tar.addfile(info, data)
         elif case == "malformed-pax":
@@ -244,7 +401,7 @@ def _malformed(case: str) -> bytes:
             info.type, payload = tarfile.XHDTYPE, b"not a record\n"
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
-            tar.addfile(*_member("after.txt"))
+            tar.addfile(*_tarinfo("after.txt"))
     raw = bytearray(buf.getvalue())
     if case == "bad-checksum":
         raw[0] ^= 0x01  # the first header's name changes; its checksum no longer matches

@@ -1,12 +1,15 @@
-"""A fuzzing pass over the archive reader (cacher/kinds/tarread.py) with mutated archives.
+"""A fuzzing pass over the archive reader and extractor (cacher/tar/) with mutated archives.
 
 Valid tar archives (GNU and PAX, with directories, files, symlinks, hardlinks and a long
 name) are mutated: bit flips (half of them inside header blocks), truncations, and header
 fields rewritten with hostile values and a recomputed checksum, so that tarfile parses them
 and the extractor's own checks are what stands in the way. For every case: no write outside
-the target, no symlink in the restored tree that resolves outside it, the target either
-replaced whole or left as it was, and no exception but cacher's own (which the CLI prints as
-one line and exit 2). A sample of cases also runs through `cacher dir download`.
+the target, the target either replaced whole or left as it was, and no exception but cacher's
+own (which the CLI prints as one line and exit 2). A restored tree holds exactly what the
+archive says: each symlink restored as a link with the archive's target (absolute and outward
+targets included: links are data), and nothing written through one (every path in the tree is a
+member of the archive or a parent of one, of the member's type). A sample of cases also runs
+through `cacher dir download`.
 
 The cases are generated from a fixed seed, so a failure reproduces; their number is bounded
 so the pass takes seconds.
@@ -24,7 +27,8 @@ import pytest
 
 from cacher.errors import CacherError
 from cacher.staging import force_rmtree, staged_directory
-from cacher.tar.extract import extract_tree
+from cacher.tar.extract import _clean_name, extract_tree
+from cacher.tar.stream import TarStream
 from tests.fault_proxy import assert_clean_failure, leftovers
 
 SEED = 20260612
@@ -172,14 +176,46 @@ def everything(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
     return out
 
 
-def links_stay_inside(target: Path) -> None:
-    top = os.path.realpath(target)
-    for dirpath, dirnames, filenames in os.walk(target):
+def archive_view(data: bytes) -> dict[str, tuple[str, str]]:
+    """What a restore of ``data`` must leave, by the archive's own (last-member-wins) listing:
+    relative path -> ("link", target), ("file", "") or ("dir", "")."""
+    view: dict[str, tuple[str, str]] = {}
+    for info in TarStream(io.BytesIO(data)):
+        rel = _clean_name(info.name)
+        if rel is None:
+            continue
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in view:
+            view[parent] = ("dir", "")
+            parent = parent.rpartition("/")[0]
+        if info.issym():
+            view[rel] = ("link", info.linkname)
+        elif info.isdir():
+            view[rel] = ("dir", "")
+        else:
+            view[rel] = ("file", "")
+    return view
+
+
+def restored_as_archived(target: Path, data: bytes) -> int:
+    """The restored tree is the archive's: links restored as links with their targets, nothing
+    created through one. Returns how many links point out of ``target``."""
+    expected = archive_view(data)
+    found: dict[str, tuple[str, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(target):  # never follows a link
         for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            if os.path.islink(p):
-                real = os.path.realpath(p)
-                assert real == top or real.startswith(top + os.sep), (p, os.readlink(p), real)
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(target))
+            if p.is_symlink():
+                found[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                found[rel] = ("dir", "")
+            else:
+                found[rel] = ("file", "")
+    assert found == expected
+    top = os.path.realpath(target)
+    reals = [os.path.realpath(target / rel) for rel, (kind, _) in found.items() if kind == "link"]
+    return sum(1 for real in reals if real != top and not real.startswith(top + os.sep))
 
 
 def test_base_archives_restore(tmp_path: Path) -> None:
@@ -195,7 +231,8 @@ def test_base_archives_restore(tmp_path: Path) -> None:
 
 def test_mutated_archives_never_escape(tmp_path: Path) -> None:
     sandbox = tmp_path / "sandbox"
-    outcomes = {"restored": 0, "refused": 0}
+    outcomes = {"restored": 0, "refused": 0, "links out restored": 0}
+    passwd = Path("/etc/passwd").read_bytes()
     for name, data in cases():
         sandbox.mkdir()
         (sandbox / "outside").mkdir()
@@ -215,37 +252,125 @@ def test_mutated_archives_never_escape(tmp_path: Path) -> None:
             raise AssertionError(f"case {name}: {type(exc).__name__} escaped: {exc}") from exc
         else:
             outcomes["restored"] += 1
-            links_stay_inside(target)
+            try:
+                outcomes["links out restored"] += restored_as_archived(target, data)
+            except AssertionError as exc:
+                raise AssertionError(f"case {name}: the restored tree is not the archive's: {exc}") from exc
         assert everything(sandbox / "outside") == before_outside, name
+        assert Path("/etc/passwd").read_bytes() == passwd, name
         assert sorted(p.name for p in sandbox.iterdir()) == ["outside", "target"], name
         assert not Path("/tmp/cacher-fuzz-abs").exists(), name
         assert not (tmp_path / "evil").exists(), name
         force_rmtree(sandbox)
-    # Both outcomes happen: the pass exercises the checks and the happy path.
+    # Both outcomes happen: the pass exercises the checks and the happy path, and links that
+    # lead out (absolute, "..", through another link) are among what is restored.
     assert outcomes["refused"] > CASES // 4 and outcomes["restored"] > CASES // 20, outcomes
+    assert outcomes["links out restored"] > 0, outcomes
 
 
-def test_symlink_through_a_symlink_is_refused(cacher, tmp_path: Path, local_root: Path) -> None:
-    """Each link target alone stays inside; together ("s -> x/y/.." with "x/y -> ..") they lead out."""
+def _tar(members: list[tuple[str, bytes, str, bytes]]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, type_, link in [
-            ("x", tarfile.DIRTYPE, ""),
-            ("x/y", tarfile.SYMTYPE, ".."),
-            ("s", tarfile.SYMTYPE, "x/y/.."),
-        ]:
+        for name, type_, link, data in members:
             info = tarfile.TarInfo(name)
             info.type, info.linkname, info.mode = type_, link, 0o755
-            tar.addfile(info)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def test_symlink_through_a_symlink_is_restored_as_links(cacher, tmp_path: Path, local_root: Path) -> None:
+    """Each link target alone stays inside; together ("s -> x/y/.." with "x/y -> ..") they lead
+    out. Both are data: restored as links, and nothing is written through them."""
+    data = _tar(
+        [
+            ("x", tarfile.DIRTYPE, "", b""),
+            ("x/y", tarfile.SYMTYPE, "..", b""),
+            ("s", tarfile.SYMTYPE, "x/y/..", b""),
+        ]
+    )
     local_root.mkdir(parents=True)
-    (local_root / "evil.tar").write_bytes(buf.getvalue())
+    (local_root / "chain.tar").write_bytes(data)
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "keep").write_text("keep")
-    run = cacher("dir", "download", "evil.tar", str(dest))
-    assert_clean_failure(run, "refusing", "'s'")
-    assert sorted(p.name for p in dest.iterdir()) == ["keep"]
+    run = cacher("dir", "download", "chain.tar", str(dest))
+    assert run.code == 0, run
+    assert sorted(p.name for p in dest.iterdir()) == ["s", "x"]
+    assert os.readlink(dest / "x" / "y") == ".." and os.readlink(dest / "s") == "x/y/.."
+    assert restored_as_archived(dest, data) == 1  # s resolves to dest's parent
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "home"]
     assert leftovers(tmp_path) == []
+
+
+def test_writing_through_a_symlink_chain_is_refused(cacher, tmp_path: Path, local_root: Path) -> None:
+    """The same chain, then a member under it: it would land in DEST's parent. Refused, DEST kept."""
+    data = _tar(
+        [
+            ("x", tarfile.DIRTYPE, "", b""),
+            ("x/y", tarfile.SYMTYPE, "..", b""),
+            ("s", tarfile.SYMTYPE, "x/y/..", b""),
+            ("s/pwned", tarfile.REGTYPE, "", b"evil"),
+        ]
+    )
+    local_root.mkdir(parents=True)
+    (local_root / "chain.tar").write_bytes(data)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep").write_text("keep")
+    run = cacher("dir", "download", "chain.tar", str(dest))
+    assert_clean_failure(run, "refusing", "'s/pwned'", "symlink 's'")
+    assert sorted(p.name for p in dest.iterdir()) == ["keep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "home"]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_link_already_in_the_root_is_not_written_through(tmp_path: Path) -> None:
+    """The extractor never follows a link, not only the ones it made: one put in its way is refused too."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("secret")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "pre").symlink_to(outside)
+    (root / "pref").symlink_to(outside / "secret")
+    for members in (
+        [("pre/pwned", tarfile.REGTYPE, "", b"evil")],
+        [("pre/sub", tarfile.DIRTYPE, "", b"")],
+        [("pre", tarfile.DIRTYPE, "", b"")],
+        [("pref", tarfile.REGTYPE, "", b"evil")],
+        [("f", tarfile.REGTYPE, "", b"data"), ("pre/h", tarfile.LNKTYPE, "f", b"")],
+    ):
+        with pytest.raises(CacherError):
+            extract_tree(io.BytesIO(_tar(members)), root)
+    assert everything(outside) == {"secret": (everything(outside)["secret"][0], b"secret")}
+    assert os.readlink(root / "pre") == str(outside) and os.readlink(root / "pref") == str(outside / "secret")
+
+
+def test_many_directories_out_of_order(tmp_path: Path) -> None:
+    """More directories than descriptors kept open, visited in a shuffled order, nested deeper
+    than the cache, with hardlinks across them: the descriptor cache never mixes them up."""
+    rng = random.Random(7)
+    members: list[tuple[str, bytes, str, bytes]] = []
+    names = [f"d{i // 20}/e{i % 20}/f{j}" for i in range(400) for j in range(3)]
+    rng.shuffle(names)
+    for n in names:
+        members.append((n, tarfile.REGTYPE, "", n.encode()))
+    deep = "/".join(["z"] * 300)
+    members.append((f"{deep}/leaf", tarfile.REGTYPE, "", b"deep"))
+    for n in rng.sample(names, 50):
+        members.append((f"{n}.h", tarfile.LNKTYPE, n, b""))
+    members.append(("d0/ro", tarfile.DIRTYPE, "", b""))
+    root = tmp_path / "root"
+    root.mkdir()
+    extract_tree(io.BytesIO(_tar(members)), root)
+    for n, type_, link, data in members:
+        p = root / n
+        if type_ == tarfile.REGTYPE:
+            assert p.read_bytes() == data, n
+        elif type_ == tarfile.LNKTYPE:
+            assert p.stat().st_ino == (root / link).stat().st_ino, n
+    assert len(list(root.rglob("*"))) == len(members) + 20 + 400 + 300
 
 
 @pytest.mark.parametrize("index", range(CLI_CASES))
@@ -268,6 +393,6 @@ def test_mutated_archive_through_the_cli(cacher, tmp_path: Path, local_root: Pat
         assert_clean_failure(run)
         assert sorted(p.name for p in dest.iterdir()) == ["keep"], name
     else:
-        links_stay_inside(dest)
+        restored_as_archived(dest, data)
     assert everything(outside) == {"s": (everything(outside)["s"][0], b"secret")}, name
     assert leftovers(tmp_path) == [], name

@@ -1,19 +1,32 @@
-"""Extracting a tar stream into a fresh directory, refusing anything that could escape it.
+"""Extracting a tar stream into a fresh directory, never writing outside it.
 
-Refused, with `ArtifactError`: absolute names, ``..`` segments, symlinks whose target is
-absolute or leaves the tree, hardlinks to anything but an earlier regular file of the archive,
-writes through a symlink, device nodes, FIFOs and sparse files. The stream is read by
-`cacher.tar.stream`; every file is created by this module, so ``tarfile``'s ``data``
-filter CVEs do not apply.
-Directory modes and times are applied last, so read-only trees restore.
+Symlinks are data: they are restored with whatever target the archive gives them, absolute or
+pointing out of the tree, as GNU tar restores them (every Python venv and pnpm store has such
+links). Safety comes from never *writing through* a link instead: every member is created
+relative to an open descriptor of its parent directory, and every directory on the way is
+opened from its own parent with ``O_NOFOLLOW | O_DIRECTORY``. A symlink in the way, made by
+the archive or there before, makes that open fail, so no file, directory, hardlink or mode
+change ever lands behind a link. Nothing resolves a path from the root by name, so this holds
+whatever else creates files in the tree meanwhile.
+
+Refused, with `ArtifactError`: absolute names, ``..`` segments, a member whose path goes
+through a symlink or a file, hardlinks to anything but an earlier regular file of the archive,
+a member replacing a directory, device nodes, FIFOs and sparse files. The stream is read by
+`cacher.tar.stream`; every file is created by this module, so ``tarfile``'s ``data`` filter
+CVEs do not apply. Directory modes and times are applied last, deepest first, so read-only
+trees restore.
+
+Directory descriptors are cached (a bounded LRU), so a file costs one ``openat`` in its
+parent's descriptor, not one per path component.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import posixpath
 import re
 import stat
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +34,8 @@ from cacher.errors import ArtifactError
 from cacher.tar.stream import Member, TarStream
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _refuse(name: str, why: str) -> ArtifactError:
@@ -47,53 +62,112 @@ def _clean_name(raw: str) -> str | None:
     return name
 
 
-def _inside(rel_dir: str, target: str) -> bool:
-    """Whether ``target`` (relative to ``rel_dir``) stays inside the root."""
-    joined = posixpath.normpath(posixpath.join(rel_dir, target))
-    return not (joined == ".." or joined.startswith("../") or joined.startswith("/"))
+class _Dirs:
+    """Descriptors of directories under the root, each opened from its parent's descriptor
+    without following a link; the most recently used ones stay open."""
+
+    MAX_OPEN = 256
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.fds: OrderedDict[str, int] = OrderedDict()
+        self.made: list[str] = []  # directories created on the way, in creation order
+
+    def get(self, raw: str, rel: str) -> int:
+        """The descriptor of directory ``rel`` ("" is the root), made 0700 where missing.
+
+        A component that is a symlink or not a directory refuses member ``raw``. The
+        descriptor is valid until the next call.
+        """
+        if not rel:
+            return self.root_fd
+        fd = self.fds.get(rel)
+        if fd is not None:
+            self.fds.move_to_end(rel)
+            return fd
+        missing = [rel]  # the uncached directories, deepest first
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in self.fds:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        fd = self.fds[parent] if parent else self.root_fd
+        if parent:
+            self.fds.move_to_end(parent)
+        for d in reversed(missing):
+            fd = self._open(raw, fd, d)
+            self.fds[d] = fd
+            if len(self.fds) > self.MAX_OPEN:  # the oldest is never the one just opened
+                os.close(self.fds.popitem(last=False)[1])
+        return fd
+
+    def _open(self, raw: str, parent_fd: int, rel: str) -> int:
+        name = rel.rpartition("/")[2]
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise self._not_a_dir(raw, parent_fd, rel) from None
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+        self.made.append(rel)
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:  # replaced between the mkdir and the open: by whom?
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise self._not_a_dir(raw, parent_fd, rel) from None
+
+    @staticmethod
+    def _not_a_dir(raw: str, parent_fd: int, rel: str) -> ArtifactError:
+        try:
+            st = os.stat(rel.rpartition("/")[2], dir_fd=parent_fd, follow_symlinks=False)
+        except OSError:
+            return _refuse(raw, f"its parent {rel!r} is not a directory")
+        if stat.S_ISLNK(st.st_mode):
+            return _refuse(raw, f"it would be written through the symlink {rel!r}")
+        return _refuse(raw, f"its parent {rel!r} is not a directory")
+
+    def close(self) -> None:
+        while self.fds:
+            os.close(self.fds.popitem()[1])
 
 
 class _Extractor:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.safe_dirs: set[str] = {""}
-        self.files: set[str] = set()
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self.dirs = _Dirs(root_fd)
+        self.safe_dirs: set[str] = {""}  # real directories: never replaced by another member
+        self.files: set[str] = set()  # regular files, the only valid hardlink targets
         self.made: set[str] = set()  # every file and link created, for `_clear`
         self.dir_attrs: dict[str, tuple[int, int]] = {}
         self.root_attrs: tuple[int, int] | None = None
-        self.links: list[tuple[str, str]] = []
 
-    def _path(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+    def _parent(self, raw: str, rel: str) -> tuple[int, str]:
+        """The open parent directory of ``rel`` and the last component of its name."""
+        parent, _, name = rel.rpartition("/")
+        if parent not in self.safe_dirs:
+            fd = self.dirs.get(raw, parent)
+            for made in self.dirs.made:
+                self.dir_attrs[made] = (0o755, -1)
+            self.dirs.made.clear()
+            while parent not in self.safe_dirs:
+                self.safe_dirs.add(parent)
+                parent = parent.rpartition("/")[0]
+            return fd, name
+        return self.dirs.get(raw, parent), name
 
-    def _ensure_parent(self, raw: str, rel: str) -> None:
-        parent = rel.rpartition("/")[0]
-        missing = []
-        while parent not in self.safe_dirs:
-            missing.append(parent)
-            parent = parent.rpartition("/")[0]
-        for d in reversed(missing):
-            path = self._path(d)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                os.mkdir(path, 0o700)
-                self.dir_attrs[d] = (0o755, -1)
-            else:
-                if not stat.S_ISDIR(st.st_mode):
-                    raise _refuse(raw, f"its parent {d!r} is not a directory (a symlink?)")
-            self.safe_dirs.add(d)
-
-    def _clear(self, raw: str, rel: str) -> None:
+    def _clear(self, raw: str, rel: str, dir_fd: int, name: str) -> None:
         """A later member replaces an earlier one of the same name (tar semantics).
 
         The root started empty, so only what this extractor made can be in the way: no lstat
-        per member.
+        per member. Unlinking a name removes a link, never what it points to.
         """
         if rel in self.safe_dirs:
             raise _refuse(raw, "it would replace a directory")
         if rel in self.made:
-            os.unlink(self._path(rel))
+            os.unlink(name, dir_fd=dir_fd)
             self.made.discard(rel)
             self.files.discard(rel)
 
@@ -104,18 +178,20 @@ class _Extractor:
             if info.isdir():
                 self.root_attrs = (stat.S_IMODE(info.mode), int(info.mtime))
             return
-        self._ensure_parent(raw, rel)
-        path = self._path(rel)
         mode, mtime = stat.S_IMODE(info.mode) & 0o1777, int(info.mtime)
+        if info.islnk():
+            self._hardlink(raw, rel, info.linkname)
+            return
+        dir_fd, name = self._parent(raw, rel)
         if info.isdir():
             if rel not in self.safe_dirs:
-                self._clear(raw, rel)
-                os.mkdir(path, 0o700)
+                self._clear(raw, rel, dir_fd, name)
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
                 self.safe_dirs.add(rel)
             self.dir_attrs[rel] = (mode, mtime)
         elif info.isreg():
-            self._clear(raw, rel)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._clear(raw, rel, dir_fd, name)
+            fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
             try:
                 stream.copy_data(info, fd)
                 os.fchmod(fd, mode)
@@ -125,46 +201,47 @@ class _Extractor:
             self.files.add(rel)
             self.made.add(rel)
         elif info.issym():
-            target = info.linkname
-            if target.startswith("/"):
-                raise _refuse(raw, f"symlink to an absolute path {target!r}")
-            if not _inside(rel.rpartition("/")[0], target):
-                raise _refuse(raw, f"symlink {target!r} points outside the directory")
-            self._clear(raw, rel)
-            os.symlink(target, path)
+            if not info.linkname:
+                raise _refuse(raw, "symlink with an empty target")
+            self._clear(raw, rel, dir_fd, name)
+            os.symlink(info.linkname, name, dir_fd=dir_fd)
             self.made.add(rel)
-            self.links.append((raw, rel))
-            os.utime(path, (mtime, mtime), follow_symlinks=False)
-        elif info.islnk():
-            first = _clean_name(info.linkname)
-            if first is None or first not in self.files:
-                raise _refuse(raw, f"hardlink to {info.linkname!r}, which is not an earlier file")
-            self._clear(raw, rel)
-            os.link(self._path(first), path, follow_symlinks=False)
-            self.files.add(rel)
-            self.made.add(rel)
+            os.utime(name, (mtime, mtime), dir_fd=dir_fd, follow_symlinks=False)
         else:
             raise _refuse(raw, "device nodes, FIFOs and other special files are not restored")
 
+    def _hardlink(self, raw: str, rel: str, linkname: str) -> None:
+        first = _clean_name(linkname)
+        if first is None or first not in self.files:
+            raise _refuse(raw, f"hardlink to {linkname!r}, which is not an earlier file")
+        src_fd, src_name = self._parent(raw, first)
+        src_fd = os.dup(src_fd)  # looking up the link's own parent may close the cached one
+        try:
+            dir_fd, name = self._parent(raw, rel)
+            self._clear(raw, rel, dir_fd, name)
+            os.link(src_name, name, src_dir_fd=src_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        finally:
+            os.close(src_fd)
+        self.files.add(rel)
+        self.made.add(rel)
+
     def finish(self) -> None:
-        # Each link target was checked on its own, but ".." after another link in the tree
-        # ("s -> x/y/.." with "x/y -> ..") only shows once the tree is complete.
-        top = os.path.realpath(self.root)
-        for raw, rel in self.links:
-            real = os.path.realpath(self._path(rel))
-            if real != top and not real.startswith(top + os.sep):
-                raise _refuse(raw, "symlink resolves to a path outside the directory")
-        for rel, (mode, mtime) in self.dir_attrs.items():
-            path = self._path(rel)
-            os.chmod(path, mode)
+        # Deepest first: a parent keeps its 0700 until every directory under it is done.
+        for rel in sorted(self.dir_attrs, key=lambda r: r.count("/"), reverse=True):
+            mode, mtime = self.dir_attrs[rel]
+            fd = self.dirs.get(rel, rel)
+            os.fchmod(fd, mode)
             if mtime >= 0:
-                os.utime(path, (mtime, mtime))
+                os.utime(fd, (mtime, mtime))
         if self.root_attrs is not None:
             mode, mtime = self.root_attrs
-            os.chmod(self.root, mode | stat.S_IRWXU)
-            os.utime(self.root, (mtime, mtime))
+            os.fchmod(self.root_fd, mode | stat.S_IRWXU)
+            os.utime(self.root_fd, (mtime, mtime))
         else:
-            os.chmod(self.root, 0o755)
+            os.fchmod(self.root_fd, 0o755)
+
+    def close(self) -> None:
+        self.dirs.close()
 
 
 def extract_tree(source: BinaryIO, root: Path) -> int:
@@ -173,15 +250,22 @@ def extract_tree(source: BinaryIO, root: Path) -> int:
     Reads ``source`` to its very end, so the codec's end-of-stream check has run before the
     caller puts ``root`` in place. Returns the number of members.
     """
-    extractor = _Extractor(root)
     stream = TarStream(source)
     count = 0
     try:
-        for info in stream:
-            extractor.member(stream, info)
-            count += 1
-        stream.drain()
-        extractor.finish()
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            extractor = _Extractor(root_fd)
+            try:
+                for info in stream:
+                    extractor.member(stream, info)
+                    count += 1
+                stream.drain()
+                extractor.finish()
+            finally:
+                extractor.close()
+        finally:
+            os.close(root_fd)
     except OSError as exc:
         raise ArtifactError(f"cannot restore into {root}: {exc.strerror or exc}") from None
     except (ValueError, OverflowError) as exc:  # NUL bytes in a link name, an absurd mtime...
