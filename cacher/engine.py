@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, StorageError
+from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, ObjectRefused, StorageError, UsageError
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -70,12 +70,6 @@ def exists(store: Store, key: str, *, soft_fail: bool = False) -> Presence:
     return Presence(False)
 
 
-def newest(store: Store, prefix: str) -> ObjectInfo | None:
-    """The most recently written object whose key starts with ``prefix``."""
-    found = [o for o in store.list(prefix) if o.modified is not None]
-    return max(found, key=lambda o: (o.modified, o.key)) if found else None
-
-
 def upload(
     store: Store,
     kind: Kind,
@@ -125,17 +119,25 @@ def download(
     restore_keys: Sequence[str] = (),
     soft_fail: bool = False,
     progress: Progress | None = None,
+    refused_is_miss: bool = False,
+    fits: Callable[[str, str], bool] | None = None,
 ) -> Result:
     """Restore ``key`` into ``target``: the exact key, else the newest object under each
-    restore-key prefix in turn, else the kind's fallback (``--url``, ``--pull``), else
-    `CacheMiss`.
+    restore-key prefix in turn (those ``fits(key, prefix)`` accepts), else the kind's fallback
+    (``--url``, ``--pull``), else `CacheMiss`.
 
-    With a fallback, a stored object that fails verification is treated as a miss: the
-    artifact is made again, verified, and replaces the bad object. With ``soft_fail``, a
-    storage error is also a miss, and a failed upload after the fallback only a note.
+    A stored object that is refused (`IntegrityError`, `ObjectRefused`: damaged, stored by
+    another kind, holding what a restore refuses) never poisons its key: with a fallback, or
+    with ``refused_is_miss`` (``ensure``, which then builds), it is a miss and gets replaced;
+    a restore-key candidate is skipped for the next one; otherwise the error says how to
+    replace it. With ``soft_fail``, a storage error is also a miss, and a failed upload after
+    the fallback only a note.
     """
+    if any(not prefix for prefix in restore_keys):
+        raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
     run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
+    run.refused_is_miss, run.fits = refused_is_miss, fits
     found = run.look_up()
     if found is not None:
         return run.restore(found, "hit") or run.fallback()
@@ -164,6 +166,8 @@ class _Download:
         self.started = time.monotonic()
         self.notes: list[str] = []
         self.store_ok = True
+        self.refused_is_miss = False
+        self.fits: Callable[[str, str], bool] | None = None
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -183,31 +187,47 @@ class _Download:
             return None
 
     def restore_keys(self, prefixes: Sequence[str]) -> Result | None:
-        """The newest object under each prefix in turn, while the store answers."""
+        """Under each prefix in turn, the newest object that fits and restores, while the store
+        answers; a refused candidate is skipped for the next newest."""
         for prefix in prefixes:
-            if not self.store_ok:
-                return None
             try:
-                match = newest(self.store, prefix)
-                # A listing has no metadata or ETag: one HEAD gives the codec and pins the read.
-                full = self.store.head(match.key) if match is not None else None
+                listed = self.store.list(prefix) if self.store_ok else []
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
-            if match is not None:
-                result = self.restore(full or match, "partial")
+            candidates = [o for o in listed if o.modified is not None and o.key != self.key]
+            if self.fits is not None:
+                candidates = [o for o in candidates if self.fits(o.key, prefix)]
+            for match in sorted(candidates, key=lambda o: (o.modified, o.key), reverse=True):
+                try:
+                    # A listing has no metadata or ETag: one HEAD gives the kind and codec, and pins the read.
+                    full = self.store.head(match.key)
+                except StorageError as exc:
+                    self._soft(exc, "treated as a miss")
+                    return None
+                if full is None:
+                    continue  # deleted since the listing
+                result = self.restore(full, "partial")
                 if result is not None:
                     return result
+                if not self.store_ok:
+                    return None
         return None
 
     def restore(self, info: ObjectInfo, outcome: Outcome) -> Result | None:
         """Restore one candidate; None when it is to be treated as a miss."""
         try:
             raw, chosen, info = self._restore_latest(info)
-        except IntegrityError as exc:
-            if not self.kind.fallback_requested(self.options):
-                raise
-            self.notes.append(f"the stored object failed verification ({exc.message}); made again")
+        except (IntegrityError, ObjectRefused) as exc:
+            if outcome == "partial":
+                self.notes.append(f"skipped {info.key}: {exc.message}")
+                return None
+            if not (self.refused_is_miss or self.kind.fallback_requested(self.options)):
+                error_class = IntegrityError if isinstance(exc, IntegrityError) else ObjectRefused
+                hint = f"replace it: cacher {self.kind.name} upload --force {self.key} ..."
+                raise error_class(exc.message, hint=hint) from None
+            what = "failed verification" if isinstance(exc, IntegrityError) else "was refused"
+            self.notes.append(f"the stored object {what} ({exc.message}); made again")
             return None
         except StorageError as exc:
             self._soft(exc, "treated as a miss")
@@ -221,6 +241,9 @@ class _Download:
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
         """Restore ``info``'s object; if another job replaces it mid-read (reads are pinned to
         its ETag), start again on the new object: the destination is untouched, restores are staged."""
+        stored_kind = info.metadata.get("kind")
+        if stored_kind and not self.kind.restores(stored_kind):
+            raise ObjectRefused(f"{info.key} was stored by {stored_kind!r}, not {self.kind.name!r}")
         for again in range(REPLACED_RETRIES + 1):
             chosen = self.codec
             recorded = info.metadata.get("codec")
@@ -247,7 +270,9 @@ class _Download:
         produced = self.kind.produce(self.target, self.options)
         if produced is None:
             extra = f" ({'; '.join(self.notes)})" if self.notes else ""
-            raise CacheMiss(f"cache miss: {self.store.url(self.key)} does not exist{extra}")
+            raise CacheMiss(
+                f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
+            )
         raw_bytes = stored_bytes = 0
         if self.store_ok:
             try:

@@ -8,7 +8,8 @@ CacherError                 exit 2   operational failure, message shown without 
 │   └── ObjectChanged       exit 2   the object was replaced while it was read
 ├── IntegrityError          exit 2   a checksum or a stream end did not match
 ├── ArtifactError           exit 2   a kind could not pack or unpack (docker failed, path vanished)
-│   └── TarFormatError      exit 2   a stored archive is not a tar stream the reader accepts
+│   └── ObjectRefused       exit 2   the stored object is not one this kind restores
+│       └── TarFormatError  exit 2   a stored archive is not a tar stream the reader accepts
 ├── PluginError             exit 2   a plugin is unknown, broken, or registered twice
 └── CacheMiss               exit 3   download found nothing and had no fallback
 
@@ -75,16 +76,27 @@ class PluginError(CacherError):
 
 
 class CacheMiss(CacherError):
-    """`download` found no object and had no fallback."""
+    """`download` found no object and had no fallback. ``notes`` say what was passed over
+    on the way (a refused object, a store that failed under ``--soft-fail``)."""
 
     exit_code = ExitCode.DOWNLOAD_MISS
+
+    def __init__(self, message: str, *, hint: str | None = None, notes: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.notes = notes
 
 
 class ObjectChanged(StorageError):
     """The object was replaced while it was read: reads are pinned to the ETag it had."""
 
 
-class TarFormatError(ArtifactError):
+class ObjectRefused(ArtifactError):
+    """The stored object cannot be restored by this kind: stored by another kind, or holding
+    what the restore refuses. Never permanent: ``ensure`` rebuilds it, a restore key moves on
+    to the next candidate, ``upload --force`` replaces it."""
+
+
+class TarFormatError(ObjectRefused):
     """The stream is not a tar archive this reader accepts."""
 
     def __init__(self, why: str) -> None:

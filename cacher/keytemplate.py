@@ -42,6 +42,15 @@ def arch_suffixed(key: str) -> str:
     return insert_before_extension(key, f"{go_os()}-{go_arch()}")
 
 
+def fits_this_machine(key: str, prefix: str) -> bool:
+    """With ``arch_suffix`` on: whether ``key`` carries this machine's ``-<os>-<arch>`` before
+    its extension and, without it, still starts with ``prefix`` (a restore key must not bring
+    back another architecture's build)."""
+    stem, ext = split_extension(key)
+    suffix = f"-{go_os()}-{go_arch()}"
+    return stem.endswith(suffix) and (stem[: -len(suffix)] + ext).startswith(prefix)
+
+
 def render(
     template: str,
     ctx: KeyContext,

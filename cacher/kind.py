@@ -97,3 +97,12 @@ class Kind(abc.ABC):
     def sha256(self, options: Mapping[str, Any]) -> str | None:
         """A sha256 the stored bytes must match, when the user gave one (``--sha256``)."""
         return None
+
+    def restores(self, stored_kind: str) -> bool:
+        """Whether an object recorded as stored by ``stored_kind`` is one this kind restores.
+
+        Objects record the kind that stored them; restoring another kind's object (a raw file
+        read as a tar stream) would fail half-way, so the engine refuses it first, and a
+        restore key skips it. Override when kinds share a format (``url`` stores files).
+        """
+        return stored_kind == self.name

@@ -20,6 +20,7 @@ from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
 from cacher.errors import CacheMiss, ConfigError, UsageError
+from cacher.keytemplate import fits_this_machine
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
 
@@ -159,6 +160,7 @@ class _Verbs:
         options: dict[str, Any],
         restore_keys: list[str],
         command: str | None,
+        refused_is_miss: bool = False,
     ) -> engine.Result:
         """Download and report (JSON only when ``command`` is given); `CacheMiss` on a miss."""
         progress = session.report.progress(f"downloading {key}")
@@ -174,6 +176,8 @@ class _Verbs:
                 restore_keys=restore_keys,
                 soft_fail=bool(session.settings.soft_fail),
                 progress=progress,
+                refused_is_miss=refused_is_miss,
+                fits=fits_this_machine if session.settings.arch_suffix else None,
             )
         except CacheMiss:
             github_output(False, None, session.report)
@@ -255,12 +259,15 @@ class _Verbs:
         document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
         try:
             restored = self._download(
-                session, kind, stored_key, chosen, target, options, restore_key or [], None
+                session, kind, stored_key, chosen, target, options, restore_key or [], None,
+                refused_is_miss=True,
             )
             document.update(
                 match=restored.match, matched_key=restored.matched_key, restore=result_document(restored)
             )
-        except CacheMiss:
+        except CacheMiss as miss:
+            for note in miss.notes:
+                session.report.warn(note)
             document.update(match="miss", matched_key=None, restore=None)
         if document["match"] == "exact":
             session.report.emit({**document, "build_status": None, "upload": None})

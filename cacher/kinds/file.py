@@ -65,6 +65,10 @@ class FileKind(Kind):
         except OSError as exc:
             raise ArtifactError(f"cannot write {dest}: {exc.strerror or exc}") from None
 
+    def restores(self, stored_kind: str) -> bool:
+        """``file`` and ``url`` objects are both a file's bytes."""
+        return stored_kind in ("file", "url")
+
     def fallback_requested(self, options: Mapping[str, Any]) -> bool:
         return bool(options.get("url"))
 

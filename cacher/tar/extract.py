@@ -30,7 +30,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.errors import ArtifactError
+from cacher.errors import ArtifactError, ObjectRefused
 from cacher.tar.stream import Member, TarStream
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -38,8 +38,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _refuse(name: str, why: str) -> ArtifactError:
-    return ArtifactError(f"refusing to restore archive member {name!r}: {why}")
+def _refuse(name: str, why: str) -> ObjectRefused:
+    return ObjectRefused(f"refusing to restore archive member {name!r}: {why}")
 
 
 def _clean_name(raw: str) -> str | None:
@@ -120,7 +120,7 @@ class _Dirs:
             raise self._not_a_dir(raw, parent_fd, rel) from None
 
     @staticmethod
-    def _not_a_dir(raw: str, parent_fd: int, rel: str) -> ArtifactError:
+    def _not_a_dir(raw: str, parent_fd: int, rel: str) -> ObjectRefused:
         try:
             st = os.stat(rel.rpartition("/")[2], dir_fd=parent_fd, follow_symlinks=False)
         except OSError:
@@ -269,7 +269,7 @@ def extract_tree(source: BinaryIO, root: Path) -> int:
     except OSError as exc:
         raise ArtifactError(f"cannot restore into {root}: {exc.strerror or exc}") from None
     except (ValueError, OverflowError) as exc:  # NUL bytes in a link name, an absurd mtime...
-        raise ArtifactError(f"the stored archive has an invalid member: {exc}") from None
+        raise ObjectRefused(f"the stored archive has an invalid member: {exc}") from None
     finally:
         stream.close()
     return count
