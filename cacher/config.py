@@ -2,7 +2,8 @@
 
 The config file is ``$XDG_CONFIG_HOME/cacher/config.toml`` (``~/.config/cacher/config.toml``),
 or the file named by ``--config`` / ``CACHER_CONFIG``. Credentials are not settings: they come
-from ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else from ``key_file`` / ``secret_file``.
+from ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else from ``key_file`` / ``secret_file``
+(with ``session_token``), else from the standard AWS chain (`cacher.stores.s3.credentials`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ FIELDS: tuple[Field, ...] = (
     Field("arch_suffix", bool, False, "Append -<os>-<arch> to every key."),
     Field("key_file", str, None, "File holding the S3 access key id."),
     Field("secret_file", str, None, "File holding the S3 secret key."),
+    Field(
+        "session_token",
+        str,
+        None,
+        "S3 session token of temporary credentials (STS), sent with the key id and secret.",
+    ),
+    Field(
+        "ca_bundle",
+        str,
+        None,
+        "CA certificates (PEM file) that verify the S3 endpoint; default AWS_CA_BUNDLE, "
+        "then SSL_CERT_FILE, then the system store.",
+    ),
     Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store."),
     Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer."),
     Field(
@@ -50,6 +64,12 @@ FIELDS: tuple[Field, ...] = (
         float,
         300.0,
         "Seconds one store request may take in all (bounds a trickling or stuck transfer).",
+    ),
+    Field(
+        "metadata_timeout",
+        float,
+        8.0,
+        "Seconds a HEAD, LIST or DELETE may take in all (a silent store fails fast).",
     ),
     Field("max_attempts", int, 3, "Attempts per store request, the first included."),
     Field(
@@ -200,7 +220,7 @@ def load(
 
 
 def _check_values(settings: Settings) -> None:
-    for name in ("connect_timeout", "read_timeout", "request_timeout"):
+    for name in ("connect_timeout", "read_timeout", "request_timeout", "metadata_timeout"):
         if settings.values[name] <= 0:
             raise ConfigError(f"{name} must be positive ({settings.sources[name]})")
     if settings.values["max_attempts"] < 1:

@@ -111,4 +111,9 @@ class ReadPreconditionFailed(OSError):
 
 
 class StoreRefused(Exception):
-    """An answer no retry changes (a 4xx other than 403, 404 and 412)."""
+    """An answer no retry changes (a 4xx other than 404 and 412): its HTTP status and S3 error
+    code, when known, for the store's error table."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code

@@ -32,6 +32,13 @@ class StoreOptions:
     prefix: Annotated[str | None, Parameter(help="Joined in front of every key.")] = None
     key_file: Annotated[str | None, Parameter(help="File holding the S3 access key id.")] = None
     secret_file: Annotated[str | None, Parameter(help="File holding the S3 secret key.")] = None
+    session_token: Annotated[
+        str | None, Parameter(help="S3 session token of temporary credentials (also CACHER_SESSION_TOKEN).")
+    ] = None
+    ca_bundle: Annotated[
+        str | None,
+        Parameter(help="CA certificates (PEM) for the S3 endpoint (default AWS_CA_BUNDLE, SSL_CERT_FILE)."),
+    ] = None
     arch_suffix: Annotated[
         bool | None,
         Parameter(
@@ -49,6 +56,9 @@ class StoreOptions:
     ] = None
     request_timeout: Annotated[
         float | None, Parameter(help="Seconds one store request may take in all (default 300).")
+    ] = None
+    metadata_timeout: Annotated[
+        float | None, Parameter(help="Seconds a HEAD, LIST or DELETE may take in all (default 8).")
     ] = None
     max_attempts: Annotated[
         int | None, Parameter(help="Attempts per store request, the first included (default 3).")

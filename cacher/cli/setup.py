@@ -49,7 +49,12 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
         for name in ("endpoint", "region", "bucket", "prefix", "arch_suffix"):
             report.say(f"{name}: {settings.values[name]!r} ({settings.sources[name]})")
         if backend == "s3":
-            report.say(f"credentials: {resolve(settings, session.environ).describe()}")
+            from cacher.stores.s3.transport import resolve as resolve_transport
+
+            transport = resolve_transport(settings, session.environ)
+            report.say(f"credentials: {transport.credentials.describe()}")
+            report.say(f"CA bundle: {transport.ca_bundle or 'the system store'} ({transport.ca_source})")
+            report.say(f"proxy: {f'{transport.proxy.host}:{transport.proxy.port}' if transport.proxy else 'none'}")
         for line in smoke_test(session.store):
             report.say(line)
         report.say("ok")

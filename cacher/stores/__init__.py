@@ -23,29 +23,21 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
     if backend == "s3":
         if not settings.bucket:
             raise ConfigError("the s3 backend needs a bucket (--bucket, CACHER_BUCKET or config)")
+        from cacher.stores.s3 import transport as s3_transport
         from cacher.stores.s3.client import s3_filesystem
-        from cacher.stores.s3.credentials import resolve
+        from cacher.stores.s3.failures import FailureMemory
         from cacher.stores.s3.rest import S3Http
         from cacher.stores.s3.store import S3Store
 
-        creds = resolve(settings, environ)
-        head = S3Http(
-            settings.endpoint or None,
-            settings.region,
-            creds.key_id,
-            creds.secret,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            attempts=settings.max_attempts,
-            request_timeout=settings.request_timeout,
-        )
+        transport = s3_transport.resolve(settings, environ)
         return S3Store(
-            lambda: s3_filesystem(settings, creds.key_id, creds.secret),
+            lambda: s3_filesystem(settings, transport),
             settings.bucket,
             settings.prefix,
-            head_client=head,
+            head_client=S3Http(transport),
             block_size=settings.part_size_mb << 20,
             grow_parts=not settings.options.get("fixed_upload_size", False),
+            failures=FailureMemory.for_job(transport.endpoint, environ) if settings.soft_fail else None,
         )
     if backend == "file":
         root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)

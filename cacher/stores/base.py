@@ -22,6 +22,8 @@ from cacher.errors import CacherError, ObjectChanged, ReadPreconditionFailed, St
 from cacher.keyrules import validate_key, validate_list_prefix
 
 META_PREFIX = "cacher-"
+#: The hint of every "access denied", whichever store and request path met it.
+ACCESS_HINT = "check the credentials and their permissions on the bucket"
 READ_BLOCK = 16 << 20
 
 
@@ -177,7 +179,7 @@ class Store:
         except PermissionError as exc:
             raise StorageError(
                 f"cannot {action} {self.url(key)}: access denied ({reason(exc)})",
-                hint="check the credentials and their permissions on the bucket",
+                hint=ACCESS_HINT,
             ) from exc
         except Exception as exc:
             if _precondition_failed(exc):

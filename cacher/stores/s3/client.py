@@ -1,30 +1,38 @@
-"""The s3fs/aiobotocore client set-up: path-style SigV4 the way Garage needs, bounded requests."""
+"""The s3fs/aiobotocore client set-up: path-style SigV4 the way Garage needs, bounded requests.
+
+Endpoint, region, credentials, CA bundle, proxy, timeouts and attempts come from the same
+`Transport` as the hand-signed HEADs and GETs.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cacher.config import Settings
+from cacher.stores.s3.transport import Transport
 
 
-def s3_filesystem(settings: Settings, key_id: str, secret: str) -> Any:
+def s3_filesystem(settings: Settings, transport: Transport) -> Any:
     """An S3FileSystem configured the way Garage needs, with bounded timeouts and retries."""
     import s3fs
 
+    key_id, secret, token = transport.credentials.current()
     fs = s3fs.S3FileSystem(
-        endpoint_url=settings.endpoint or None,
+        endpoint_url=transport.endpoint,
         key=key_id,
         secret=secret,
-        client_kwargs={"region_name": settings.region},
+        token=token,
+        client_kwargs={"region_name": transport.region, "verify": transport.verify()},
         config_kwargs={
             "signature_version": "s3v4",
             "s3": {"addressing_style": "path"},
             "request_checksum_calculation": "when_required",
             "response_checksum_validation": "when_required",
-            "connect_timeout": settings.connect_timeout,
-            "read_timeout": settings.read_timeout,
-            "retries": {"total_max_attempts": settings.max_attempts, "mode": "standard"},
-            "http_session_cls": bounded_session_class(settings.request_timeout),
+            "connect_timeout": transport.connect_timeout,
+            "read_timeout": transport.read_timeout,
+            "retries": {"total_max_attempts": transport.attempts, "mode": "standard"},
+            "proxies": transport.botocore_proxies(),
+            "http_session_cls": bounded_session_class(transport.request_timeout, transport.metadata_timeout),
         },
         use_listings_cache=False,
         skip_instance_cache=True,
@@ -53,7 +61,11 @@ def _keep_bodies_as_bytes(fs: Any) -> None:
         )
 
 
-def bounded_session_class(total: float) -> type:
+#: Requests without a body worth waiting for: bounded by ``metadata_timeout`` in all.
+METADATA_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+
+
+def bounded_session_class(total: float, metadata: float | None = None) -> type:
     """aiobotocore's HTTP session with a deadline on every request, and no ``100 Continue`` wait.
 
     botocore's connect and read timeouts bound silence only, so a store that trickles bytes or
@@ -61,11 +73,16 @@ def bounded_session_class(total: float) -> type:
     bounds the whole request, which botocore then retries like a read timeout. aiohttp also
     waits for ``100 Continue`` with no timeout at all: the ``Expect`` header that botocore adds
     to uploads is dropped (it is never signed), so an unanswered part ends with the read timeout.
+    A LIST, HEAD or DELETE (s3fs never GETs an object for cacher) gets ``metadata`` seconds in
+    all, so a silent store fails them in seconds, not minutes.
     """
     import aiohttp
     from aiobotocore.httpsession import AIOHTTPSession
 
-    def with_total(timeout: Any) -> aiohttp.ClientTimeout:
+    def with_total(timeout: Any, method: str = "") -> aiohttp.ClientTimeout:
+        if metadata and method.upper() in METADATA_METHODS:
+            read = min(timeout.sock_read or metadata, metadata)
+            return aiohttp.ClientTimeout(total=metadata, sock_connect=timeout.sock_connect, sock_read=read)
         return aiohttp.ClientTimeout(
             total=total, sock_connect=timeout.sock_connect, sock_read=timeout.sock_read
         )
@@ -77,7 +94,7 @@ def bounded_session_class(total: float) -> type:
 
         def _get_request_timeout(self, request: Any) -> Any:
             timeout = super()._get_request_timeout(request)
-            return None if timeout is None else with_total(timeout)
+            return with_total(timeout or self._timeout, str(getattr(request, "method", "")))
 
         async def send(self, request: Any) -> Any:
             if "Expect" in request.headers:

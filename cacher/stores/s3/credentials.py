@@ -1,4 +1,11 @@
-"""S3 credentials: ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET`` first, then the key files.
+"""S3 credentials: cacher's own first, then the standard AWS chain.
+
+1. ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else ``key_file`` / ``secret_file``; with
+   either, ``session_token`` (flag, ``CACHER_SESSION_TOKEN``, config) for temporary credentials;
+2. when none of those is given, botocore's own resolver: ``AWS_ACCESS_KEY_ID`` and friends,
+   the shared credentials/config files and ``AWS_PROFILE``, a web identity token file
+   (``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``: GitHub Actions OIDC, EKS IRSA), the
+   container and instance metadata services. botocore is imported only then.
 
 Secrets never appear in a message: errors name the source, `describe` gives lengths only.
 """
@@ -6,11 +13,12 @@ Secrets never appear in a message: errors name the source, `describe` gives leng
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from cacher.config import Settings
-from cacher.errors import ConfigError
+from cacher.config import Settings, origin
+from cacher.errors import ConfigError, StorageError
 
 
 @dataclass(frozen=True)
@@ -18,15 +26,28 @@ class Credentials:
     key_id: str
     secret: str
     source: str
+    token: str | None = None
+    #: botocore's refreshable credentials when they came from the AWS chain (STS, metadata).
+    live: Any = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never show the secret, even in a debugger or traceback
-        return f"Credentials(key_id=<{len(self.key_id)} chars>, secret=<{len(self.secret)} chars>)"
+        token = f", token=<{len(self.token)} chars>" if self.token else ""
+        return f"Credentials(key_id=<{len(self.key_id)} chars>, secret=<{len(self.secret)} chars>{token})"
 
     def describe(self) -> str:
+        token = f", session token: {len(self.token)} characters" if self.token else ""
         return (
-            f"key id: {len(self.key_id)} characters, secret: {len(self.secret)} characters "
-            f"(from {self.source})"
+            f"key id: {len(self.key_id)} characters, secret: {len(self.secret)} characters"
+            f"{token} (from {self.source})"
         )
+
+    def current(self) -> tuple[str, str, str | None]:
+        """(key id, secret, token) now: temporary credentials of the AWS chain are refreshed
+        by botocore before they expire; cacher's own are fixed."""
+        if self.live is None:
+            return self.key_id, self.secret, self.token
+        frozen = self.live.get_frozen_credentials()
+        return frozen.access_key, frozen.secret_key, frozen.token or None
 
 
 def _read(path_text: str, what: str, origin: str) -> str:
@@ -44,10 +65,11 @@ def _read(path_text: str, what: str, origin: str) -> str:
 
 
 def resolve(settings: Settings, environ: Mapping[str, str]) -> Credentials:
-    """Find both halves of the credentials, or raise `ConfigError` saying what is missing."""
+    """Find the credentials, or raise `ConfigError` saying what is missing."""
+    token = settings.values.get("session_token") or None
     env_key, env_secret = environ.get("CACHER_S3_KEY_ID"), environ.get("CACHER_S3_SECRET")
     if env_key and env_secret:
-        return Credentials(env_key, env_secret, "CACHER_S3_KEY_ID/CACHER_S3_SECRET")
+        return Credentials(env_key, env_secret, "CACHER_S3_KEY_ID/CACHER_S3_SECRET", token)
     if env_key or env_secret:  # half a pair is a mistake, never a reason to use other credentials
         missing = "CACHER_S3_SECRET" if env_key else "CACHER_S3_KEY_ID"
         raise ConfigError(f"S3 credentials are incomplete: {missing} is not set")
@@ -58,8 +80,45 @@ def resolve(settings: Settings, environ: Mapping[str, str]) -> Credentials:
     if key_file and secret_file:
         key = _read(key_file, "key id", settings.sources["key_file"])
         secret = _read(secret_file, "secret", settings.sources["secret_file"])
-        return Credentials(key, secret, f"{key_file} and {secret_file}")
-    raise ConfigError(
-        "no S3 credentials: set CACHER_S3_KEY_ID and CACHER_S3_SECRET, "
-        "or key_file and secret_file (cacher init --key-file ... --secret-file ...)"
+        return Credentials(key, secret, f"{key_file} and {secret_file}", token)
+    if token:
+        raise ConfigError(
+            f"a session token ({origin(settings, 'session_token')}) needs its key id and secret: "
+            "set CACHER_S3_KEY_ID and CACHER_S3_SECRET, or key_file and secret_file"
+        )
+    found = aws_chain()
+    if found is None:
+        raise ConfigError(
+            "no S3 credentials: set CACHER_S3_KEY_ID and CACHER_S3_SECRET, "
+            "or key_file and secret_file (cacher init --key-file ... --secret-file ...); "
+            "the standard AWS sources (AWS_* variables, profile, web identity, metadata) had none"
+        )
+    return found
+
+
+def aws_chain() -> Credentials | None:
+    """The standard AWS credential chain, through botocore's own resolver (imported here only)."""
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        found = botocore.session.Session().get_credentials()
+        if found is None:
+            return None
+        frozen = found.get_frozen_credentials()
+    except botocore.exceptions.BotoCoreError as exc:
+        raise StorageError(
+            f"cannot load S3 credentials from the AWS chain: {type(exc).__name__}: {exc}",
+            hint="check AWS_PROFILE, AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE and the STS endpoint",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - botocore's STS client raises ClientError and kin
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot load S3 credentials from the AWS chain: {reason}") from None
+    method = getattr(found, "method", "") or "aws"
+    return Credentials(
+        frozen.access_key,
+        frozen.secret_key,
+        f"the AWS chain ({method})",
+        frozen.token or None,
+        live=found if getattr(found, "refresh_needed", None) else None,
     )

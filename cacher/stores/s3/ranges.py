@@ -112,7 +112,7 @@ class RangeReader:
             try:
                 self._get_once(start, end, memoryview(buf))
                 return buf
-            except (ReadPreconditionFailed, FileNotFoundError, PermissionError, StoreRefused, _Closed):
+            except (ReadPreconditionFailed, FileNotFoundError, StoreRefused, _Closed):
                 self._drop_connection()
                 raise
             except (_Retryable, OSError, http.client.HTTPException) as exc:
@@ -129,11 +129,12 @@ class RangeReader:
         if self.etag:
             headers["If-Match"] = self.etag
         deadline = time.monotonic() + self.client.request_timeout if self.client.request_timeout else None
-        conn.request("GET", self.path, headers=headers)
+        conn.request("GET", self.client.target(self.path), headers=headers)
         response = conn.getresponse()
         whole = response.status == 200 and start == 0 and end == self.size
         if response.status != 206 and not whole:
             self._refuse(response)
+        self._check_pinned(response, whole)
         want, got = end - start, 0
         if response.length is not None and response.length != want:
             raise _Retryable(f"the store sent {response.length} bytes for a range of {want}")
@@ -150,6 +151,19 @@ class RangeReader:
         response.length = 0  # the body was read past http.client's own count
         response.read()  # releases the connection for the next range
 
+    def _check_pinned(self, response: http.client.HTTPResponse, whole: bool) -> None:
+        """The answer is a range of the object the HEAD saw, even where the store ignores
+        ``If-Match`` (Garage before 1.1, s3rver): same ETag, same total size. Otherwise the
+        read restarts, as on a 412."""
+        etag = response.getheader("ETag")
+        if self.etag and etag and _etag(etag) != _etag(self.etag):
+            raise ReadPreconditionFailed(f"the object's ETag changed from {self.etag} to {etag}")
+        if whole:
+            return
+        total = (response.getheader("Content-Range") or "").rpartition("/")[2].strip()
+        if total.isdigit() and int(total) != self.size:
+            raise ReadPreconditionFailed(f"the object's size changed from {self.size} to {total} bytes")
+
     def _refuse(self, response: http.client.HTTPResponse) -> None:
         status = response.status
         detail = response.read(2048).decode("utf-8", "replace")
@@ -159,11 +173,9 @@ class RangeReader:
             raise ReadPreconditionFailed(f"{reason}: the object no longer has ETag {self.etag}")
         if status == 404:
             raise FileNotFoundError(f"{reason}: the object is gone")
-        if status == 403:
-            raise PermissionError(reason)
         if status in RETRY_STATUS:
             raise _Retryable(reason)
-        raise StoreRefused(f"the store refused a ranged read: {reason}")
+        raise StoreRefused(f"the store refused a ranged read: {reason}", status=status, code=code)
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -183,3 +195,9 @@ class RangeReader:
             with self._lock:
                 self._connections.discard(conn)
             conn.close()
+
+
+def _etag(value: str) -> str:
+    """An ETag without a weak marker or quotes (proxies may add the first, drop the second)."""
+    value = value.strip()
+    return (value[2:] if value.startswith("W/") else value).strip('"')

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from cacher.stores.s3.errors import RETRY_STATUS as RETRY_STATUS
+from cacher.stores.s3.transport import Transport
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-RETRY_STATUS = {429, 500, 502, 503, 504}  # answers another attempt may fix
 
 
 @dataclass(frozen=True)
@@ -35,36 +37,49 @@ class Head:
 
 
 class S3Http:
-    """Signs and sends HEAD and GET requests to one S3 endpoint, with bounded retries."""
+    """Signs and sends HEAD and GET requests to one S3 endpoint, with bounded retries.
 
-    def __init__(
-        self,
-        endpoint: str | None,
-        region: str,
-        key_id: str,
-        secret: str,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        attempts: int,
-        request_timeout: float = 0.0,
-    ) -> None:
-        url = urllib.parse.urlsplit(endpoint or f"https://s3.{region}.amazonaws.com")
+    Everything about reaching the endpoint (CA bundle, proxy, timeouts, credentials) comes
+    from the `Transport`, the same one s3fs is built from.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        url = urllib.parse.urlsplit(transport.endpoint)
         self.scheme, self.netloc = url.scheme, url.netloc
+        self.host = url.hostname or ""
+        self.port = url.port or (443 if url.scheme == "https" else 80)
         self.base_path = url.path.rstrip("/")
-        self.region, self.key_id, self._secret = region, key_id, secret
-        self.timeout = max(connect_timeout, read_timeout)
-        self.request_timeout = request_timeout
-        self.attempts = attempts
+        self.region = transport.region
+        self.timeout = max(transport.connect_timeout, transport.read_timeout)
+        self.request_timeout = transport.request_timeout
+        self.attempts = transport.attempts
 
     def __repr__(self) -> str:  # the secret never shows, even in a traceback
         return f"S3Http({self.scheme}://{self.netloc})"
 
-    def connect(self) -> http.client.HTTPConnection:
-        """A new connection to the endpoint (not yet opened), with the socket timeout set."""
+    def connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
+        """A new connection to the endpoint, through the proxy when one applies (not yet
+        opened), with the socket timeout set."""
+        timeout = self.timeout if timeout is None else timeout
+        proxy = self.transport.proxy
         if self.scheme == "https":
-            return http.client.HTTPSConnection(self.netloc, timeout=self.timeout)
-        return http.client.HTTPConnection(self.netloc, timeout=self.timeout)
+            context = self.transport.ssl_context()
+            if proxy is None:
+                return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=timeout, context=context)
+            tunnel_headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            conn.set_tunnel(self.host, self.port, headers=tunnel_headers)
+            return conn
+        if proxy is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+
+    def target(self, quoted_path: str) -> str:
+        """The request target: the path, or the absolute URL when a plain-HTTP proxy relays it."""
+        if self.transport.proxy is not None and self.scheme == "http":
+            return f"http://{self.netloc}{quoted_path}"
+        return quoted_path
 
     def object_path(self, bucket: str, key: str = "") -> str:
         """The quoted request path of a bucket or an object (path-style)."""
@@ -72,7 +87,8 @@ class S3Http:
         return urllib.parse.quote(path, safe="/-_.~")
 
     def head(self, bucket: str, key: str = "") -> Head:
-        """HEAD /bucket or /bucket/key. Raises OSError on transport failure after retries."""
+        """HEAD /bucket or /bucket/key, each attempt bounded by ``metadata_timeout``. Raises
+        OSError on transport failure after retries."""
         path = self.object_path(bucket, key)
         last: Exception | None = None
         for attempt in range(self.attempts):
@@ -86,54 +102,94 @@ class S3Http:
             if status in RETRY_STATUS and attempt < self.attempts - 1:
                 continue
             return _parse(status, headers)
+        if isinstance(last, TimeoutError) or "timed out" in str(last):
+            raise TimeoutError(
+                f"no answer within {self.transport.metadata_timeout:g} s "
+                f"({self.attempts} attempt{'s' if self.attempts > 1 else ''}; metadata_timeout)"
+            )
         raise OSError(f"{type(last).__name__}: {last}" if last else "no answer")
 
     def _send(self, quoted: str) -> tuple[int, dict[str, str]]:
         headers = self.sign("HEAD", quoted)
-        conn = self.connect()
+        timeout = min(self.transport.metadata_timeout, self.timeout)
+        conn = self.connect(timeout)
+        deadline = time.monotonic() + self.transport.metadata_timeout
         try:
-            conn.request("HEAD", quoted, headers=headers)
+            conn.request("HEAD", self.target(quoted), headers=headers)
+            if conn.sock is not None:  # what is left of the bound after connecting
+                conn.sock.settimeout(max(0.1, deadline - time.monotonic()))
             response = conn.getresponse()
             response.read()
             return response.status, {k.lower(): v for k, v in response.getheaders()}
         finally:
             conn.close()
 
-    def sign(self, method: str, quoted_path: str) -> dict[str, str]:
-        """The headers that authenticate a bodiless request; callers may add unsigned ones."""
-        now = time.gmtime()
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", now)
-        day = amz_date[:8]
-        headers = {
-            "host": self.netloc,
-            "x-amz-content-sha256": EMPTY_SHA256,
-            "x-amz-date": amz_date,
-        }
-        signed = ";".join(sorted(headers))
-        canonical = "\n".join(
-            [
-                method,
-                quoted_path,
-                "",
-                *(f"{k}:{headers[k]}" for k in sorted(headers)),
-                "",
-                signed,
-                EMPTY_SHA256,
-            ]
+    def sign(self, method: str, quoted_path: str, *, now: time.struct_time | None = None) -> dict[str, str]:
+        """The headers that authenticate a bodiless request; callers may add unsigned ones
+        (and a proxy's ``Proxy-Authorization``, added here, is never signed)."""
+        headers = sign_v4(
+            method,
+            quoted_path,
+            host=self.transport.host_header,
+            region=self.region,
+            credentials=self.transport.credentials.current(),
+            now=now,
         )
-        scope = f"{day}/{self.region}/s3/aws4_request"
-        to_sign = "\n".join(
-            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-        )
-        key = f"AWS4{self._secret}".encode()
-        for part in (day, self.region, "s3", "aws4_request"):
-            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        credential = f"{self.key_id}/{scope}"
-        headers["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders={signed}, Signature={signature}"
-        )
+        proxy = self.transport.proxy
+        if proxy is not None and proxy.authorization and self.scheme == "http":
+            headers["Proxy-Authorization"] = proxy.authorization
         return headers
+
+
+def canonical_request(method: str, quoted_path: str, headers: dict[str, str]) -> str:
+    """SigV4's canonical request of a bodiless, query-less request signing ``headers``."""
+    signed = ";".join(sorted(headers))
+    return "\n".join(
+        [
+            method,
+            quoted_path,
+            "",
+            *(f"{k}:{headers[k]}" for k in sorted(headers)),
+            "",
+            signed,
+            EMPTY_SHA256,
+        ]
+    )
+
+
+def sign_v4(
+    method: str,
+    quoted_path: str,
+    *,
+    host: str,
+    region: str,
+    credentials: tuple[str, str, str | None],
+    now: time.struct_time | None = None,
+) -> dict[str, str]:
+    """Signature V4 for S3, as botocore's ``S3SigV4Auth`` signs it (a test holds the two
+    byte for byte): ``host`` (without a default port), the payload hash, the date and, for
+    temporary credentials, ``x-amz-security-token``."""
+    key_id, secret, token = credentials
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", now or time.gmtime())
+    day = amz_date[:8]
+    headers = {"host": host, "x-amz-content-sha256": EMPTY_SHA256, "x-amz-date": amz_date}
+    if token:
+        headers["x-amz-security-token"] = token
+    signed = ";".join(sorted(headers))
+    canonical = canonical_request(method, quoted_path, headers)
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    key = f"AWS4{secret}".encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
+    return headers
 
 
 def _parse(status: int, headers: dict[str, str]) -> Head:

@@ -20,6 +20,8 @@ from cacher.stores.base import (
     ignore_errors,
     modified_of,
 )
+from cacher.stores.s3 import errors
+from cacher.stores.s3.failures import REMEMBER, FailureMemory
 from cacher.stores.s3.multipart import ParallelUpload
 from cacher.stores.s3.ranges import RangeReader
 from cacher.stores.s3.rest import Head, S3Http
@@ -38,8 +40,10 @@ class S3Store(Store):
         block_size: int,
         inflight: int = 3,
         grow_parts: bool = True,
+        failures: FailureMemory | None = None,
     ) -> None:
         super().__init__(None, bucket, prefix, protocol="s3")
+        self.failures = failures
         self._factory = fs_factory
         self._head = head_client
         self.block_size = block_size
@@ -56,14 +60,30 @@ class S3Store(Store):
     def _answer(self, action: str, key: str, bucket: str, path: str = "") -> Head:
         with self._translate(action, key):
             answer = self._head.head(bucket, path)
-        if answer.status == 403:
-            raise StorageError(
-                f"cannot {action} {self.url(key)}: access denied (HTTP 403)",
-                hint="check the credentials and their permissions on the bucket",
-            )
         if answer.status not in (200, 404):
-            raise StorageError(f"cannot {action} {self.url(key)}: the store answered HTTP {answer.status}")
+            raise errors.status_error(action, self.url(key), answer.status, region=self._head.region)
         return answer
+
+    @contextmanager
+    def _translate(self, action: str, key: str) -> Iterator[None]:
+        """Every S3 failure through the one table (`cacher.stores.s3.errors`); with
+        ``--soft-fail`` in a CI job, a store found down is remembered, and not waited on again."""
+        if self.failures is not None and (why := self.failures.recent()):
+            raise StorageError(
+                f"cannot {action} {self.url(key)}: the store failed earlier in this job "
+                f"({why}); not waiting on it again for {REMEMBER:g} s"
+            )
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            error = errors.translate(exc, action, self.url(key), region=self._head.region)
+            if self.failures is not None and getattr(error, "store_down", False):
+                self.failures.record(error.message)
+            if error is exc:
+                raise
+            raise error from exc
 
     def head(self, key: str) -> ObjectInfo | None:
         bucket, _, path = self.path(key).partition("/")

@@ -1,0 +1,106 @@
+"""The one table from S3 answers and foreign errors to cacher's errors, for every request path.
+
+HEADs and ranged GETs report an HTTP status (`StoreRefused` carries it); s3fs reports botocore's
+``ClientError`` (often wrapped in an ``OSError`` by s3fs, the original as ``__cause__``);
+transports raise timeouts and connection errors. `translate` turns any of them into one
+`StorageError` with one wording and one hint per case.
+"""
+
+from __future__ import annotations
+
+from cacher.errors import CacherError, ObjectChanged, ReadPreconditionFailed, StorageError, StoreRefused
+from cacher.stores.base import ACCESS_HINT
+
+REGION_CODES = frozenset(
+    {"AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException"}
+)
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # answers another attempt may fix
+
+
+class Failure(StorageError):
+    """A `StorageError` that says whether the store itself failed (no answer, 5xx): only those
+    are remembered for ``--soft-fail`` (`cacher.stores.s3.failures`)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, store_down: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.store_down = store_down
+
+
+def status_error(action: str, where: str, status: int, code: str = "", *, region: str) -> StorageError:
+    """The error for an HTTP answer that is not what the request wanted."""
+    answered = f"HTTP {status}" + (f" {code}" if code else "")
+    if status == 403 and code not in REGION_CODES:
+        return Failure(f"cannot {action} {where}: access denied ({answered})", hint=ACCESS_HINT)
+    if status in (301, 400) or code in REGION_CODES:
+        return Failure(
+            f"cannot {action} {where}: the store answered {answered}",
+            hint=f"the region setting ({region!r}) is a likely cause: set the store's own "
+            "(--region, CACHER_REGION, config 'region'; Garage: its s3_region)",
+        )
+    if status == 412:
+        return changed(action, where)
+    if status in RETRY_STATUS:
+        return Failure(f"cannot {action} {where}: the store failed ({answered})", store_down=True)
+    if status == 404:
+        return Failure(f"cannot {action} {where}: not found ({answered})")
+    return Failure(f"cannot {action} {where}: the store answered {answered}")
+
+
+def changed(action: str, where: str) -> ObjectChanged:
+    return ObjectChanged(
+        f"cannot {action} {where}: it was replaced while it was read (another job stored the same key)",
+        hint="run the command again",
+    )
+
+
+def _client_error(exc: BaseException) -> tuple[int, str] | None:
+    """(status, code) of a botocore ``ClientError`` in ``exc`` or its causes."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        response = getattr(current, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            return status, str(response["Error"].get("Code") or "")
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def translate(exc: BaseException, action: str, where: str, *, region: str) -> CacherError:
+    """Any failure of a request path as the `StorageError` a user reads."""
+    if isinstance(exc, CacherError):
+        return exc
+    if isinstance(exc, ReadPreconditionFailed):
+        return changed(action, where)
+    if isinstance(exc, StoreRefused) and exc.status:
+        return status_error(action, where, exc.status, exc.code, region=region)
+    answer = _client_error(exc)
+    if answer is not None and answer[0]:
+        return status_error(action, where, answer[0], answer[1], region=region)
+    if isinstance(exc, PermissionError):
+        return Failure(f"cannot {action} {where}: access denied ({reason(exc)})", hint=ACCESS_HINT)
+    if isinstance(exc, OSError) and "pre-condition" in str(exc):  # s3fs's own 412
+        return changed(action, where)
+    if isinstance(exc, StoreRefused):
+        return Failure(f"cannot {action} {where}: {reason(exc)}")
+    # No answer: timeouts, refused or reset connections, TLS failures, botocore's
+    # EndpointConnectionError / ReadTimeoutError and aiohttp's errors.
+    down = not _is_tls(exc)
+    return Failure(f"cannot {action} {where}: {reason(exc)}", store_down=down, hint=_tls_hint(exc))
+
+
+def _is_tls(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "SSLCertVerification" in text
+
+
+def _tls_hint(exc: BaseException) -> str | None:
+    if _is_tls(exc):
+        return "set ca_bundle (--ca-bundle, CACHER_CA_BUNDLE, AWS_CA_BUNDLE) to the CA of the endpoint"
+    return None
+
+
+def reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
