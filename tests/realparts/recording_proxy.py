@@ -24,6 +24,11 @@ Fault modes (``proxy.mode``, or :meth:`RecordingProxy.set_fault`):
 - ``"stall"``: read the request, never answer (until the client or the proxy closes).
 - ``"status:NNN"``: answer NNN with an S3-style XML error body, without forwarding.
 
+``drop_request_headers`` (lower-case names) are removed from every request before it is
+forwarded: a store that ignores them (``If-Match`` on Garage before 1.1, s3rver).
+``on_request`` is called with each request before it is forwarded (the test's own moves, such
+as replacing the object between a HEAD and its GETs).
+
 ``faults_remaining`` (int) limits a fault to the next K matching requests, after which the
 proxy passes again; ``None`` means every matching request. ``fault_match`` (a predicate on the
 :class:`RecordedRequest`) limits which requests count as matching.
@@ -247,6 +252,16 @@ def _iter_body(
             yield piece, len(piece)
 
 
+def _drop_headers(head: bytes, names: set[str]) -> bytes:
+    lines = head.split(b"\r\n")
+    kept = [
+        line
+        for i, line in enumerate(lines)
+        if i == 0 or b":" not in line or line.split(b":", 1)[0].strip().decode("latin-1").lower() not in names
+    ]
+    return b"\r\n".join(kept)
+
+
 def _reset(sock: socket.socket) -> None:
     """Close with a TCP RST (SO_LINGER 0) instead of a FIN."""
     with contextlib.suppress(OSError):
@@ -271,6 +286,8 @@ class RecordingProxy(Part):
         self.faults_remaining: int | None = None
         self.fault_match: Callable[[RecordedRequest], bool] | None = None
         self.faults_applied = 0
+        self.drop_request_headers: set[str] = set()
+        self.on_request: Callable[[RecordedRequest], None] | None = None
         self.connections_accepted = 0
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -487,6 +504,10 @@ class RecordingProxy(Part):
                 req.error = f"upstream connect failed: {exc}"
                 raise _Abort from exc
         reset_after = arg if kind == "reset" else None
+        if self.on_request is not None:
+            self.on_request(req)
+        if self.drop_request_headers:
+            head = _drop_headers(head, self.drop_request_headers)
         try:
             upstream.sock.sendall(head)
             if expect_continue:
