@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from cacher.errors import ArtifactError, CacherError, IntegrityError, UsageError
@@ -19,6 +19,14 @@ CHUNK = 1 << 20
 #: would cut every download that takes longer than five minutes.
 HTTP_CONNECT_TIMEOUT = 30.0
 HTTP_READ_TIMEOUT = 60.0
+
+
+#: Openers for ``s3://BUCKET/...`` URLs of the buckets that configured stores live in, set by
+#: `cacher.stores.open_store`: an object in the cache's own bucket is read with the store's
+#: endpoint, credentials, CA bundle and proxy, not by an unconfigured s3fs pointed at AWS.
+#: Other buckets keep fsspec's default (the standard AWS environment), so public AWS buckets
+#: still work.
+S3_OPENERS: dict[str, Callable[[str], AbstractContextManager[Any]]] = {}
 
 
 def check_sha256(value: str | None) -> str | None:
@@ -39,6 +47,16 @@ def _open(url: str) -> Iterator[Any]:
     import fsspec
 
     protocol = url.split("://", 1)[0] if "://" in url else "file"
+    if protocol in ("s3", "s3a"):
+        bucket, _, path = url.split("://", 1)[1].partition("/")
+        opener = S3_OPENERS.get(bucket)
+        if opener is not None:
+            try:
+                with opener(path) as f:
+                    yield f
+            except CacherError as exc:
+                raise ArtifactError(f"cannot fetch {redact(url)}: {exc.message}", hint=exc.hint) from None
+            return
     kwargs: dict[str, Any] = {}
     if protocol in ("http", "https"):
         import aiohttp

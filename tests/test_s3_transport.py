@@ -241,3 +241,34 @@ def test_soft_fail_remembers_a_dead_store_for_the_job(cacher, motoenv, moto_s3, 
         without = cacher("exists", "k", extra_env=env)  # no --soft-fail: nothing remembered is used
         assert without.code == 2, without
         assert "earlier in this job" not in without.err
+
+
+# -- --url s3:// of the store's own bucket ------------------------------------------------------
+
+
+def test_url_in_the_stores_own_bucket_uses_the_stores_settings(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    """`--url s3://<the store's bucket>/…` is read with the store's endpoint and credentials
+    (it used to go to AWS with an unconfigured s3fs); nothing in the AWS_* environment."""
+    import hashlib
+
+    body = os.urandom(3 << 20)
+    seaweed_s3.client().put_object(Bucket=s3_bucket, Key="incoming/tool.bin", Body=body)
+    env = {
+        "CACHER_ENDPOINT": seaweed_s3.endpoint,
+        "CACHER_BUCKET": s3_bucket,
+        "CACHER_S3_KEY_ID": seaweed_s3.key_id,
+        "CACHER_S3_SECRET": seaweed_s3.secret,
+        "CACHER_PREFIX": "proj",
+    }
+    url = f"s3://{s3_bucket}/incoming/tool.bin"
+    dest = tmp_path / "tool.bin"
+    run = cacher("download", "tools/t.bin", str(dest), "--url", url, "--sha256", hashlib.sha256(body).hexdigest(), extra_env=env)
+    assert run.code == 0, run
+    assert dest.read_bytes() == body
+    assert seaweed_s3.get_bytes(s3_bucket, "proj/tools/t.bin") == body  # and stored under the key
+    run = cacher("url", "upload", "tools/u.bin", url, extra_env=env)
+    assert run.code == 0, run
+    assert seaweed_s3.get_bytes(s3_bucket, "proj/tools/u.bin") == body
+    missing = cacher("download", "tools/m.bin", str(tmp_path / "m"), "--url", f"s3://{s3_bucket}/incoming/none", extra_env=env)
+    assert_one_error_line(missing, "not found")
+    assert not (tmp_path / "m").exists()

@@ -30,7 +30,7 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
         from cacher.stores.s3.store import S3Store
 
         transport = s3_transport.resolve(settings, environ)
-        return S3Store(
+        store = S3Store(
             lambda: s3_filesystem(settings, transport),
             settings.bucket,
             settings.prefix,
@@ -39,6 +39,10 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
             grow_parts=not settings.options.get("fixed_upload_size", False),
             failures=FailureMemory.for_job(transport.endpoint, environ) if settings.soft_fail else None,
         )
+        from cacher import fetch
+
+        fetch.S3_OPENERS[store.bucket] = store.open_object  # --url s3://<this bucket>/...
+        return store
     if backend == "file":
         root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)
         import fsspec.implementations.local as local

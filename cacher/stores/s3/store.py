@@ -166,6 +166,31 @@ class S3Store(Store):
         finally:
             reader.close()
 
+    @contextmanager
+    def open_object(self, path: str) -> Iterator[BinaryIO]:
+        """Any object of this store's bucket by its full name (``--url s3://BUCKET/PATH``),
+        read like the store's own: one HEAD, then pinned ranged GETs."""
+        where = f"s3://{self.bucket}/{path}"
+        with self._translate("read", ""):
+            answer = self._head.head(self.bucket, path)
+        if answer.status == 404:
+            raise StorageError(f"cannot read {where}: not found (HTTP 404)")
+        if answer.status != 200:
+            raise errors.status_error("read", where, answer.status, region=self._head.region)
+        reader = RangeReader(
+            self._head,
+            self.bucket,
+            path,
+            size=answer.size,
+            etag=answer.etag,
+            chunk=self.block_size,
+            inflight=self.inflight,
+        )
+        try:
+            yield TranslatingReader(reader, self, "")  # type: ignore[misc]
+        finally:
+            reader.close()
+
     def leftovers(self, prefix: str = "", *, older_than: timedelta = LEFTOVER_AGE) -> Sequence[Leftover]:
         """Multipart uploads under ``prefix`` started longer ago than ``older_than``: a killed
         runner's (a running job's upload is younger; stores without lifecycle rules keep the
