@@ -26,8 +26,11 @@ class Failure(StorageError):
         self.store_down = store_down
 
 
-def status_error(action: str, where: str, status: int, code: str = "", *, region: str) -> StorageError:
-    """The error for an HTTP answer that is not what the request wanted."""
+def status_error(
+    action: str, where: str, status: int, code: str = "", *, region: str, detail: str = ""
+) -> StorageError:
+    """The error for an HTTP answer that is not what the request wanted (``detail``: the
+    request path's own words for the rest)."""
     answered = f"HTTP {status}" + (f" {code}" if code else "")
     if status == 403 and code not in REGION_CODES:
         return Failure(f"cannot {action} {where}: access denied ({answered})", hint=ACCESS_HINT)
@@ -43,7 +46,7 @@ def status_error(action: str, where: str, status: int, code: str = "", *, region
         return Failure(f"cannot {action} {where}: the store failed ({answered})", store_down=True)
     if status == 404:
         return Failure(f"cannot {action} {where}: not found ({answered})")
-    return Failure(f"cannot {action} {where}: the store answered {answered}")
+    return Failure(f"cannot {action} {where}: {detail or f'the store answered {answered}'}")
 
 
 def changed(action: str, where: str) -> ObjectChanged:
@@ -74,7 +77,7 @@ def translate(exc: BaseException, action: str, where: str, *, region: str) -> Ca
     if isinstance(exc, ReadPreconditionFailed):
         return changed(action, where)
     if isinstance(exc, StoreRefused) and exc.status:
-        return status_error(action, where, exc.status, exc.code, region=region)
+        return status_error(action, where, exc.status, exc.code, region=region, detail=reason(exc))
     answer = _client_error(exc)
     if answer is not None and answer[0]:
         return status_error(action, where, answer[0], answer[1], region=region)
