@@ -68,7 +68,7 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "metadata_timeout",
         float,
-        8.0,
+        7.5,
         "Seconds a HEAD, LIST or DELETE may take in all (a silent store fails fast).",
     ),
     Field("max_attempts", int, 3, "Attempts per store request, the first included."),

@@ -58,7 +58,7 @@ class StoreOptions:
         float | None, Parameter(help="Seconds one store request may take in all (default 300).")
     ] = None
     metadata_timeout: Annotated[
-        float | None, Parameter(help="Seconds a HEAD, LIST or DELETE may take in all (default 8).")
+        float | None, Parameter(help="Seconds a HEAD, LIST or DELETE may take in all (default 7.5).")
     ] = None
     max_attempts: Annotated[
         int | None, Parameter(help="Attempts per store request, the first included (default 3).")
