@@ -6,6 +6,7 @@ The engine knows nothing of the command line and never prints; it returns result
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,15 @@ from typing import Any, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, ObjectRefused, StorageError, UsageError
+from cacher.errors import (
+    ArtifactError,
+    CacheMiss,
+    IntegrityError,
+    ObjectChanged,
+    ObjectRefused,
+    StorageError,
+    UsageError,
+)
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -21,7 +30,7 @@ from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingRe
 #: How often a download starts again when the object is replaced while it is read.
 REPLACED_RETRIES = 3
 
-Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "failed"]
+Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "fetched-not-stored", "failed"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,9 @@ class Result:
     notes: tuple[str, ...] = field(default=())
     #: Why the outcome is ``failed`` (a soft failure's error message).
     reason: str | None = None
+    #: False for a restore that nothing checked: a raw object stored without a digest (older
+    #: versions); archives are checked by their codec, raw objects by their recorded sha256.
+    verified: bool = True
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
@@ -90,14 +102,19 @@ def upload(
         if not force and store.exists(key):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
         metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
-        sha = kind.sha256(options)
-        if sha and codec.name == "none":
-            metadata["sha256"] = sha
+        sha = kind.digest(targets, options) or kind.sha256(options)
+        if sha:
+            metadata["sha256"] = sha.lower()
         with store.writer(key, metadata) as stored:
             counted_store = CountingWriter(stored)
             with codec.encoder(counted_store) as encoded:
-                counted_raw = CountingWriter(encoded, progress)
+                counted_raw = CountingWriter(encoded, progress, hashing=bool(sha))
                 kind.pack(targets, counted_raw, options)
+            if counted_raw.hash is not None and counted_raw.hash.hexdigest() != metadata["sha256"]:
+                raise ArtifactError(
+                    f"{' '.join(targets)} changed while it was uploaded (its sha256 differs from "
+                    "the one taken before); nothing stored"
+                )
     except StorageError as exc:
         if not soft_fail:
             raise
@@ -233,9 +250,10 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
         seconds = time.monotonic() - self.started
+        checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or chosen.name != "none"
         return Result(
             self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
-            tuple(self.notes),
+            tuple(self.notes), verified=checked,
         )
 
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
@@ -249,8 +267,7 @@ class _Download:
             recorded = info.metadata.get("codec")
             if recorded and self.codecs is not None and recorded != chosen.name:
                 chosen = self.codecs(recorded)
-            recorded_sha = info.metadata.get("sha256") if chosen.name == "none" else None
-            expected = self.kind.sha256(self.options) or recorded_sha
+            expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
             try:
                 raw = _restore(
                     self.store, self.kind, chosen, info.key, self.target, self.options, expected, info,
@@ -274,6 +291,7 @@ class _Download:
                 f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
             )
         raw_bytes = stored_bytes = 0
+        outcome: Outcome = "fetched"
         if self.store_ok:
             try:
                 up = upload(
@@ -283,9 +301,12 @@ class _Download:
                 raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
             except StorageError as exc:
                 self._soft(exc, "not stored")
+        if not self.store_ok:  # made, but the store is down: say so, with what was made
+            outcome = "fetched-not-stored"
+            raw_bytes = sum(os.path.getsize(p) for p in produced if os.path.isfile(p))
         seconds = time.monotonic() - self.started
         return Result(
-            self.key, "fetched", self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
+            self.key, outcome, self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
             tuple(self.notes),
         )
 
