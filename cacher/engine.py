@@ -6,6 +6,7 @@ The engine knows nothing of the command line and never prints; it returns result
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,9 @@ from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingRe
 #: How often a download starts again when the object is replaced while it is read.
 REPLACED_RETRIES = 3
 
-Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "fetched-not-stored", "failed"]
+Outcome = Literal[
+    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed"
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Result:
     #: False for a restore that nothing checked: a raw object stored without a digest (older
     #: versions); archives are checked by their codec, raw objects by their recorded sha256.
     verified: bool = True
+    #: The fallback scope a partial hit came from (None: the job's own scope, or no scopes).
+    scope: str | None = None
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
@@ -92,12 +97,16 @@ def upload(
     *,
     force: bool = False,
     soft_fail: bool = False,
+    read_only: bool = False,
     progress: Progress | None = None,
 ) -> Result:
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
-    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error."""
+    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
+    With ``read_only``, nothing is sent: the outcome is ``read-only``."""
     started = time.monotonic()
     kind.check_upload(targets, options)
+    if read_only:
+        return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
         if not force and store.exists(key):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
@@ -138,6 +147,8 @@ def download(
     progress: Progress | None = None,
     refused_is_miss: bool = False,
     fits: Callable[[str, str], bool] | None = None,
+    read_only: bool = False,
+    fallback_stores: Sequence[tuple[str, Store]] = (),
 ) -> Result:
     """Restore ``key`` into ``target``: the exact key, else the newest object under each
     restore-key prefix in turn (those ``fits(key, prefix)`` accepts), else the kind's fallback
@@ -148,17 +159,24 @@ def download(
     with ``refused_is_miss`` (``ensure``, which then builds), it is a miss and gets replaced;
     a restore-key candidate is skipped for the next one; otherwise the error says how to
     replace it. With ``soft_fail``, a storage error is also a miss, and a failed upload after
-    the fallback only a note.
+    the fallback only a note. After the job's own store, each of ``fallback_stores`` (other
+    scopes, read only) is tried the same way, exact key before restore keys; what the fallback
+    makes is stored in the job's own store only, and never with ``read_only``.
     """
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
     run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
-    run.refused_is_miss, run.fits = refused_is_miss, fits
+    run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
     found = run.look_up()
     if found is not None:
         return run.restore(found, "hit") or run.fallback()
-    return run.restore_keys(restore_keys) or run.fallback()
+    result = run.restore_keys(restore_keys)
+    for scope, other in fallback_stores:
+        if result is not None or not run.store_ok:
+            break
+        result = run.from_scope(scope, other, restore_keys)
+    return result or run.fallback()
 
 
 class _Download:
@@ -184,6 +202,7 @@ class _Download:
         self.notes: list[str] = []
         self.store_ok = True
         self.refused_is_miss = False
+        self.read_only = False
         self.fits: Callable[[str, str], bool] | None = None
 
     def _soft(self, exc: StorageError, what: str) -> None:
@@ -203,6 +222,18 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
 
+    def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
+        """The exact key, then the restore keys, in another scope's store; a partial hit."""
+        own, self.store = self.store, store
+        try:
+            found = self.look_up()
+            result = self.restore(found, "partial") if found is not None else None
+            if result is None and self.store_ok:
+                result = self.restore_keys(prefixes)
+        finally:
+            self.store = own
+        return dataclasses.replace(result, scope=scope) if result is not None else None
+
     def restore_keys(self, prefixes: Sequence[str]) -> Result | None:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
@@ -212,7 +243,7 @@ class _Download:
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
-            candidates = [o for o in listed if o.modified is not None and o.key != self.key]
+            candidates = [o for o in listed if o.modified is not None]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
             for match in sorted(candidates, key=lambda o: (o.modified, o.key), reverse=True):
@@ -292,6 +323,9 @@ class _Download:
             )
         raw_bytes = stored_bytes = 0
         outcome: Outcome = "fetched"
+        if self.read_only:
+            self.notes.append("read-only: what was made is not stored")
+            self.store_ok = False
         if self.store_ok:
             try:
                 up = upload(

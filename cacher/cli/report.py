@@ -87,10 +87,15 @@ class Reporter:
         if result.outcome == "skipped":
             self.say(f"{result.key} already stored; skipped (use --force to overwrite)")
             return
+        if result.outcome == "read-only":
+            self.say(f"read-only: {result.key} not stored")
+            return
         what = {
             "uploaded": "uploaded",
             "hit": "hit, restored",
-            "partial": f"partial hit, restored {result.matched_key} for",
+            "partial": f"partial hit, restored {result.matched_key}"
+            + (f" of scope {result.scope}" if result.scope else "")
+            + " for",
             "fetched": "miss, made and stored",
             "fetched-not-stored": "miss, made but not stored",
         }.get(result.outcome, result.outcome)
@@ -121,6 +126,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "notes": list(result.notes),
         "verified": result.verified,
+        "scope": result.scope,
     }
 
 
