@@ -219,7 +219,9 @@ def load(
         values["prefix"] = validate_prefix(values["prefix"])
     except UsageError as exc:
         raise ConfigError(f"prefix: {exc}") from None
-    settings = Settings(**values, sources=sources, config_path=path, config_found=path.exists(), options=options)
+    settings = Settings(
+        **values, sources=sources, config_path=path, config_found=path.exists(), options=options
+    )
     _check_values(settings)
     return settings
 
