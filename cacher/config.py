@@ -79,6 +79,14 @@ FIELDS: tuple[Field, ...] = (
         "Part size of S3 multipart uploads and ranged downloads, in MiB (doubled every 1,000 parts).",
     ),
     Field("soft_fail", bool, False, "Storage errors become a warning: a miss on download, exit 0 on upload."),
+    Field(
+        "read_only",
+        bool,
+        False,
+        "Never write to the store: uploads, saves, deletes and prunes become no-ops that say so.",
+    ),
+    Field("scope", str, None, "Write to and restore from this scope first (a branch name, say)."),
+    Field("fallback_scopes", str, None, "Comma-separated scopes restored from after the job's own."),
     Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
@@ -88,19 +96,39 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class Settings:
-    """The resolved settings and where each came from (``flag``, ``env``, ``file``, ``default``)."""
+    """The resolved settings, one typed attribute per `Field`, and where each came from
+    (``sources``: ``flag``, ``env``, ``file`` or ``default``)."""
 
-    values: dict[str, Any]
-    sources: dict[str, str]
-    config_path: Path
-    config_found: bool
+    backend: str | None
+    endpoint: str | None
+    region: str
+    bucket: str | None
+    prefix: str
+    arch_suffix: bool
+    key_file: str | None
+    secret_file: str | None
+    session_token: str | None
+    ca_bundle: str | None
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    metadata_timeout: float
+    max_attempts: int
+    part_size_mb: int
+    soft_fail: bool
+    compression_level: int | None
+    read_only: bool
+    scope: str | None
+    fallback_scopes: str | None
+    sources: dict[str, str] = field(default_factory=dict)
+    config_path: Path = Path()
+    config_found: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every field's value by name (what ``doctor`` shows and ``init`` writes)."""
+        return {spec.name: getattr(self, spec.name) for spec in FIELDS}
 
 
 def config_path(environ: Mapping[str, str], flag: str | None = None) -> Path:
@@ -214,7 +242,9 @@ def load(
         values["prefix"] = validate_prefix(values["prefix"])
     except UsageError as exc:
         raise ConfigError(f"prefix: {exc}") from None
-    settings = Settings(values, sources, path, path.exists(), options)
+    settings = Settings(
+        **values, sources=sources, config_path=path, config_found=path.exists(), options=options
+    )
     _check_values(settings)
     return settings
 
@@ -248,7 +278,7 @@ def origin(settings: Settings, name: str) -> str:
 def resolved_backend(settings: Settings) -> str:
     """The backend in use: as set; else s3 when an endpoint or bucket is set; else file."""
     if settings.backend:
-        return str(settings.backend)
+        return settings.backend
     if settings.endpoint or settings.bucket:
         return "s3"
     return "file"

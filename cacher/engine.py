@@ -6,6 +6,8 @@ The engine knows nothing of the command line and never prints; it returns result
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,15 @@ from typing import Any, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, ObjectRefused, StorageError, UsageError
+from cacher.errors import (
+    ArtifactError,
+    CacheMiss,
+    IntegrityError,
+    ObjectChanged,
+    ObjectRefused,
+    StorageError,
+    UsageError,
+)
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -21,7 +31,9 @@ from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingRe
 #: How often a download starts again when the object is replaced while it is read.
 REPLACED_RETRIES = 3
 
-Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "failed"]
+Outcome = Literal[
+    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed"
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,11 @@ class Result:
     notes: tuple[str, ...] = field(default=())
     #: Why the outcome is ``failed`` (a soft failure's error message).
     reason: str | None = None
+    #: False for a restore that nothing checked: a raw object stored without a digest (older
+    #: versions); archives are checked by their codec, raw objects by their recorded sha256.
+    verified: bool = True
+    #: The fallback scope a partial hit came from (None: the job's own scope, or no scopes).
+    scope: str | None = None
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
@@ -80,24 +97,33 @@ def upload(
     *,
     force: bool = False,
     soft_fail: bool = False,
+    read_only: bool = False,
     progress: Progress | None = None,
 ) -> Result:
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
-    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error."""
+    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
+    With ``read_only``, nothing is sent: the outcome is ``read-only``."""
     started = time.monotonic()
     kind.check_upload(targets, options)
+    if read_only:
+        return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
         if not force and store.exists(key):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
         metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
-        sha = kind.sha256(options)
-        if sha and codec.name == "none":
-            metadata["sha256"] = sha
+        sha = kind.digest(targets, options) or kind.sha256(options)
+        if sha:
+            metadata["sha256"] = sha.lower()
         with store.writer(key, metadata) as stored:
             counted_store = CountingWriter(stored)
             with codec.encoder(counted_store) as encoded:
-                counted_raw = CountingWriter(encoded, progress)
+                counted_raw = CountingWriter(encoded, progress, hashing=bool(sha))
                 kind.pack(targets, counted_raw, options)
+            if counted_raw.hash is not None and counted_raw.hash.hexdigest() != metadata["sha256"]:
+                raise ArtifactError(
+                    f"{' '.join(targets)} changed while it was uploaded (its sha256 differs from "
+                    "the one taken before); nothing stored"
+                )
     except StorageError as exc:
         if not soft_fail:
             raise
@@ -121,6 +147,8 @@ def download(
     progress: Progress | None = None,
     refused_is_miss: bool = False,
     fits: Callable[[str, str], bool] | None = None,
+    read_only: bool = False,
+    fallback_stores: Sequence[tuple[str, Store]] = (),
 ) -> Result:
     """Restore ``key`` into ``target``: the exact key, else the newest object under each
     restore-key prefix in turn (those ``fits(key, prefix)`` accepts), else the kind's fallback
@@ -131,43 +159,47 @@ def download(
     with ``refused_is_miss`` (``ensure``, which then builds), it is a miss and gets replaced;
     a restore-key candidate is skipped for the next one; otherwise the error says how to
     replace it. With ``soft_fail``, a storage error is also a miss, and a failed upload after
-    the fallback only a note.
+    the fallback only a note. After the job's own store, each of ``fallback_stores`` (other
+    scopes, read only) is tried the same way, exact key before restore keys; what the fallback
+    makes is stored in the job's own store only, and never with ``read_only``.
     """
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
-    run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
-    run.refused_is_miss, run.fits = refused_is_miss, fits
+    run = _Download(store, kind, codec, key, target, options)
+    run.codecs, run.soft_fail, run.progress = codecs, soft_fail, progress
+    run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
     found = run.look_up()
     if found is not None:
         return run.restore(found, "hit") or run.fallback()
-    return run.restore_keys(restore_keys) or run.fallback()
+    result = run.restore_keys(restore_keys)
+    for scope, other in fallback_stores:
+        if result is not None or not run.store_ok:
+            break
+        result = run.from_scope(scope, other, restore_keys)
+    return result or run.fallback()
 
 
 class _Download:
     """One download: look-up, restore with retry, fallback. The soft-failure policy lives in
-    `_soft`, once: a storage error is either raised or becomes a note and a store marked down."""
+    `_soft`, once: a storage error is either raised or becomes a note and a store marked down.
+    The policy flags (class defaults below) are set by `download`."""
+
+    codecs: Callable[[str], Codec] | None = None
+    soft_fail = False
+    progress: Progress | None = None
+    refused_is_miss = False
+    read_only = False
+    fits: Callable[[str, str], bool] | None = None
 
     def __init__(
-        self,
-        store: Store,
-        kind: Kind,
-        codec: Codec,
-        key: str,
-        target: str | None,
-        options: Mapping[str, Any],
-        codecs: Callable[[str], Codec] | None,
-        soft_fail: bool,
-        progress: Progress | None,
+        self, store: Store, kind: Kind, codec: Codec, key: str, target: str | None, options: Mapping[str, Any]
     ) -> None:
         self.store, self.kind, self.codec, self.key = store, kind, codec, key
-        self.target, self.options, self.codecs = target, options, codecs
-        self.soft_fail, self.progress = soft_fail, progress
+        self.target, self.options = target, options
         self.started = time.monotonic()
         self.notes: list[str] = []
         self.store_ok = True
-        self.refused_is_miss = False
-        self.fits: Callable[[str, str], bool] | None = None
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -186,6 +218,18 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
 
+    def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
+        """The exact key, then the restore keys, in another scope's store; a partial hit."""
+        own, self.store = self.store, store
+        try:
+            found = self.look_up()
+            result = self.restore(found, "partial") if found is not None else None
+            if result is None and self.store_ok:
+                result = self.restore_keys(prefixes)
+        finally:
+            self.store = own
+        return dataclasses.replace(result, scope=scope) if result is not None else None
+
     def restore_keys(self, prefixes: Sequence[str]) -> Result | None:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
@@ -195,7 +239,7 @@ class _Download:
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
-            candidates = [o for o in listed if o.modified is not None and o.key != self.key]
+            candidates = [o for o in listed if o.modified is not None]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
             for match in sorted(candidates, key=lambda o: (o.modified, o.key), reverse=True):
@@ -233,9 +277,10 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
         seconds = time.monotonic() - self.started
+        checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or chosen.name != "none"
         return Result(
             self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
-            tuple(self.notes),
+            tuple(self.notes), verified=checked,
         )
 
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
@@ -249,13 +294,9 @@ class _Download:
             recorded = info.metadata.get("codec")
             if recorded and self.codecs is not None and recorded != chosen.name:
                 chosen = self.codecs(recorded)
-            recorded_sha = info.metadata.get("sha256") if chosen.name == "none" else None
-            expected = self.kind.sha256(self.options) or recorded_sha
+            expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
             try:
-                raw = _restore(
-                    self.store, self.kind, chosen, info.key, self.target, self.options, expected, info,
-                    self.progress,
-                )
+                raw = self._read_into_target(chosen, info, expected)
             except ObjectChanged:
                 fresh = self.store.head(info.key) if again < REPLACED_RETRIES else None
                 if fresh is None:
@@ -264,6 +305,14 @@ class _Download:
                 continue
             return raw, chosen, info
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_into_target(self, codec: Codec, info: ObjectInfo, sha256: str | None) -> int:
+        """Stream ``info``'s object through ``codec`` into the kind's unpack; the plain bytes."""
+        with self.store.open_read(info.key, info) as stored:
+            plain = codec.decoder(ProgressReader(stored, self.progress, info.size))  # type: ignore[arg-type]
+            counted = VerifyingReader(plain, sha256)
+            self.kind.unpack(counted, self.target, self.options)  # type: ignore[arg-type]
+            return counted.count
 
     def fallback(self) -> Result:
         """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
@@ -274,6 +323,10 @@ class _Download:
                 f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
             )
         raw_bytes = stored_bytes = 0
+        outcome: Outcome = "fetched"
+        if self.read_only:
+            self.notes.append("read-only: what was made is not stored")
+            self.store_ok = False
         if self.store_ok:
             try:
                 up = upload(
@@ -283,26 +336,11 @@ class _Download:
                 raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
             except StorageError as exc:
                 self._soft(exc, "not stored")
+        if not self.store_ok:  # made, but the store is down: say so, with what was made
+            outcome = "fetched-not-stored"
+            raw_bytes = sum(os.path.getsize(p) for p in produced if os.path.isfile(p))
         seconds = time.monotonic() - self.started
         return Result(
-            self.key, "fetched", self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
+            self.key, outcome, self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
             tuple(self.notes),
         )
-
-
-def _restore(
-    store: Store,
-    kind: Kind,
-    codec: Codec,
-    key: str,
-    target: str | None,
-    options: Mapping[str, Any],
-    sha256: str | None,
-    info: ObjectInfo,
-    progress: Progress | None,
-) -> int:
-    with store.open_read(key, info) as stored:
-        plain = codec.decoder(ProgressReader(stored, progress, info.size))  # type: ignore[arg-type]
-        counted = VerifyingReader(plain, sha256)
-        kind.unpack(counted, target, options)  # type: ignore[arg-type]
-        return counted.count

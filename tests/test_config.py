@@ -35,11 +35,25 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "part_size_mb": (6, 7, 9, "7"),
     "compression_level": (1, 9, 19, "9"),
     "soft_fail": (True, False, True, "no"),
+    "read_only": (True, False, True, "off"),
+    "scope": ("file-s", "env-s", "flag-s", "env-s"),
+    "fallback_scopes": ("main", "main,dev", "release", "main,dev"),
 }
 
 
 def test_every_field_has_a_precedence_sample() -> None:
     assert set(SAMPLES) == {f.name for f in config.FIELDS}
+
+
+def test_settings_has_one_typed_attribute_per_field() -> None:
+    """Settings is a frozen dataclass: a Field without its attribute (or the reverse) fails here."""
+    import dataclasses
+
+    own = {f.name for f in dataclasses.fields(config.Settings)} - {"sources", "config_path", "config_found", "options"}
+    assert own == {f.name for f in config.FIELDS}
+    settings = config.load({}, {}, config_flag=os.devnull)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.prefix = "other"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

@@ -142,6 +142,7 @@ class _Verbs:
                 options,
                 force=force,
                 soft_fail=bool(session.settings.soft_fail),
+                read_only=bool(session.settings.read_only),
                 progress=progress,
             )
         finally:
@@ -178,6 +179,8 @@ class _Verbs:
                 progress=progress,
                 refused_is_miss=refused_is_miss,
                 fits=fits_this_machine if session.settings.arch_suffix else None,
+                read_only=bool(session.settings.read_only),
+                fallback_stores=session.fallback_stores,
             )
         except CacheMiss:
             github_output(False, None, session.report)

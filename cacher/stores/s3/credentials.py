@@ -66,7 +66,7 @@ def _read(path_text: str, what: str, origin: str) -> str:
 
 def resolve(settings: Settings, environ: Mapping[str, str]) -> Credentials:
     """Find the credentials, or raise `ConfigError` saying what is missing."""
-    token = settings.values.get("session_token") or None
+    token = settings.session_token or None
     env_key, env_secret = environ.get("CACHER_S3_KEY_ID"), environ.get("CACHER_S3_SECRET")
     if env_key and env_secret:
         return Credentials(env_key, env_secret, "CACHER_S3_KEY_ID/CACHER_S3_SECRET", token)
