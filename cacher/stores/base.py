@@ -123,20 +123,31 @@ class Store:
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Objects whose key starts with ``prefix`` (a plain string prefix), sorted by key."""
         validate_list_prefix(prefix)
-        directory, _, _ = prefix.rpartition("/")
+        directory, _, name = prefix.rpartition("/")
         base = "/".join(p for p in (self.bucket, self.prefix, directory) if p)
         with self._translate("list", prefix):
             try:
-                found = self.fs.find(base, detail=True)
+                found = self._find(base, name)
             except FileNotFoundError:
                 found = {}
         out = []
         for path, info in found.items():
             key = self._key_of(path)
-            if info.get("type") == "directory" or TEMP_MARK in key or not key.startswith(prefix):
+            if info.get("type") == "directory" or not key.startswith(prefix):
+                continue
+            if self.hides_temporaries and TEMP_MARK in key:
                 continue
             out.append(ObjectInfo(key, int(info.get("size") or 0), modified_of(info)))
         return sorted(out, key=lambda o: o.key)
+
+    #: Whether keys holding `TEMP_MARK` are a writer's temporaries (the file store's), not objects.
+    hides_temporaries = True
+
+    def _find(self, base: str, name: str) -> dict[str, Any]:
+        """Everything under ``base`` (a directory path); ``name`` is the rest of the list prefix,
+        which a backend that can filter on the server may use."""
+        found: dict[str, Any] = self.fs.find(base, detail=True)
+        return found
 
     # -- writing --------------------------------------------------------------------------
 

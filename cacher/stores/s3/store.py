@@ -18,7 +18,6 @@ from cacher.stores.base import (
     TranslatingReader,
     TranslatingWriter,
     ignore_errors,
-    modified_of,
 )
 from cacher.stores.s3 import errors
 from cacher.stores.s3.failures import REMEMBER, FailureMemory
@@ -102,27 +101,17 @@ class S3Store(Store):
                 hint="create it, or fix 'bucket' in the configuration",
             )
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        validate_list_prefix(prefix)
-        base = "/".join(p for p in (self.bucket, self.prefix) if p)
-        directory, _, name = prefix.rpartition("/")
-        where = "/".join(p for p in (base, directory) if p)
-        with self._translate("list", prefix):
-            try:
-                found = (
-                    self.fs.find(where, prefix=name, detail=True)
-                    if name
-                    else self.fs.find(where, detail=True)
-                )
-            except FileNotFoundError:
-                found = {}
-        out = []
-        for path, info in found.items():
-            key = self._key_of(path)
-            if info.get("type") == "directory" or not key.startswith(prefix):
-                continue
-            out.append(ObjectInfo(key, int(info.get("size") or 0), modified_of(info)))
-        return sorted(out, key=lambda o: o.key)
+    #: S3 keys holding ``.cacher-tmp-`` are objects like any other (S3 writes have no temporaries).
+    hides_temporaries = False
+
+    def _find(self, base: str, name: str) -> dict[str, Any]:
+        """`Store.list`'s listing, filtered by the store itself (``prefix=``): one LIST of the
+        matching keys, not of the whole directory."""
+        if name:
+            found: dict[str, Any] = self.fs.find(base, prefix=name, detail=True)
+        else:
+            found = self.fs.find(base, detail=True)
+        return found
 
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
