@@ -304,3 +304,21 @@ def test_session_token_and_proxy_password_are_never_printed(cacher, motoenv, tmp
             assert "proxy-pass-4242" not in text, (args, run)
         if args[0] == "doctor":
             assert f"session token: {len(token)} characters" in run.err, run
+
+
+def test_soft_fail_remembers_a_store_answering_503(cacher, motoenv, moto_s3, tmp_path: Path) -> None:
+    runner_temp = tmp_path / "rt"
+    runner_temp.mkdir()
+    with RecordingProxy(moto_s3.endpoint) as proxy:
+        proxy.set_fault("status:503")
+        env = {**motoenv, "CACHER_ENDPOINT": proxy.endpoint, "CI_JOB_ID": "77", "RUNNER_TEMP": str(runner_temp)}
+        first = cacher("exists", "k", "--soft-fail", extra_env=env)
+        assert first.code == 1, first
+        assert "HTTP 503" in first.err
+        asked = len(proxy.requests)
+        assert asked == 3  # max_attempts
+        second = cacher("exists", "k", "--soft-fail", extra_env=env)
+        assert second.code == 1, second
+        assert "earlier in this job" in second.err
+        assert len(proxy.requests) == asked
+        assert len(list(runner_temp.glob("cacher-store-down-*.json"))) == 1

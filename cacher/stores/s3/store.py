@@ -57,10 +57,10 @@ class S3Store(Store):
         return self._fs
 
     def _answer(self, action: str, key: str, bucket: str, path: str = "") -> Head:
-        with self._translate(action, key):
+        with self._translate(action, key):  # inside: a 5xx after retries is remembered too
             answer = self._head.head(bucket, path)
-        if answer.status not in (200, 404):
-            raise errors.status_error(action, self.url(key), answer.status, region=self._head.region)
+            if answer.status not in (200, 404):
+                raise errors.status_error(action, self.url(key), answer.status, region=self._head.region)
         return answer
 
     @contextmanager
