@@ -32,7 +32,7 @@ from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingRe
 REPLACED_RETRIES = 3
 
 Outcome = Literal[
-    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed"
+    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed", "local"
 ]
 
 
@@ -56,10 +56,15 @@ class Result:
     verified: bool = True
     #: The fallback scope a partial hit came from (None: the job's own scope, or no scopes).
     scope: str | None = None
+    #: Outcome ``local`` of a restore from the runner-local tier alone (offline, or the store
+    #: down under soft failure): how it matched. None for an upload kept locally.
+    local_match: Literal["exact", "partial"] | None = None
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
         """How the cache answered a download: the exact key, a restore key, or nothing."""
+        if self.local_match is not None:
+            return self.local_match
         if self.outcome == "hit":
             return "exact"
         return "partial" if self.outcome == "partial" else "miss"
@@ -130,7 +135,9 @@ def upload(
         seconds = time.monotonic() - started
         return Result(key, "failed", kind.name, codec.name, seconds=seconds, reason=exc.message)
     seconds = time.monotonic() - started
-    return Result(key, "uploaded", kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
+    # Offline, the object went to the runner-local tier only: not shared with other runners.
+    outcome: Outcome = "local" if store.offline_reason else "uploaded"
+    return Result(key, outcome, kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
 
 
 def download(
@@ -282,9 +289,15 @@ class _Download:
             return None
         seconds = time.monotonic() - self.started
         checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or chosen.name != "none"
+        local_match: Literal["exact", "partial"] | None = None
+        reason = self.store.offline_reason
+        if reason is not None:  # from the runner-local tier alone: the store was not asked
+            local_match, outcome = ("exact" if outcome == "hit" else "partial"), "local"
+            if reason != "offline":
+                self.notes.append(f"soft failure, restored from the local tier: {reason}")
         return Result(
             self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
-            tuple(self.notes), verified=checked,
+            tuple(self.notes), verified=checked, local_match=local_match,
         )
 
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
@@ -333,6 +346,9 @@ class _Download:
                     force=True, progress=self.progress,
                 )
                 raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
+                if up.outcome == "local":
+                    self.notes.append("offline: kept in the local tier only, not shared")
+                    self.store_ok = False
             except StorageError as exc:
                 self._soft(exc, "not stored")
         if not self.store_ok:  # made, but the store is down: say so, with what was made

@@ -64,6 +64,15 @@ class StoreOptions:
     max_attempts: Annotated[
         int | None, Parameter(help="Attempts per store request, the first included (default 3).")
     ] = None
+    local_tier: Annotated[
+        str | None, Parameter(help="Runner-local directory of verified copies of stored objects.")
+    ] = None
+    local_tier_max: Annotated[
+        str | None, Parameter(help="Bound of the local tier, e.g. 20GiB (default 20GiB).")
+    ] = None
+    offline: Annotated[
+        bool | None, Parameter(help="Ask no store: restore from the local tier, keep uploads there.")
+    ] = None
     config: Annotated[str | None, Parameter(help="Config file (default: ~/.config/cacher/config.toml).")] = (
         None
     )
@@ -101,6 +110,7 @@ class Session:
     @cached_property
     def store(self) -> Store:
         from cacher.stores import open_store
+        from cacher.stores.tier import tiered
 
         backend = config.resolved_backend(self.settings)
         if backend == "file" and not self.settings.bucket and not self.settings.config_found:
@@ -108,7 +118,7 @@ class Session:
             self.report.say(
                 f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
-        store = open_store(self.settings, self.environ)
+        store = tiered(open_store(self.settings, self.environ), self.settings, backend)
         if self.settings.scope:
             return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
         return store

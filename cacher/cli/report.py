@@ -98,6 +98,9 @@ class Reporter:
             + " for",
             "fetched": "miss, made and stored",
             "fetched-not-stored": "miss, made but not stored",
+            "local": "restored from the local tier"
+            if result.local_match
+            else "kept in the local tier only (offline, not shared)",
         }.get(result.outcome, result.outcome)
         ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
         rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
@@ -118,7 +121,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "key": result.key,
         "kind": result.kind,
         "outcome": result.outcome,
-        "match": result.match if result.outcome in _LOOKED_UP else None,
+        "match": result.match if result.outcome in _LOOKED_UP or result.local_match else None,
         "matched_key": result.matched_key,
         "codec": result.codec,
         "raw_bytes": result.raw_bytes,
