@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +194,25 @@ def test_read_only_jobs_never_write_the_tier(cacher, seaweed_s3, s3_bucket, tmp_
     with RecordingProxy(seaweed_s3.endpoint) as proxy:
         plain = s3(seaweed_s3, s3_bucket, proxy.endpoint)
         assert cacher("dir", "upload", "deps.tar.zst", str(tree(tmp_path / "s", "x")), extra_env=plain).code == 0
+        assert cacher("dir", "upload", "other.tar.zst", str(tree(tmp_path / "o", "y")), extra_env=plain).code == 0
         ro = s3(seaweed_s3, s3_bucket, proxy.endpoint, tier, CACHER_READ_ONLY="1")
+        # No tier yet: a read-only job does not create one.
         for dest in ("a", "b"):
             run = cacher("dir", "download", "deps.tar.zst", str(tmp_path / dest), extra_env=ro)
             assert run.code == 0, run
         assert methods(proxy).count("GET") >= 2
-    assert copies(tier) == [] and list((tier / "tmp").iterdir()) == []
-    assert tree_files(tmp_path / "b") == {"sub/f.txt": b"x"}
+        assert not tier.exists()
+        # A tier a trusted job filled: read, and left exactly as it was (its times included).
+        rw = s3(seaweed_s3, s3_bucket, proxy.endpoint, tier)
+        assert cacher("dir", "download", "deps.tar.zst", str(tmp_path / "c"), extra_env=rw).code == 0
+        before = {p: p.stat().st_mtime_ns for p in tier.rglob("*")}
+        proxy.clear()
+        assert cacher("dir", "download", "deps.tar.zst", str(tmp_path / "d"), extra_env=ro).code == 0
+        assert methods(proxy) == ["HEAD"]
+        assert cacher("dir", "download", "other.tar.zst", str(tmp_path / "e"), extra_env=ro).code == 0
+        assert {p: p.stat().st_mtime_ns for p in tier.rglob("*")} == before
+    assert tree_files(tmp_path / "d") == {"sub/f.txt": b"x"}
+    assert tree_files(tmp_path / "e") == {"sub/f.txt": b"y"}
 
 
 def test_eviction_keeps_the_tier_under_its_bound(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
@@ -234,6 +248,32 @@ def test_eviction_keeps_the_tier_under_its_bound(cacher, seaweed_s3, s3_bucket, 
         assert tier_bytes(tier) <= bound
     assert (tmp_path / "o0").read_bytes() == files[0].read_bytes()
     assert (tmp_path / "obig").read_bytes() == big.read_bytes()
+    assert list((tier / "tmp").iterdir()) == []
+
+
+def test_eviction_passes_over_a_copy_being_read(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    tier = tmp_path / "tier"
+    env = s3(seaweed_s3, s3_bucket, seaweed_s3.endpoint, tier, CACHER_LOCAL_TIER_MAX="250000")
+    for name in ("a", "b"):
+        f = tmp_path / f"{name}.bin"
+        f.write_bytes(os.urandom(100_000))
+        assert cacher("upload", f"{name}.bin", str(f), extra_env=env).code == 0
+        time.sleep(0.05)  # distinct use times
+    oldest, newer = copies(tier)[0], copies(tier)[1]
+    if oldest.stat().st_mtime > newer.stat().st_mtime:
+        oldest, newer = newer, oldest
+    c = tmp_path / "c.bin"
+    c.write_bytes(os.urandom(100_000))
+    with open(oldest, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)  # as a restore reading it does
+        assert cacher("upload", "c.bin", str(c), extra_env=env).code == 0
+        assert oldest.exists() and not newer.exists()
+        assert len(copies(tier)) == 2 and tier_bytes(tier) <= 250_000
+        # Nothing else can be evicted: a copy that does not fit is not kept, the bound holds.
+        d = tmp_path / "d.bin"
+        d.write_bytes(os.urandom(200_000))
+        assert cacher("upload", "d.bin", str(d), extra_env=env).code == 0
+        assert oldest.exists() and tier_bytes(tier) <= 250_000
     assert list((tier / "tmp").iterdir()) == []
 
 
@@ -342,3 +382,4 @@ def test_the_tier_is_keyed_by_scope(cacher, seaweed_s3, s3_bucket, tmp_path: Pat
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip(reason="flock semantics checked on Linux only")
+

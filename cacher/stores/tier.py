@@ -50,7 +50,7 @@ from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefu
 from cacher.keyrules import validate_key, validate_list_prefix
 from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store
 
-__all__ = ["DEFAULT_MAX", "Entry", "LocalTier", "TieredStore", "parse_size", "tiered"]
+__all__ = ["DEFAULT_MAX", "Entry", "LocalTier", "TieredStore", "parse_size", "tier_of", "tiered"]
 
 #: The metadata name under which an upload through the tier records its random write id.
 WRITE_ID = "write-id"
@@ -334,6 +334,8 @@ class LocalTier:
         """Evict least recently used copies nobody reads until ``size`` more bytes fit."""
         if size > self.max_bytes:
             return False
+        for temp, _size in self.stale_temporaries():  # killed writers' copies: outside the bound
+            self.remove_temporary(temp)
         copies = self.scan()
         total = sum(st.st_size for p, st in copies if p != keep)
         for path, st in copies:
@@ -418,9 +420,9 @@ class _Filler:
         )
         trailer = json.dumps(entry.trailer(), sort_keys=True).encode()
         try:
+            # No fsync: whatever a crash leaves fails the trailer or sha256 check, and is no copy.
             self.file.write(trailer + _TAIL.pack(len(trailer)) + MAGIC)
             self.file.flush()
-            os.fsync(self.file.fileno())
             os.chmod(self.path, 0o600)
         except OSError:
             self.discard()
@@ -602,7 +604,8 @@ class TieredStore(Store):
                     raise ObjectChanged(
                         f"the local copy of {key} failed verification ({exc.message}); dropped"
                     ) from None
-                self.tier.touch(entry)
+                if not self.read_only:  # read-only jobs never write the tier, its times included
+                    self.tier.touch(entry)
                 self.local_reads += 1
                 return
         if local_only:
@@ -725,6 +728,15 @@ class _TeeWriter:
         return True
 
 
+def tier_of(settings: Any) -> LocalTier:
+    """The local tier the settings name (for ``stats --local``, ``prune --local``)."""
+    root = settings.values.get("local_tier")
+    if not root:
+        raise ConfigError("no local tier is set (local_tier, --local-tier or CACHER_LOCAL_TIER)")
+    max_bytes = parse_size(str(settings.values.get("local_tier_max") or DEFAULT_MAX))
+    return LocalTier.open(Path(root), max_bytes, create=not settings.values.get("read_only"))
+
+
 def location_of(backend: str, endpoint: str | None, bucket: str) -> str:
     """What names a store, for the tier's entry ids: backend, endpoint and bucket."""
     return "|".join((backend, (endpoint or "").rstrip("/").lower(), bucket))
@@ -741,12 +753,15 @@ def tiered(store: Store, settings: Any, backend: str) -> Store:
                 "--offline needs a local tier (local_tier, --local-tier or CACHER_LOCAL_TIER)"
             )
         return store
-    tier = LocalTier.open(Path(root), max_bytes)
+    read_only = bool(settings.values.get("read_only"))
+    if read_only and not offline and not Path(root).expanduser().exists():
+        return store  # nothing to read, and a read-only job creates nothing
+    tier = LocalTier.open(Path(root), max_bytes, create=not read_only)
     return TieredStore(
         store,
         tier,
         location_of(backend, settings.values.get("endpoint"), store.bucket),
-        read_only=bool(settings.values.get("read_only")),
+        read_only=read_only,
         offline=offline,
         soft_fail=bool(settings.values.get("soft_fail")),
     )
