@@ -383,3 +383,41 @@ def test_the_tier_is_keyed_by_scope(cacher, seaweed_s3, s3_bucket, tmp_path: Pat
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip(reason="flock semantics checked on Linux only")
 
+
+def test_stats_and_prune_local(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    tier = tmp_path / "tier"
+    env = s3(seaweed_s3, s3_bucket, seaweed_s3.endpoint, tier, CACHER_LOCAL_TIER_MAX="10MiB")
+    for i in range(3):
+        f = tmp_path / f"f{i}.bin"
+        f.write_bytes(os.urandom(10_000))
+        assert cacher("upload", f"dl/f{i}.bin", str(f), extra_env=env).code == 0
+        time.sleep(0.05)
+    killed = tier / "tmp" / ".entry.cacher-tmp-deadbeef"
+    killed.write_bytes(b"half a copy")
+    run = cacher("stats", "--local", "--json", extra_env=env)
+    assert run.code == 0, run
+    stats = json.loads(run.out)
+    assert (stats["copies"], stats["bytes"], stats["max_bytes"]) == (3, 30_000, 10 << 20)
+    assert stats["bytes_on_disk"] == tier_bytes(tier) and stats["by_segment"] == {"dl": {"copies": 3, "bytes": 30_000}}
+    assert stats["unfinished_copies"] == {"count": 1, "bytes": 11}
+    human = cacher("stats", "--local", extra_env=env)
+    assert human.code == 0 and "copies:  3" in human.out and str(tier) in human.out, human
+    # Read-only and --dry-run only say what they would remove.
+    ro = cacher("prune", "--local", "--older-than", "0s", extra_env={**env, "CACHER_READ_ONLY": "1"})
+    assert ro.code == 0 and "read-only: nothing removed" in ro.err, ro
+    dry = cacher("prune", "--local", "--older-than", "0s", "--keep-last", "1", "--dry-run", "--json", extra_env=env)
+    assert dry.code == 0 and len(json.loads(dry.out)["deleted"]) == 2, dry
+    assert len(copies(tier)) == 3 and killed.exists()
+    # The most recently used copy stays; the killed job's temporary goes.
+    run = cacher("prune", "--local", "--older-than", "0s", "--keep-last", "1", "--json", extra_env=env)
+    assert run.code == 0, run
+    document = json.loads(run.out)
+    assert sorted(d["key"] for d in document["deleted"]) == ["dl/f0.bin", "dl/f1.bin"]
+    assert document["unfinished_copies"] == {"count": 1, "bytes": 11}
+    assert len(copies(tier)) == 1 and not killed.exists()
+    # The store was not touched.
+    assert cacher("exists", "dl/f0.bin", extra_env=env).code == 0
+    # Without a tier: one line, exit 2.
+    no_tier = {k: v for k, v in env.items() if k != "CACHER_LOCAL_TIER"}
+    assert_one_error_line(cacher("stats", "--local", extra_env=no_tier), "no local tier is set")
+    assert_one_error_line(cacher("prune", "--local", "--older-than", "1d", extra_env=no_tier), "no local tier is set")

@@ -16,6 +16,9 @@ from cacher.registry import Registry
 from cacher.stores.base import Leftover, ObjectInfo
 
 PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a plain string prefix).")]
+LocalFlag = Annotated[
+    bool, Parameter(help="The runner-local tier (local_tier) instead of the store; the store is not asked.")
+]
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -100,11 +103,16 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         prefix: PrefixArg = "",
         /,
         *,
+        local: LocalFlag = False,
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
         """Count and size what is stored under a prefix, by first key segment."""
         session = Session(store, registry, output)
+        if local:
+            from cacher.cli.tiercmd import local_stats
+
+            return local_stats(session, prefix)
         objects = session.store.list(prefix)
         groups: dict[str, list[ObjectInfo]] = {}
         for obj in objects:
@@ -158,6 +166,7 @@ def prune_command(registry: Registry) -> Callable[..., int]:
             bool,
             Parameter(help="Allow a prune with no prefix at all: every project in the bucket."),
         ] = False,
+        local: LocalFlag = False,
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
@@ -166,6 +175,10 @@ def prune_command(registry: Registry) -> Callable[..., int]:
             raise UsageError("--keep-last must not be negative")
         age = parse_duration(older_than)
         session = Session(store, registry, output)
+        if local:
+            from cacher.cli.tiercmd import local_prune
+
+            return local_prune(session, prefix, age, keep_last, dry_run)
         if not prefix and not session.settings.prefix and not all_projects:
             raise UsageError(
                 "refusing to prune the whole bucket: no PREFIX and no prefix setting",
