@@ -359,6 +359,11 @@ def test_offline_restores_from_the_tier_alone(cacher, seaweed_s3, s3_bucket, tmp
     back = cacher("download", "f.bin", str(tmp_path / "g.bin"), extra_env=offline)
     assert back.code == 0 and (tmp_path / "g.bin").read_bytes() == b"made offline", back
     assert cacher("exists", "f.bin", extra_env=s3(seaweed_s3, s3_bucket, seaweed_s3.endpoint)).code == 1
+    # Offline, a runner that holds no credentials at all still restores from its tier.
+    bare = {k: v for k, v in offline.items() if not k.startswith("CACHER_S3_")}
+    run = cacher("dir", "download", "deps-1.tar.zst", str(tmp_path / "n"), "--json", extra_env=bare)
+    assert run.code == 0 and json.loads(run.out)["outcome"] == "local", run
+    assert_one_error_line(cacher("exists", "deps-1.tar.zst", extra_env={**bare, "CACHER_OFFLINE": "0"}), "credentials")
     # --offline without a tier is a configuration error.
     no_tier = {k: v for k, v in offline.items() if k != "CACHER_LOCAL_TIER"}
     assert_one_error_line(cacher("exists", "f.bin", extra_env=no_tier), "--offline needs a local tier")

@@ -109,8 +109,7 @@ class Session:
 
     @cached_property
     def store(self) -> Store:
-        from cacher.stores import open_store
-        from cacher.stores.tier import tiered
+        from cacher.stores.tier import open_tiered
 
         backend = config.resolved_backend(self.settings)
         if backend == "file" and not self.settings.bucket and not self.settings.config_found:
@@ -118,7 +117,7 @@ class Session:
             self.report.say(
                 f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
-        store = tiered(open_store(self.settings, self.environ), self.settings, backend)
+        store = open_tiered(self.settings, self.environ, backend)
         if self.settings.scope:
             return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
         return store

@@ -50,7 +50,9 @@ from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefu
 from cacher.keyrules import validate_key, validate_list_prefix
 from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store
 
-__all__ = ["DEFAULT_MAX", "Entry", "LocalTier", "TieredStore", "parse_size", "tier_of", "tiered"]
+__all__ = [
+    "DEFAULT_MAX", "Entry", "LocalTier", "TieredStore", "open_tiered", "parse_size", "tier_of", "tiered",
+]
 
 #: The metadata name under which an upload through the tier records its random write id.
 WRITE_ID = "write-id"
@@ -740,6 +742,21 @@ def tier_of(settings: Any) -> LocalTier:
 def location_of(backend: str, endpoint: str | None, bucket: str) -> str:
     """What names a store, for the tier's entry ids: backend, endpoint and bucket."""
     return "|".join((backend, (endpoint or "").rstrip("/").lower(), bucket))
+
+
+def open_tiered(settings: Any, environ: Any, backend: str) -> Store:
+    """`open_store` behind the local tier the settings name. Offline, a store that cannot even
+    be built (no credentials on a runner that only restores from its tier) is not needed: a
+    stand-in with its bucket and prefix names the tier's copies."""
+    from cacher.stores import open_store
+
+    try:
+        store = open_store(settings, environ)
+    except ConfigError:
+        if not (settings.values.get("offline") and settings.values.get("local_tier") and settings.bucket):
+            raise
+        store = Store(None, settings.bucket, settings.prefix, protocol=backend)
+    return tiered(store, settings, backend)
 
 
 def tiered(store: Store, settings: Any, backend: str) -> Store:
