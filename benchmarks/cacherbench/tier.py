@@ -28,6 +28,7 @@ WORKLOAD = "tier download"
 
 def tier_download(bench: Bench, inputs: Inputs) -> list[Measurement]:
     key = "tier/tree.tar.zst"
+    bench.log("setup").parent.mkdir(parents=True, exist_ok=True)  # when this workload runs first
     _untimed(bench, bench.cacher("dir", "upload", "--force", key, str(inputs.tree)), bench.cacher_env())
     archive = bench.scratch("tier-tree.tar.zst")
     if not archive.exists():
