@@ -173,6 +173,27 @@ def test_a_damaged_raw_copy_is_healed(cacher, seaweed_s3, s3_bucket, tmp_path: P
     assert (tmp_path / "g.bin").read_bytes() == f.read_bytes()
 
 
+def test_a_read_only_job_passes_over_a_damaged_copy_and_leaves_it(
+    cacher, seaweed_s3, s3_bucket, tmp_path: Path
+) -> None:
+    src = tree(tmp_path / "src", "good", 100_000)
+    tier = tmp_path / "tier"
+    with RecordingProxy(seaweed_s3.endpoint) as proxy:
+        tiered = s3(seaweed_s3, s3_bucket, proxy.endpoint, tier)
+        assert cacher("dir", "upload", "deps.tar.zst", str(src), extra_env=tiered).code == 0
+        [copy] = copies(tier)
+        data = bytearray(copy.read_bytes())
+        data[100] ^= 0xFF
+        copy.write_bytes(bytes(data))
+        proxy.clear()
+        ro = {**tiered, "CACHER_READ_ONLY": "1"}
+        run = cacher("dir", "download", "deps.tar.zst", str(tmp_path / "d"), extra_env=ro)
+        assert run.code == 0, run
+        assert "GET" in methods(proxy)
+    assert tree_files(tmp_path / "d") == tree_files(src)
+    assert copies(tier) == [copy] and copy.read_bytes() == bytes(data)  # a read-only job writes nothing
+
+
 def test_a_tier_writable_by_others_is_refused(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
     tier = tmp_path / "tier"
     tier.mkdir()

@@ -38,7 +38,7 @@ import stat
 import struct
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -449,8 +449,8 @@ class _CopyReader:
     the copy and raises `ObjectChanged` (the engine reads the store instead) or, with no store
     to fall back on, `IntegrityError`."""
 
-    def __init__(self, tier: LocalTier, entry: Entry, fd: int, *, fallback: bool) -> None:
-        self.tier, self.entry, self.fd, self.fallback = tier, entry, fd, fallback
+    def __init__(self, drop: Callable[[], None], entry: Entry, fd: int, *, fallback: bool) -> None:
+        self.drop, self.entry, self.fd, self.fallback = drop, entry, fd, fallback
         self.pos = 0
         self.hash: Any = hashlib.sha256()
         self.checked = False
@@ -480,7 +480,7 @@ class _CopyReader:
             pass
 
     def _damaged(self, why: str) -> None:
-        self.tier.drop(self.entry, self.fd)
+        self.drop()
         message = f"the local copy of {self.entry.key} is damaged ({why}); dropped"
         if self.fallback:
             raise ObjectChanged(message + ", reading the store instead")
@@ -530,8 +530,7 @@ class TieredStore(Store):
         self.inner, self.tier, self.location = inner, tier, location
         self.read_only, self.offline, self.soft_fail = read_only, offline, soft_fail
         self._down: str | None = None
-        #: Restores served from local copies in this process (for reports and tests).
-        self.local_reads = 0
+        self._damaged_ids: set[str] = set()
 
     def with_prefix(self, prefix: str) -> Store:
         return TieredStore(
@@ -591,24 +590,34 @@ class TieredStore(Store):
                 raise StorageError(f"cannot read {self.url(key)}: it does not exist")
         local_only = self.offline_reason is not None
         with self.tier.held(self._id(key)) as found:
+            if found is not None and self._id(key) in self._damaged_ids:
+                found = None
             if found is not None and (local_only or found[0].matches(info)):
                 entry, fd = found
-                reader = _CopyReader(self.tier, entry, fd, fallback=not local_only)
+                copy_id = self._id(key)
+
+                def drop() -> None:
+                    # Passed over for the rest of this command; removed unless read-only.
+                    self._damaged_ids.add(copy_id)
+                    if not self.read_only:
+                        self.tier.drop(entry, fd)
+
+                reader = _CopyReader(drop, entry, fd, fallback=not local_only)
                 try:
                     yield reader  # type: ignore[misc]
                     reader.drain()
                 except (IntegrityError, ObjectRefused) as exc:
+                    # The copy's bytes failed a check above (a codec's, the archive's): only
+                    # verified bytes are ever published, so the copy is damaged. Drop it and let
+                    # the engine read the store's object instead (offline: fail as a store would).
+                    drop()
                     if local_only:
                         raise
-                    # The copy's bytes failed a check above (a codec's, the archive's): drop it
-                    # and let the engine read the store's object instead.
-                    self.tier.drop(entry, fd)
                     raise ObjectChanged(
                         f"the local copy of {key} failed verification ({exc.message}); dropped"
                     ) from None
                 if not self.read_only:  # read-only jobs never write the tier, its times included
                     self.tier.touch(entry)
-                self.local_reads += 1
                 return
         if local_only:
             raise ObjectChanged(f"the local copy of {key} went away while it was read")
