@@ -59,6 +59,8 @@ class Result:
     #: Outcome ``local`` of a restore from the runner-local tier alone (offline, or the store
     #: down under soft failure): how it matched. None for an upload kept locally.
     local_match: Literal["exact", "partial"] | None = None
+    #: A restore that read the runner-local tier's copy of the object instead of the store.
+    from_local_tier: bool = False
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
@@ -298,6 +300,7 @@ class _Download:
         return Result(
             self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
             tuple(self.notes), verified=checked, local_match=local_match,
+            from_local_tier=self.store.read_locally(info.key),
         )
 
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:

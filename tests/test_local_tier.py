@@ -85,6 +85,8 @@ def test_a_second_restore_sends_no_get(cacher, seaweed_s3, s3_bucket, tmp_path: 
         assert methods(proxy) == ["HEAD"], methods(proxy)
     document = json.loads(second.out)
     assert (document["outcome"], document["match"], document["verified"]) == ("hit", "exact", True)
+    assert (json.loads(first.out)["local_tier"], document["local_tier"]) == (False, True)
+    assert "from the local tier" in second.err and "from the local tier" not in first.err
     assert tree_files(tmp_path / "b") == tree_files(src) == tree_files(tmp_path / "a")
 
 
@@ -354,7 +356,7 @@ def test_offline_restores_from_the_tier_alone(cacher, seaweed_s3, s3_bucket, tmp
     run = cacher("dir", "download", "deps-1.tar.zst", str(tmp_path / "a"), "--json", extra_env=offline)
     assert run.code == 0, run
     document = json.loads(run.out)
-    assert (document["outcome"], document["match"]) == ("local", "exact")
+    assert (document["outcome"], document["match"], document["local_tier"]) == ("local", "exact", True)
     assert "restored from the local tier" in run.err
     assert tree_files(tmp_path / "a") == {"sub/f.txt": b"kept"}
     # Restore keys work offline, on the tier's own copies.

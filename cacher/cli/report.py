@@ -109,6 +109,7 @@ class Reporter:
             f"{human_bytes(result.stored_bytes)} stored ({result.codec}, x{ratio:.2f}) "
             f"in {result.seconds:.2f} s, {rate:.1f} MiB/s"
             + ("" if result.verified else "; unverified (stored without a digest by an older cacher)")
+            + (", from the local tier" if result.from_local_tier and result.outcome != "local" else "")
         )
 
 
@@ -130,6 +131,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "notes": list(result.notes),
         "verified": result.verified,
         "scope": result.scope,
+        "local_tier": result.from_local_tier,
     }
 
 

@@ -77,6 +77,10 @@ class Store:
         (``offline``, or the store's error under soft failure); None when the store is asked."""
         return None
 
+    def read_locally(self, key: str) -> bool:
+        """Whether the last read of ``key`` came from a runner-local copy (a local tier)."""
+        return False
+
     # -- naming ---------------------------------------------------------------------------
 
     def path(self, key: str) -> str:

@@ -531,6 +531,7 @@ class TieredStore(Store):
         self.read_only, self.offline, self.soft_fail = read_only, offline, soft_fail
         self._down: str | None = None
         self._damaged_ids: set[str] = set()
+        self._read_locally: set[str] = set()
 
     def with_prefix(self, prefix: str) -> Store:
         return TieredStore(
@@ -618,9 +619,11 @@ class TieredStore(Store):
                     ) from None
                 if not self.read_only:  # read-only jobs never write the tier, its times included
                     self.tier.touch(entry)
+                self._read_locally.add(key)
                 return
         if local_only:
             raise ObjectChanged(f"the local copy of {key} went away while it was read")
+        self._read_locally.discard(key)
         with self.inner.open_read(key, info) as stored:
             filler = None if self.read_only else self._filler()
             reading = _FillingReader(stored, filler)
@@ -635,6 +638,9 @@ class TieredStore(Store):
                 reading.filler.publish(self._id(key), self._entry(key, info))
             else:
                 reading.filler.discard()
+
+    def read_locally(self, key: str) -> bool:
+        return key in self._read_locally
 
     def _filler(self) -> _Filler | None:
         try:
