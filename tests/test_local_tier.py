@@ -341,6 +341,36 @@ def test_four_concurrent_jobs_share_one_tier(cacher, cacher_env, seaweed_s3, s3_
     assert list((tier / "tmp").iterdir()) == []
 
 
+def test_concurrent_jobs_evicting_each_other_restore_complete_trees(
+    cacher, cacher_env, seaweed_s3, s3_bucket, tmp_path: Path
+) -> None:
+    tier = tmp_path / "tier"
+    trees = {}
+    with RecordingProxy(seaweed_s3.endpoint) as proxy:
+        plain = s3(seaweed_s3, s3_bucket, proxy.endpoint)
+        for i in range(4):
+            src = tree(tmp_path / f"src{i}", f"tree {i}", 400_000)
+            trees[f"k{i}.tar.zst"] = tree_files(src)
+            assert cacher("dir", "upload", f"k{i}.tar.zst", str(src), extra_env=plain).code == 0
+        # Room for about two copies: every round evicts while other jobs read.
+        env = {**cacher_env, **s3(seaweed_s3, s3_bucket, proxy.endpoint, tier, CACHER_LOCAL_TIER_MAX="900000")}
+        for round_ in range(3):
+            procs = [
+                subprocess.Popen(
+                    [CACHER, "dir", "download", key, str(tmp_path / f"r{round_}-{key}"), "--json"], env=env,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                )
+                for key in trees
+            ]
+            for p, key in zip(procs, trees, strict=True):
+                stdout, stderr = p.communicate(timeout=120)
+                assert p.returncode == 0, (stdout, stderr)
+                assert json.loads(stdout)["outcome"] == "hit"
+                assert tree_files(tmp_path / f"r{round_}-{key}") == trees[key]
+            assert tier_bytes(tier) <= 900_000
+    assert list((tier / "tmp").iterdir()) == []
+
+
 def test_offline_restores_from_the_tier_alone(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
     src = tree(tmp_path / "src", "kept")
     tier = tmp_path / "tier"
