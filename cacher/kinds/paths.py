@@ -328,9 +328,19 @@ def _plan(scratch: Path, paths: PathSet) -> list[_Planned]:
 
 
 def _move(source: Path, dest: Path) -> None:
-    """Rename, or copy across filesystems (links stay links; the scratch copy is removed later)."""
+    """Rename, or copy across filesystems (links stay links; the scratch copy is removed later).
+
+    A directory moved to another parent must be writable by its owner (its ``..`` changes):
+    a read-only one (Go's module cache is 0555) is opened up for the move and closed after.
+    """
+    st = source.lstat()
+    locked = stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR
     try:
+        if locked:
+            os.chmod(source, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
         os.rename(source, dest)
+        if locked:
+            os.chmod(dest, stat.S_IMODE(st.st_mode))
         return
     except OSError as exc:
         if exc.errno != errno.EXDEV:
