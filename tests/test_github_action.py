@@ -443,3 +443,90 @@ def test_dist_is_what_esbuild_makes_of_the_sources(tmp_path: Path) -> None:
     assert not stale, f"dist/ is stale ({stale}): cd integrations/github && npm ci && npm run build"
 
 
+
+
+# --- the recipe in docs/recipes.md --------------------------------------------------------------
+
+ACTIONS_CACHE_INPUTS = {
+    "path", "key", "restore-keys", "lookup-only", "fail-on-cache-miss",
+    "enableCrossOsArchive", "upload-chunk-size", "save-always",
+}
+
+
+def recipes_section(title: str) -> str:
+    text = (ROOT / "docs" / "recipes.md").read_text()
+    parts = re.split(r"^## ", text, flags=re.M)
+    return next(p for p in parts if p.split("\n", 1)[0].strip() == title)
+
+
+def recipe_step() -> dict[str, Any]:
+    blocks = re.findall(r"```yaml\n(.*?)```", recipes_section("GitHub Actions"), flags=re.S)
+    assert len(blocks) == 1
+    workflow = _yaml().safe_load(blocks[0])
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    ours = [s for s in steps if str(s.get("uses", "")).endswith("/integrations/github@v1")]
+    assert len(ours) == 1, steps
+    return ours[0]
+
+
+def test_recipe_inputs_exist_in_action_yml() -> None:
+    step = recipe_step()
+    declared = action_yml()["inputs"]
+    assert set(step["with"]) <= set(declared), set(step["with"]) - set(declared)
+    required = {name for name, spec in declared.items() if spec.get("required")}
+    assert required <= set(step["with"])
+
+
+def test_migration_maps_every_actions_cache_input() -> None:
+    section = recipes_section("Migrating from actions/cache")
+    rows = dict(re.findall(r"^\| `([A-Za-z-]+)` \| (.+?) \|$", section, flags=re.M))
+    assert ACTIONS_CACHE_INPUTS <= set(rows), ACTIONS_CACHE_INPUTS - set(rows)
+    declared = set(action_yml()["inputs"])
+    mapped = set()
+    for source, target in rows.items():
+        named = re.match(r"`([a-z-]+)`", target)
+        if named and source in ACTIONS_CACHE_INPUTS:
+            assert named.group(1) in declared, (source, target)
+            mapped.add(named.group(1))
+    new = set(re.findall(r"`([a-z0-9-]+)`", section.split("New inputs:", 1)[1].split(". ", 1)[0]))
+    assert new <= declared, new - declared
+    assert mapped | new == declared, declared - (mapped | new)
+
+
+def test_recipe_runs_as_written(runner: Runner, seaweed_s3: Any, s3_bucket: str, home: Path) -> None:
+    """The recipe's step, its expressions evaluated as GitHub would, against SeaweedFS."""
+    values = {
+        "runner.os": "Linux",
+        "runner.arch": "X64",
+        "hashFiles('go.sum')": "0123abcd",
+        "github.repository": "owner/repo",
+        "secrets.CACHER_S3_KEY_ID": seaweed_s3.key_id,
+        "secrets.CACHER_S3_SECRET": seaweed_s3.secret,
+        "github.event.pull_request.head.repo.fork == true": "false",
+    }
+
+    def evaluate(text: str) -> str:
+        return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: values[m.group(1)], text)
+
+    inputs = {name: evaluate(str(value)) for name, value in recipe_step()["with"].items()}
+    inputs.update(endpoint=seaweed_s3.endpoint, bucket=s3_bucket, region="us-east-1")
+    inputs.pop("cacher-version")  # the cacher under test is on PATH: nothing is installed
+    modules = home / "go" / "pkg" / "mod" / "example.com" / "m@v1.0.0"
+    modules.mkdir(parents=True)
+    (modules / "m.go").write_text("package m\n")
+    modules.chmod(0o555)  # Go's module cache is read-only
+    (home / ".cache" / "go-build" / "ab").mkdir(parents=True)
+    (home / ".cache" / "go-build" / "ab" / "abcd-d").write_bytes(b"compiled")
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "false"), main
+    post = runner.post(inputs, main)
+    assert post.code == 0 and "Cache saved with key: go-Linux-X64-0123abcd" in post.log, post
+    modules.chmod(0o755)
+    shutil.rmtree(home / "go")
+    shutil.rmtree(home / ".cache" / "go-build")
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "true"), main
+    assert (modules / "m.go").read_text() == "package m\n"
+    assert (modules.stat().st_mode & 0o777) == 0o555
+    assert (home / ".cache" / "go-build" / "ab" / "abcd-d").read_bytes() == b"compiled"
+    assert_no_secret(runner, seaweed_s3.secret)
