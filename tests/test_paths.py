@@ -283,3 +283,36 @@ def test_one_target_kinds_still_take_one(cacher, tmp_path: Path) -> None:
     run = cacher("dir", "download", "d.tar.zst", str(tmp_path / "r"))
     assert run.code == 0, run
     assert (tmp_path / "r" / "f").read_text() == "x"
+
+
+# --- dir upload --exclude, for parity -----------------------------------------------------------
+
+
+def test_dir_upload_exclude(cacher, project: Path, local_root: Path, tmp_path: Path) -> None:
+    (project / "node_modules" / "pkg" / "debug.log").write_text("log")
+    run = cacher("dir", "upload", "nm.tar.zst", "node_modules", "--exclude", ".cache\n**/*.log")
+    assert run.code == 0, run
+    run = cacher("dir", "download", "nm.tar.zst", str(tmp_path / "restored"))
+    assert run.code == 0, run
+    restored = sorted(str(p.relative_to(tmp_path / "restored")) for p in (tmp_path / "restored").rglob("*"))
+    assert restored == ["pkg", "pkg/index.js"]
+    assert (project / "node_modules" / ".cache" / "junk").is_file()  # the source is untouched
+
+
+@pytest.mark.parametrize(
+    ("pattern", "yes", "no"),
+    [
+        ("**/*.log", ["a.log", "x/y/a.log"], ["a.logx", "x/a.txt"]),
+        ("build/**", ["build", "build/a", "build/a/b"], ["buildx", "src/build"]),
+        ("/w/**/node_modules", ["/w/node_modules", "/w/a/b/node_modules"], ["/w/node_modules/x"]),
+        ("a/*/c", ["a/b/c"], ["a/b/d/c", "a/c"]),
+        ("f?.[ch]", ["f1.c", "fx.h"], ["f1.o", "f12.c"]),
+        ("[!a]x", ["bx"], ["ax"]),
+    ],
+)
+def test_glob_patterns(pattern: str, yes: list[str], no: list[str]) -> None:
+    from cacher.globs import glob_regex
+
+    regex = glob_regex(pattern)
+    assert all(regex.fullmatch(p) for p in yes), [p for p in yes if not regex.fullmatch(p)]
+    assert not any(regex.fullmatch(p) for p in no), [p for p in no if regex.fullmatch(p)]

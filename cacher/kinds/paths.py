@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.errors import ArtifactError, ObjectRefused, UsageError
+from cacher.globs import glob_regex
 from cacher.kind import Kind, Target
 from cacher.staging import check_restore_target, force_rmtree, staged_directory
 from cacher.streams import Writable
@@ -78,38 +79,6 @@ def _absolute(pattern: str, bases: Mapping[str, str]) -> str:
     return os.path.normpath(os.path.join(bases["workspace"], pattern))
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex matching the absolute paths the glob ``pattern`` matches (``**`` spans dirs)."""
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        if pattern.startswith("/**/", i):
-            out.append("(?:/.*)?/")
-            i += 4
-        elif pattern.startswith("/**", i) and i + 3 == n:
-            out.append("(?:/.*)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
-            j = pattern.index("]", i + 2)
-            body = pattern[i + 1 : j]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = j + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
-
-
 @dataclass(frozen=True)
 class Entry:
     """One matched file or directory: where it lives now and how the archive names it."""
@@ -147,8 +116,8 @@ class PathSet:
                 )
         if not self.includes:
             raise UsageError("cacher paths needs at least one PATH that is not an exclude (!PATTERN)")
-        self._include_res = [_glob_regex(p) for p in self.includes]
-        self._exclude_res = [_glob_regex(p) for p in excludes]
+        self._include_res = [glob_regex(p) for p in self.includes]
+        self._exclude_res = [glob_regex(p) for p in excludes]
 
     def excluded(self, path: str) -> bool:
         return any(r.fullmatch(path) for r in self._exclude_res)
