@@ -530,3 +530,19 @@ def test_recipe_runs_as_written(runner: Runner, seaweed_s3: Any, s3_bucket: str,
     assert (modules.stat().st_mode & 0o777) == 0o555
     assert (home / ".cache" / "go-build" / "ab" / "abcd-d").read_bytes() == b"compiled"
     assert_no_secret(runner, seaweed_s3.secret)
+
+
+def test_an_install_that_fails_is_a_soft_failure(runner: Runner, store: dict[str, str], home: Path, tmp_path: Path) -> None:
+    """cacher not on PATH and not installable: a warning and a miss by default, never a red job."""
+    make_deps(runner, home)
+    system_path = "/usr/local/bin:/usr/bin:/bin"  # no venv: cacher is not found
+    env = {"PATH": system_path, "RUNNER_TOOL_CACHE": str(tmp_path / "toolcache")}
+    inputs = {**store, "path": PATH_INPUT, "key": "k", "cacher-url": f"file://{tmp_path}/missing.whl"}
+    main = runner.main(inputs, extra_env=env)
+    assert main.code == 0, main
+    assert "cacher is not on PATH: installing ci-cacher @ file://" in main.log
+    assert "::warning::Failed to restore: installing cacher failed" in main.log
+    assert main.outputs["cache-hit"] == "false"
+    hard = runner.main({**inputs, "soft-fail": "false"}, extra_env=env)
+    assert hard.code == 1 and "::error::installing cacher failed" in hard.log, hard
+    assert (runner.workspace / "deps" / "pkg" / "index.js").is_file()
