@@ -24,6 +24,7 @@ from cacher.errors import (
     StorageError,
     UsageError,
 )
+from cacher.keyrules import validate_key
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -103,8 +104,20 @@ def upload(
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
     ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
     With ``read_only``, nothing is sent: the outcome is ``read-only``."""
-    started = time.monotonic()
     kind.check_upload(targets, options)
+    return _upload(
+        bound_store(store, kind, targets, options), kind, codec, key, targets, options,
+        force=force, soft_fail=soft_fail, read_only=read_only, progress=progress,
+    )
+
+
+def _upload(
+    store: Store, kind: Kind, codec: Codec, key: str, targets: Sequence[str], options: Mapping[str, Any],
+    *, force: bool = False, soft_fail: bool = False, read_only: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """`upload` into ``store`` as it is (already bound to the kind's namespace, if any)."""
+    started = time.monotonic()
     if read_only:
         return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
@@ -166,6 +179,9 @@ def download(
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
+    bound = [target] if target is not None else []
+    store = bound_store(store, kind, bound, options)
+    fallback_stores = [(scope, bound_store(other, kind, bound, options)) for scope, other in fallback_stores]
     run = _Download(store, kind, codec, key, target, options)
     run.codecs, run.soft_fail, run.progress = codecs, soft_fail, progress
     run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
@@ -178,6 +194,16 @@ def download(
             break
         result = run.from_scope(scope, other, restore_keys)
     return result or run.fallback()
+
+
+def bound_store(store: Store, kind: Kind, targets: Sequence[str], options: Mapping[str, Any]) -> Store:
+    """The store as the kind's objects for these targets see it (`Kind.key_namespace`): the
+    same store under ``<prefix>/<namespace>`` when the kind binds its targets into the key."""
+    namespace = kind.key_namespace(targets, options)
+    if not namespace:
+        return store
+    validate_key(namespace)
+    return store.with_prefix("/".join(p for p in (store.prefix, namespace) if p))
 
 
 class _Download:
@@ -329,7 +355,8 @@ class _Download:
             self.store_ok = False
         if self.store_ok:
             try:
-                up = upload(
+                self.kind.check_upload(produced, self.options)
+                up = _upload(
                     self.store, self.kind, self.codec, self.key, produced, self.options,
                     force=True, progress=self.progress,
                 )

@@ -259,7 +259,7 @@ def recipe_sections() -> dict[str, str]:
     return {p.split("\n", 1)[0].strip(): p for p in parts[1:]}
 
 
-@pytest.mark.parametrize("system", sorted(RECIPES))
+@pytest.mark.parametrize("system", sorted(set(RECIPES) - {"GitHub Actions"}))  # it uses the action
 def test_recipe_is_valid_yaml_around_the_idiom(system: str, tmp_path: Path) -> None:
     yaml = _yaml()
     section = recipe_sections()[system]

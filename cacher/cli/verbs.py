@@ -7,6 +7,7 @@ gets its subcommand with no change here.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import subprocess
 import sys
@@ -222,8 +223,7 @@ class _Verbs:
     def download(
         self,
         key: str,
-        target: str | None = None,
-        *,
+        *targets: str,
         codec: str | None = None,
         restore_key: list[str] | None = None,
         store: StoreOptions | None = None,
@@ -231,6 +231,7 @@ class _Verbs:
         **options: Any,
     ) -> int:
         session, kind, stored_key, chosen = self._setup(store, output, key, codec)
+        target = "\n".join(targets) if targets else None  # several (Target.many): one per line
         self._download(session, kind, stored_key, chosen, target, options, restore_key or [], "download")
         return 0
 
@@ -308,7 +309,7 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
     ]
     ensure_params = [
         _KEY,
-        _target_param(down_t, down_t.metavar.lower(), required=True),
+        _target_param(dataclasses.replace(down_t, many=False), down_t.metavar.lower(), required=True),
         _COMMAND,
         _CODEC,
         _RESTORE,
