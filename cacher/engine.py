@@ -168,6 +168,9 @@ class _Download:
         self.store_ok = True
         self.refused_is_miss = False
         self.fits: Callable[[str, str], bool] | None = None
+        #: Whether the store answered for the exact key, and the restore keys it searched.
+        self.looked_up = self.refused = False
+        self.restore_keys_tried: list[str] = []
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -181,6 +184,7 @@ class _Download:
             info = self.store.head(self.key)
             if info is None:
                 self.store.check_bucket()
+            self.looked_up = True
             return info
         except StorageError as exc:
             self._soft(exc, "treated as a miss")
@@ -190,11 +194,14 @@ class _Download:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
         for prefix in prefixes:
+            if not self.store_ok:
+                return None
             try:
-                listed = self.store.list(prefix) if self.store_ok else []
+                listed = self.store.list(prefix)
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
+            self.restore_keys_tried.append(prefix)
             candidates = [o for o in listed if o.modified is not None and o.key != self.key]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
@@ -226,6 +233,7 @@ class _Download:
                 error_class = IntegrityError if isinstance(exc, IntegrityError) else ObjectRefused
                 hint = f"replace it: cacher {self.kind.name} upload --force {self.key} ..."
                 raise error_class(exc.message, hint=hint) from None
+            self.refused = True
             what = "failed verification" if isinstance(exc, IntegrityError) else "was refused"
             self.notes.append(f"the stored object {what} ({exc.message}); made again")
             return None
@@ -265,14 +273,33 @@ class _Download:
             return raw, chosen, info
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def miss(self) -> CacheMiss:
+        """The miss, saying what was looked up: the exact key, the restore keys, the store."""
+        where = self.store.url()
+        if not self.looked_up:
+            message = f"miss, {self.key} not looked up: the store {where} failed (soft failure)"
+        elif not self.store_ok:
+            message = f"miss, {self.key} not restored: the store {where} failed (soft failure)"
+        elif self.refused:
+            message = f"miss, the object under {self.key} in {where} was refused"
+        else:
+            message = f"miss, nothing under {self.key} in {where}"
+        if self.restore_keys_tried:
+            message += f"; restore keys searched: {', '.join(self.restore_keys_tried)}"
+        return CacheMiss(
+            message,
+            notes=tuple(self.notes),
+            key=self.key,
+            store=where,
+            restore_keys=tuple(self.restore_keys_tried),
+            looked_up=self.looked_up,
+        )
+
     def fallback(self) -> Result:
         """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
         produced = self.kind.produce(self.target, self.options)
         if produced is None:
-            extra = f" ({'; '.join(self.notes)})" if self.notes else ""
-            raise CacheMiss(
-                f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
-            )
+            raise self.miss()
         raw_bytes = stored_bytes = 0
         if self.store_ok:
             try:

@@ -217,7 +217,7 @@ def test_quickstart_works_as_written(tmp_path: Path) -> None:
     first, second = "deps/f8e195dd491240ae.tar.zst", "deps/d667a74f9ec5b76a.tar.zst"
     # The outputs the page shows.
     assert out.splitlines()[0] == first, out
-    assert f"cacher: error: cache miss: file://{home}/.cache/cacher/{first} does not exist" in err
+    assert f"cacher: dir miss, nothing under {first} in file://{home}/.cache/cacher\n" in err
     assert f"cacher: dir uploaded {first}: 7.6 MiB raw" in err
     assert f"cacher: dir hit, restored {first}: 7.6 MiB raw" in err
     assert f"cacher: dir partial hit, restored {first} for {second}" in err

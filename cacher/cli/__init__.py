@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from cacher.errors import CacherError, ExitCode
+from cacher.errors import CacheMiss, CacherError, ExitCode
 
 
 class Terminated(BaseException):
@@ -24,6 +24,16 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def _debug(argv: Sequence[str]) -> bool:
     return "--debug" in argv or os.environ.get("CACHER_DEBUG", "") not in ("", "0")
+
+
+def _options(argv: Sequence[str]) -> list[str]:
+    """The arguments before a ``--`` (after it, they belong to a build command)."""
+    args = list(argv)
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _quiet(argv: Sequence[str]) -> bool:
+    return any(a in ("-q", "--quiet") for a in _options(argv))
 
 
 def _error(message: str, hint: str | None = None) -> None:
@@ -89,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         _error("terminated")
         return ExitCode.TERMINATED
+    except CacheMiss as exc:  # a result, not an error: a plugin's own miss, reported like the verbs'
+        if not _quiet(args):
+            print(f"cacher: {exc.message}", file=sys.stderr)
+        return exc.exit_code
     except CacherError as exc:
         if debug:
             traceback.print_exc()

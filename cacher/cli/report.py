@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from cacher.engine import Result
+    from cacher.errors import CacheMiss
 
 JSON_SCHEMA = 1
 _TTY_INTERVAL = 0.1
@@ -51,6 +52,35 @@ class Reporter:
     def warn(self, message: str) -> None:
         if not self.quiet:
             print(f"cacher: warning: {message}", file=self.stream)
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        """An error line: printed even with ``--quiet``."""
+        line = f"cacher: error: {message}"
+        if hint:
+            line += f" (hint: {hint})"
+        print(line, file=self.stream, flush=True)
+
+    def miss(self, command: str | None, kind: str, key: str, miss: CacheMiss) -> None:
+        """A download miss: a result line saying what was looked up (never an error line),
+        the notes as warnings, and (given a command) its JSON document."""
+        for note in miss.notes:
+            self.warn(note)
+        self.say(f"{kind} {miss.message}")
+        if command:
+            self.emit(
+                {
+                    "command": command,
+                    "key": key,
+                    "kind": kind,
+                    "outcome": "miss",
+                    "match": "miss",
+                    "matched_key": None,
+                    "looked_up": miss.looked_up,
+                    "store": miss.store,
+                    "restore_keys": list(miss.restore_keys),
+                    "notes": list(miss.notes),
+                }
+            )
 
     def emit(self, document: dict[str, Any]) -> None:
         """A ``--json`` result on stdout."""

@@ -19,7 +19,7 @@ from cacher import config, engine
 from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, ConfigError, UsageError
+from cacher.errors import CacheMiss, ConfigError, ExitCode, UsageError
 from cacher.keytemplate import fits_this_machine
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
@@ -161,8 +161,9 @@ class _Verbs:
         restore_keys: list[str],
         command: str | None,
         refused_is_miss: bool = False,
-    ) -> engine.Result:
-        """Download and report (JSON only when ``command`` is given); `CacheMiss` on a miss."""
+    ) -> engine.Result | None:
+        """Download and report (JSON only when ``command`` is given); None on a miss, reported
+        as a result line (a miss is not an error)."""
         progress = session.report.progress(f"downloading {key}")
         try:
             result = engine.download(
@@ -179,20 +180,12 @@ class _Verbs:
                 refused_is_miss=refused_is_miss,
                 fits=fits_this_machine if session.settings.arch_suffix else None,
             )
-        except CacheMiss:
+        except CacheMiss as miss:
+            if progress is not None:
+                progress.close()
             github_output(False, None, session.report)
-            if command:
-                session.report.emit(
-                    {
-                        "command": command,
-                        "key": key,
-                        "kind": self.name,
-                        "outcome": "miss",
-                        "match": "miss",
-                        "matched_key": None,
-                    }
-                )
-            raise
+            session.report.miss(command, self.name, key, miss)
+            return None
         finally:
             if progress is not None:
                 progress.close()
@@ -228,8 +221,9 @@ class _Verbs:
         **options: Any,
     ) -> int:
         session, kind, stored_key, chosen = self._setup(store, output, key, codec)
-        self._download(session, kind, stored_key, chosen, target, options, restore_key or [], "download")
-        return 0
+        restore = restore_key or []
+        found = self._download(session, kind, stored_key, chosen, target, options, restore, "download")
+        return ExitCode.OK if found is not None else ExitCode.DOWNLOAD_MISS
 
     def exists(
         self, key: str, *, store: StoreOptions | None = None, output: OutputOptions | None = None
@@ -257,17 +251,15 @@ class _Verbs:
             raise UsageError(f"cacher {self.name} ensure needs a build command after '--'")
         session, kind, stored_key, chosen = self._setup(store, output, key, codec)
         document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
-        try:
-            restored = self._download(
-                session, kind, stored_key, chosen, target, options, restore_key or [], None,
-                refused_is_miss=True,
-            )
+        restored = self._download(
+            session, kind, stored_key, chosen, target, options, restore_key or [], None,
+            refused_is_miss=True,
+        )
+        if restored is not None:
             document.update(
                 match=restored.match, matched_key=restored.matched_key, restore=result_document(restored)
             )
-        except CacheMiss as miss:
-            for note in miss.notes:
-                session.report.warn(note)
+        else:
             document.update(match="miss", matched_key=None, restore=None)
         if document["match"] == "exact":
             session.report.emit({**document, "build_status": None, "upload": None})
