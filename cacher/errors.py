@@ -51,6 +51,8 @@ class CacherError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: More fields for the ``--json`` error document (e.g. ``ensure``'s ``build_status``).
+        self.details: dict[str, object] = {}
 
 
 class UsageError(CacherError):

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 if TYPE_CHECKING:
     from cacher.engine import Result
@@ -36,6 +36,10 @@ def human_bytes(n: float) -> str:
 
 class Reporter:
     """Everything a command tells its user, in one place."""
+
+    #: JSON documents written by this process: `cacher.cli.main` writes an error document
+    #: only when the command has not written its own (stdout holds exactly one).
+    documents: ClassVar[int] = 0
 
     def __init__(
         self, *, quiet: bool = False, json_output: bool = False, stream: TextIO | None = None
@@ -87,6 +91,7 @@ class Reporter:
         if self.json_output:
             try:
                 print(json.dumps({"schema": JSON_SCHEMA, **document}, sort_keys=True), flush=True)
+                Reporter.documents += 1
             except BrokenPipeError:
                 raise  # the reader went away: cacher.cli.main ends quietly
             except OSError as exc:  # a full disk behind stdout: the work itself was done

@@ -1,0 +1,110 @@
+"""Honest output (issue 16): `--json` answers every time, `ensure` passes the build's status
+through, global flags before the command, progress in logs, and the small wording fixes.
+
+Every test runs the installed `cacher` and asserts the exit code and what was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _dead_store() -> dict[str, str]:
+    """An S3 store nobody listens on: every request fails at once (connection refused)."""
+    from tests.realparts.ports import free_port
+
+    return {
+        "CACHER_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "CACHER_BUCKET": "b",
+        "CACHER_S3_KEY_ID": "id",
+        "CACHER_S3_SECRET": "secret",
+        "CACHER_CONNECT_TIMEOUT": "1",
+        "CACHER_MAX_ATTEMPTS": "1",
+    }
+
+
+def one_document(run: Any) -> dict[str, Any]:
+    """stdout is exactly one JSON document, whatever the outcome."""
+    assert run.out.count("\n") == 1, run
+    data: dict[str, Any] = json.loads(run.out)
+    assert data["schema"] == 1, run
+    return data
+
+
+# (name, argv after the set-up below, extra env: None or "dead" or "soft-dead", exit code,
+#  outcome or (command-specific field, value))
+CASES: list[tuple[str, list[str], str | None, int, dict[str, Any]]] = [
+    ("upload uploaded", ["upload", "new", "{f}"], None, 0, {"outcome": "uploaded"}),
+    ("upload skipped", ["upload", "k", "{f}"], None, 0, {"outcome": "skipped"}),
+    ("upload failed", ["upload", "k", "{f}", "--soft-fail"], "dead", 0, {"outcome": "failed"}),
+    ("upload error", ["upload", "k", "{f}"], "dead", 2, {"outcome": "error", "error.kind": "storage"}),
+    ("upload usage", ["upload", "/k", "{f}"], None, 2, {"outcome": "error", "error.kind": "usage"}),
+    ("upload parse", ["upload", "k", "{f}", "--nope"], None, 2, {"outcome": "error", "error.kind": "usage"}),
+    ("download hit", ["download", "k", "{t}/d"], None, 0, {"outcome": "hit", "match": "exact"}),
+    ("download miss", ["download", "nope", "{t}/d"], None, 3, {"outcome": "miss", "looked_up": True}),
+    ("download soft miss", ["download", "k", "{t}/d", "--soft-fail"], "dead", 3,
+     {"outcome": "miss", "looked_up": False}),
+    ("download fetched", ["download", "nope", "{t}/d", "--url", "file://{f}"], None, 0, {"outcome": "fetched"}),
+    ("download error", ["download", "k", "{t}/d"], "dead", 2, {"outcome": "error", "error.kind": "storage"}),
+    ("download refused", ["dir", "download", "k", "{t}/d"], None, 2, {"outcome": "error", "error.kind": "refused"}),
+    ("dir download partial", ["dir", "download", "deps-2.tar.zst", "{t}/d", "--restore-key", "deps-"], None, 0,
+     {"outcome": "partial", "match": "partial"}),
+    ("dir download miss", ["dir", "download", "x.tar.zst", "{t}/d", "--restore-key", "nothing-"], None, 3,
+     {"outcome": "miss", "restore_keys": ["nothing-"]}),
+    ("dir upload parse", ["dir", "upload"], None, 2, {"outcome": "error", "kind": "dir"}),
+    ("exists yes", ["exists", "k"], None, 0, {"exists": True}),
+    ("exists no", ["exists", "nope"], None, 1, {"exists": False}),
+    ("exists error", ["exists", "k"], "dead", 2, {"outcome": "error", "error.kind": "storage"}),
+    ("ensure hit", ["dir", "ensure", "deps-1.tar.zst", "{t}/d", "--", "false"], None, 0,
+     {"outcome": "hit", "failed": None}),
+    ("ensure built", ["dir", "ensure", "e.tar.zst", "{d}", "--", "mkdir", "-p", "{d}"], None, 0,
+     {"outcome": "built", "build_status": 0, "failed": None}),
+    ("ensure build failed", ["dir", "ensure", "e.tar.zst", "{d}", "--", "sh", "-c", "exit 3"], None, 3,
+     {"outcome": "build-failed", "build_status": 3, "failed": "build"}),
+    ("ensure not stored", ["dir", "ensure", "e.tar.zst", "{d}", "--soft-fail", "--", "mkdir", "-p", "{d}"], "dead", 0,
+     {"outcome": "failed", "build_status": 0}),
+    ("ensure error", ["dir", "ensure", "e.tar.zst", "{d}", "--", "mkdir", "-p", "{d}"], "dead", 2,
+     {"outcome": "error", "failed": "cacher"}),
+    ("key", ["key", "k-{{hash}}", "--hash-from", "{f}"], None, 0, {"command": "key"}),
+    ("key error", ["key", "/k"], None, 2, {"outcome": "error", "error.kind": "usage"}),
+    ("list", ["list"], None, 0, {"command": "list"}),
+    ("list error", ["list"], "dead", 2, {"outcome": "error", "command": "list"}),
+    ("stats", ["stats"], None, 0, {"command": "stats"}),
+    ("prune", ["prune", "zz/", "--older-than", "1d"], None, 0, {"command": "prune"}),
+    ("prune usage", ["prune", "--older-than", "1d"], None, 2, {"outcome": "error", "error.kind": "usage"}),
+    ("delete", ["delete", "k"], None, 0, {"deleted": True}),
+    ("delete missing", ["delete", "nope"], None, 1, {"deleted": False}),
+    ("unknown command", ["frobnicate"], None, 2, {"outcome": "error", "command": "frobnicate"}),
+    ("no command", [], None, 2, {"outcome": "error", "command": None}),
+]
+
+
+@pytest.mark.parametrize(("argv", "store", "code", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_json_answers_every_verb_and_outcome(
+    cacher, tmp_path: Path, argv: list[str], store: str | None, code: int, expected: dict[str, Any]
+) -> None:
+    f = tmp_path / "f"
+    f.write_text("data")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "x").write_text("x")
+    assert cacher("upload", "k", str(f)).code == 0
+    assert cacher("dir", "upload", "deps-1.tar.zst", str(tmp_path / "tree")).code == 0
+    extra = _dead_store() if store == "dead" else None
+    args = [a.format(f=f, t=tmp_path, d=tmp_path / "built") for a in argv]
+    at = args.index("--") if "--" in args else len(args)  # ensure's build command comes last
+    run = cacher(*args[:at], "--json", *args[at:], extra_env=extra)
+    assert run.code == code, run
+    document = one_document(run)
+    for name, value in expected.items():
+        got = document
+        for part in name.split("."):
+            got = got[part]
+        assert got == value, (name, run)
+    if document.get("outcome") == "error":
+        assert document["error"]["message"] in run.err, run
+        assert document["exit_code"] == code
+        assert "Traceback" not in run.err
