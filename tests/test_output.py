@@ -108,3 +108,45 @@ def test_json_answers_every_verb_and_outcome(
         assert document["error"]["message"] in run.err, run
         assert document["exit_code"] == code
         assert "Traceback" not in run.err
+
+
+@pytest.mark.parametrize(
+    ("build", "status", "line"),
+    [
+        (["sh", "-c", "exit 1"], 1, "the build command failed with exit 1 (passed through)"),
+        (["sh", "-c", "exit 2"], 2, "the build command failed with exit 2 (passed through)"),
+        (["sh", "-c", "exit 3"], 3, "the build command failed with exit 3 (passed through)"),
+        (["sh", "-c", "kill -KILL $$"], 137, "the build command failed: killed by SIGKILL (exit 137)"),
+        (["sh", "-c", "kill -TERM $$"], 143, "the build command failed: killed by SIGTERM (exit 143)"),
+        (["no-such-build-command-xyz"], 127, "cannot run no-such-build-command-xyz: No such file or directory"),
+    ],
+    ids=["exit1", "exit2", "exit3", "sigkill", "sigterm", "missing"],
+)
+def test_ensure_passes_the_build_status_through_and_says_the_build_failed(
+    cacher, tmp_path: Path, build: list[str], status: int, line: str
+) -> None:
+    out = tmp_path / "out"
+    run = cacher("dir", "ensure", "e.tar.zst", str(out), "--json", "--", *build)
+    assert run.code == status, run
+    document = one_document(run)
+    assert (document["outcome"], document["failed"], document["build_status"]) == ("build-failed", "build", status)
+    assert document["upload"] is None
+    assert line in run.err, run
+    assert "nothing stored" in run.err, run
+    assert cacher("dir", "exists", "e.tar.zst").code == 1  # nothing published
+    assert not out.exists()
+
+
+def test_ensure_says_cacher_failed_after_a_successful_build(cacher, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = cacher("dir", "ensure", "e.tar.zst", str(out), "--json", "--", "sh", "-c", f"echo built > {out}")
+    assert run.code == 2, run  # cacher's own code: OUT is a file, not a directory
+    document = one_document(run)
+    assert (document["outcome"], document["failed"], document["build_status"]) == ("error", "cacher", 0)
+    errors = [line for line in run.err.splitlines() if line.startswith("cacher: error:")]
+    assert errors == [
+        f"cacher: error: cannot upload {out}: not a directory "
+        "(the build command succeeded; its result was not stored)"
+    ], run
+    assert "Traceback" not in run.err
+    assert cacher("dir", "exists", "e.tar.zst").code == 1

@@ -8,6 +8,7 @@ gets its subcommand with no change here.
 from __future__ import annotations
 
 import inspect
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from cacher import config, engine
 from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, ConfigError, ExitCode, UsageError
+from cacher.errors import CacheMiss, CacherError, ConfigError, ExitCode, UsageError
 from cacher.keytemplate import fits_this_machine
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
@@ -262,22 +263,62 @@ class _Verbs:
         else:
             document.update(match="miss", matched_key=None, restore=None)
         if document["match"] == "exact":
-            session.report.emit({**document, "build_status": None, "upload": None})
+            session.report.emit(
+                {**document, "outcome": "hit", "failed": None, "build_status": None, "upload": None}
+            )
             return 0
+        status = self._build(session, command)
+        if status != 0:
+            failed = {"outcome": "build-failed", "failed": "build", "build_status": status, "upload": None}
+            session.report.emit({**document, **failed})
+            return status
+        try:
+            uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
+        except CacherError as exc:  # cacher's side failed after the build: main reports it, saying so
+            exc.message += " (the build command succeeded; its result was not stored)"
+            exc.details.update({**document, "build_status": 0, "upload": None})
+            raise
+        if uploaded.outcome == "failed":
+            session.report.emit(
+                {**document, "outcome": "failed", "failed": "cacher", "build_status": 0, "upload": None,
+                 "notes": [uploaded.reason]}
+            )
+            return 0
+        built = {"outcome": "built", "failed": None, "build_status": 0, "upload": result_document(uploaded)}
+        session.report.emit({**document, **built})
+        return 0
+
+    @staticmethod
+    def _build(session: Session, command: tuple[str, ...]) -> int:
+        """Run the build command; its exit status as a shell gives it: its own code, 128+N when
+        killed by signal N, 127 when the command does not exist, 126 when it cannot be run."""
         session.report.say(f"running: {' '.join(command)}")
         try:
             # With --json, stdout belongs to the JSON document: the build's output goes to stderr.
             status = subprocess.call(list(command), stdout=sys.stderr if session.report.json_output else None)
         except OSError as exc:
-            raise UsageError(f"cannot run {command[0]}: {exc.strerror}") from None
-        if status != 0:
-            session.report.say(f"the build command exited {status}; nothing uploaded")
-            session.report.emit({**document, "build_status": status, "upload": None})
+            status = 127 if isinstance(exc, FileNotFoundError) else 126
+            session.report.error(
+                f"the build command failed: cannot run {command[0]}: {exc.strerror} (exit {status}); "
+                "nothing stored"
+            )
             return status
-        uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
-        stored = None if uploaded.outcome == "failed" else result_document(uploaded)
-        session.report.emit({**document, "build_status": 0, "upload": stored})
-        return 0
+        if status < 0:
+            name = _signal_name(-status)
+            status = 128 - status
+            session.report.say(f"the build command failed: killed by {name} (exit {status}); nothing stored")
+        elif status != 0:
+            session.report.say(
+                f"the build command failed with exit {status} (passed through); nothing stored"
+            )
+        return status
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Callable[..., int]]:
