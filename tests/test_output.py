@@ -150,3 +150,37 @@ def test_ensure_says_cacher_failed_after_a_successful_build(cacher, tmp_path: Pa
     ], run
     assert "Traceback" not in run.err
     assert cacher("dir", "exists", "e.tar.zst").code == 1
+
+
+def test_output_flags_before_the_command(cacher, tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_text("data")
+    run = cacher("-q", "upload", "k", str(f))
+    assert (run.code, run.out, run.err) == (0, "", ""), run
+    run = cacher("-q", "dir", "download", "nope.tar.zst", str(tmp_path / "d"))
+    assert (run.code, run.out, run.err) == (3, "", ""), run
+    run = cacher("--json", "-q", "download", "k", str(tmp_path / "got"))
+    assert run.code == 0 and run.err == "", run
+    assert one_document(run)["outcome"] == "hit"
+    assert (tmp_path / "got").read_text() == "data"
+    run = cacher("--quiet", "--json", "key", "k-{hash}", "--hash-from", str(f))  # key's fast path
+    assert run.code == 0 and one_document(run)["key"].startswith("k-"), run
+    run = cacher("-q", "key", "k-{hash}", "--hash-from", str(f))
+    assert run.code == 0 and run.out.startswith("k-") and run.err == "", run
+    # --soft-fail before the command: the store is down, the miss says nothing was looked up.
+    run = cacher("--soft-fail", "download", "k", str(tmp_path / "d2"), extra_env=_dead_store())
+    assert run.code == 3, run
+    assert "cacher: file miss, k not looked up" in run.err, run
+    # --debug before the command: the traceback comes with the error line.
+    run = cacher("--debug", "download", "/abs", str(tmp_path / "d3"))
+    assert run.code == 2 and "Traceback" in run.err and "cacher: error: invalid key '/abs'" in run.err, run
+    # ensure: flags before the command are cacher's; those after '--' stay the build's.
+    out = tmp_path / "out"
+    run = cacher("-q", "--json", "dir", "ensure", "e.tar.zst", str(out), "--",
+                 "sh", "-c", f'mkdir -p {out} && echo "$@" > {out}/args', "sh", "-q", "--json")
+    assert run.code == 0, run
+    assert one_document(run)["outcome"] == "built"
+    assert (out / "args").read_text() == "-q --json\n"
+    # Given after the command, as before, they still work.
+    run = cacher("dir", "download", "e.tar.zst", str(tmp_path / "again"), "-q", "--json")
+    assert run.code == 0 and run.err == "" and one_document(run)["outcome"] == "hit", run

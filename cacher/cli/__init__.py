@@ -25,7 +25,25 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _debug(argv: Sequence[str]) -> bool:
-    return "--debug" in argv or os.environ.get("CACHER_DEBUG", "") not in ("", "0")
+    return "--debug" in _options(argv) or os.environ.get("CACHER_DEBUG", "") not in ("", "0")
+
+
+#: Output flags a command line may give before the command as well as after it.
+GLOBAL_FLAGS = ("-q", "--quiet", "--json", "--debug", "--soft-fail")
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """``cacher -q dir download …`` as ``cacher dir download … -q``: the output flags given
+    before the command move after it (before a ``--``, which starts ``ensure``'s build
+    command), so they mean exactly what they mean there. ``--debug`` is read by `main` itself
+    and stays where it is."""
+    args = list(argv)
+    leading = []
+    while args and args[0] in GLOBAL_FLAGS:
+        leading.append(args.pop(0))
+    moved = [flag for flag in dict.fromkeys(leading) if flag != "--debug"]
+    at = args.index("--") if "--" in args else len(args)
+    return args[:at] + moved + args[at:]
 
 
 def _options(argv: Sequence[str]) -> list[str]:
@@ -124,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(version_text())
         return ExitCode.OK
     debug = _debug(args)
+    args = hoist_global_flags(args)
     end = _Outcome(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -25,6 +25,9 @@ def key_command(registry: Registry) -> Callable[..., int]:
         arch_suffix: Annotated[
             bool, Parameter(help="Append -OS-ARCH (Go's names, e.g. -linux-amd64).")
         ] = False,
+        quiet: Annotated[
+            bool, Parameter(name=["--quiet", "-q"], help="Accepted as everywhere; key prints only data.")
+        ] = False,
     ) -> int:
         """Print the key a template resolves to; with --hash-from and no {hash}, insert the hash
         before the extension."""
