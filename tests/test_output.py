@@ -184,3 +184,72 @@ def test_output_flags_before_the_command(cacher, tmp_path: Path) -> None:
     # Given after the command, as before, they still work.
     run = cacher("dir", "download", "e.tar.zst", str(tmp_path / "again"), "-q", "--json")
     assert run.code == 0 and run.err == "" and one_document(run)["outcome"] == "hit", run
+
+
+@pytest.mark.s3
+def test_progress_in_a_log_2_s_in_then_every_5_s(env: dict[str, str], tmp_path: Path, seaweed_s3: Any,
+                                                 s3_bucket: str) -> None:
+    """Without a terminal: the first progress line 2 s into the transfer, then one at least
+    every 5 s until the summary.
+
+    Time is controlled, not raced: the restore reads through a proxy that trickles the body at
+    256 KiB/s, so a 2 MiB object takes about 8 s on any machine, however fast; the proxy
+    notes when the transfer's GET was answered, and each stderr line is stamped as it arrives.
+    """
+    import os
+    import subprocess
+    import time
+
+    from tests.conftest import CACHER
+    from tests.fault_proxy import FaultProxy, s3_env
+
+    data = os.urandom(2 << 20)
+    (tmp_path / "big").write_bytes(data)
+    stored = subprocess.run([CACHER, "upload", "big", str(tmp_path / "big")],
+                            env={**env, **s3_env(seaweed_s3, s3_bucket)}, capture_output=True, text=True, timeout=60)
+    assert stored.returncode == 0, stored.stderr
+    dest = tmp_path / "restored"
+    answered: list[float] = []
+
+    def transfer_get(req: Any) -> bool:
+        if req.method == "GET" and not answered:
+            answered.append(time.monotonic())
+        return bool(req.method == "GET")
+
+    stamped: list[tuple[float, str]] = []
+    with FaultProxy(seaweed_s3.endpoint) as proxy:
+        proxy.set_extra("trickle", rate=256 << 10, match=transfer_get)
+        run_env = {**env, **s3_env(seaweed_s3, s3_bucket, proxy.endpoint, CACHER_READ_TIMEOUT="30")}
+        proc = subprocess.Popen([CACHER, "download", "big", str(dest)], env=run_env, stderr=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            stamped.append((time.monotonic(), line.rstrip("\n")))
+        assert proc.wait(timeout=60) == 0, stamped
+    assert dest.read_bytes() == data
+    assert answered, "the proxy saw no GET: nothing was tested"
+    progress = [t for t, line in stamped if line.startswith("cacher: downloading big: ")]
+    summary = [t for t, line in stamped if line.startswith("cacher: file hit, restored big: ")]
+    assert len(summary) == 1, stamped
+    took = summary[0] - answered[0]
+    assert took > 6.0, f"the proxy did not slow the restore ({took:.2f} s): nothing was tested"
+    assert len(progress) >= 2, stamped
+    # The first line about 2 s in (the ticker starts just before the look-up, so a little
+    # earlier than the GET is answered); never the old 5 s.
+    assert progress[0] - answered[0] < 3.5, (progress[0] - answered[0], stamped)
+    gaps = [b - a for a, b in zip(progress, [*progress[1:], summary[0]], strict=True)]
+    assert max(gaps) < 5.5, (gaps, stamped)
+    assert all(line.endswith("/s") or "ETA" in line for _, line in stamped if "downloading big" in line)
+
+
+def test_a_bare_init_writes_nothing_and_exits_2(cacher, home: Path) -> None:
+    for args in (["init"], ["init", "--no-check"]):
+        run = cacher(*args)
+        assert run.code == 2, run
+        lines = run.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cacher: error: cacher init needs the settings to write"), run
+        assert "hint: e.g. cacher init --endpoint URL --bucket NAME" in lines[0], run
+        assert not (home / ".config" / "cacher").exists()
+    run = cacher("init", "--backend", "file", "--bucket", str(home / "store"))  # given settings: written
+    assert run.code == 0, run
+    assert (home / ".config" / "cacher" / "config.toml").exists()
