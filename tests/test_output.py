@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import assert_one_error_line
+
 
 def _dead_store() -> dict[str, str]:
     """An S3 store nobody listens on: every request fails at once (connection refused)."""
@@ -253,3 +255,49 @@ def test_a_bare_init_writes_nothing_and_exits_2(cacher, home: Path) -> None:
     run = cacher("init", "--backend", "file", "--bucket", str(home / "store"))  # given settings: written
     assert run.code == 0, run
     assert (home / ".config" / "cacher" / "config.toml").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "segment"),
+    [("a/./b", "'.'"), ("./b", "'.'"), ("a/.", "'.'"), ("a/../b", "'..'")],
+)
+def test_a_dot_segment_is_named_as_a_segment(cacher, tmp_path: Path, key: str, segment: str) -> None:
+    run = cacher("download", key, str(tmp_path / "d"))
+    assert_one_error_line(run, f"invalid key {key!r}: a key must not contain a {segment} path segment",
+                          "a dot inside a name, as in 'v1.2', is fine")
+    assert not (tmp_path / "d").exists()
+    assert cacher("upload", "v1.2/x.tar", __file__).code == 0  # dots inside names stay fine
+
+
+@pytest.mark.parametrize("args", [["--older-than", "-1d"], ["--older-than=-1d"], ["--older-than", "-30m"]])
+def test_a_negative_duration_must_be_positive(cacher, tmp_path: Path, args: list[str]) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert cacher("upload", "p/k", str(f)).code == 0
+    run = cacher("prune", "p/", *args)
+    assert_one_error_line(run, "a duration must be positive")
+    assert "requires an argument" not in run.err
+    assert cacher("exists", "p/k").code == 0  # nothing pruned
+    run = cacher("prune", "p/", "--older-than", "--dry-run")
+    assert_one_error_line(run, "--older-than needs a duration", "'--dry-run'")
+
+
+def test_url_network_errors_say_what_happened(cacher, tmp_path: Path) -> None:
+    from tests.realparts.ports import free_port
+
+    port = free_port()
+    dest = tmp_path / "tool"
+    run = cacher("download", "tool", str(dest), "--url", f"http://127.0.0.1:{port}/tool")
+    assert_one_error_line(run, f"cannot fetch http://127.0.0.1:{port}/tool: connection refused by 127.0.0.1:{port}")
+    assert "404" not in run.err and "not found" not in run.err
+    run = cacher("download", "tool", str(dest), "--url", "http://no-such-host.invalid/tool")
+    assert_one_error_line(run, "cannot fetch http://no-such-host.invalid/tool: unknown host 'no-such-host.invalid'")
+    assert "404" not in run.err and "not found" not in run.err
+    assert not dest.exists()
+    assert cacher("exists", "tool").code == 1
+
+
+def test_url_404_still_says_not_found(cacher, tmp_path: Path, http: Any) -> None:
+    http.put("other", b"x")
+    run = cacher("download", "tool", str(tmp_path / "tool"), "--url", http.url("missing"))
+    assert_one_error_line(run, "not found (404)")

@@ -18,7 +18,8 @@ def key_command(registry: Registry) -> Callable[..., int]:
         /,
         *,
         hash_from: Annotated[
-            list[Path] | None, Parameter(help="File or directory whose content is hashed (repeatable).")
+            list[Path] | None,
+            Parameter(help="File or directory whose content is hashed (repeatable).", negative=()),
         ] = None,
         hash_length: Annotated[int, Parameter(help="Characters of the digest to keep.")] = 16,
         json: Annotated[bool, Parameter(help="Print the key as JSON on stdout.")] = False,

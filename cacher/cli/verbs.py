@@ -80,10 +80,14 @@ _FORCE = P(
 _RESTORE = P(
     "restore_key",
     P.KEYWORD_ONLY,
-    annotation=_annotated(
+    annotation=Annotated[
         list[str] | None,
-        "On a miss, restore the newest object whose key starts with this prefix (repeatable, in order).",
-    ),
+        Parameter(
+            help="On a miss, restore the newest object whose key starts with this prefix "
+            "(repeatable, in order).",
+            negative=(),  # no --empty-restore-key: an empty list is what not giving it means
+        ),
+    ],
     default=None,
 )
 _COMMAND = P("command", P.VAR_POSITIONAL, annotation=_annotated(str, "The build command, after '--'."))
