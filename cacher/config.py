@@ -59,6 +59,14 @@ FIELDS: tuple[Field, ...] = (
         "Part size of S3 multipart uploads and ranged downloads, in MiB (doubled every 1,000 parts).",
     ),
     Field("soft_fail", bool, False, "Storage errors become a warning: a miss on download, exit 0 on upload."),
+    Field(
+        "read_only",
+        bool,
+        False,
+        "Never write to the store: uploads, saves, deletes and prunes become no-ops that say so.",
+    ),
+    Field("scope", str, None, "Write to and restore from this scope first (a branch name, say)."),
+    Field("fallback_scopes", str, None, "Comma-separated scopes restored from after the job's own."),
     Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}

@@ -6,6 +6,8 @@ The engine knows nothing of the command line and never prints; it returns result
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,15 @@ from typing import Any, Literal
 
 from cacher import __version__
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, ObjectRefused, StorageError, UsageError
+from cacher.errors import (
+    ArtifactError,
+    CacheMiss,
+    IntegrityError,
+    ObjectChanged,
+    ObjectRefused,
+    StorageError,
+    UsageError,
+)
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -21,7 +31,9 @@ from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingRe
 #: How often a download starts again when the object is replaced while it is read.
 REPLACED_RETRIES = 3
 
-Outcome = Literal["uploaded", "skipped", "hit", "partial", "fetched", "failed"]
+Outcome = Literal[
+    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed"
+]
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,11 @@ class Result:
     notes: tuple[str, ...] = field(default=())
     #: Why the outcome is ``failed`` (a soft failure's error message).
     reason: str | None = None
+    #: False for a restore that nothing checked: a raw object stored without a digest (older
+    #: versions); archives are checked by their codec, raw objects by their recorded sha256.
+    verified: bool = True
+    #: The fallback scope a partial hit came from (None: the job's own scope, or no scopes).
+    scope: str | None = None
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
@@ -80,24 +97,33 @@ def upload(
     *,
     force: bool = False,
     soft_fail: bool = False,
+    read_only: bool = False,
     progress: Progress | None = None,
 ) -> Result:
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
-    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error."""
+    ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
+    With ``read_only``, nothing is sent: the outcome is ``read-only``."""
     started = time.monotonic()
     kind.check_upload(targets, options)
+    if read_only:
+        return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
         if not force and store.exists(key):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
         metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
-        sha = kind.sha256(options)
-        if sha and codec.name == "none":
-            metadata["sha256"] = sha
+        sha = kind.digest(targets, options) or kind.sha256(options)
+        if sha:
+            metadata["sha256"] = sha.lower()
         with store.writer(key, metadata) as stored:
             counted_store = CountingWriter(stored)
             with codec.encoder(counted_store) as encoded:
-                counted_raw = CountingWriter(encoded, progress)
+                counted_raw = CountingWriter(encoded, progress, hashing=bool(sha))
                 kind.pack(targets, counted_raw, options)
+            if counted_raw.hash is not None and counted_raw.hash.hexdigest() != metadata["sha256"]:
+                raise ArtifactError(
+                    f"{' '.join(targets)} changed while it was uploaded (its sha256 differs from "
+                    "the one taken before); nothing stored"
+                )
     except StorageError as exc:
         if not soft_fail:
             raise
@@ -121,6 +147,8 @@ def download(
     progress: Progress | None = None,
     refused_is_miss: bool = False,
     fits: Callable[[str, str], bool] | None = None,
+    read_only: bool = False,
+    fallback_stores: Sequence[tuple[str, Store]] = (),
 ) -> Result:
     """Restore ``key`` into ``target``: the exact key, else the newest object under each
     restore-key prefix in turn (those ``fits(key, prefix)`` accepts), else the kind's fallback
@@ -131,17 +159,24 @@ def download(
     with ``refused_is_miss`` (``ensure``, which then builds), it is a miss and gets replaced;
     a restore-key candidate is skipped for the next one; otherwise the error says how to
     replace it. With ``soft_fail``, a storage error is also a miss, and a failed upload after
-    the fallback only a note.
+    the fallback only a note. After the job's own store, each of ``fallback_stores`` (other
+    scopes, read only) is tried the same way, exact key before restore keys; what the fallback
+    makes is stored in the job's own store only, and never with ``read_only``.
     """
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
     run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
-    run.refused_is_miss, run.fits = refused_is_miss, fits
+    run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
     found = run.look_up()
     if found is not None:
         return run.restore(found, "hit") or run.fallback()
-    return run.restore_keys(restore_keys) or run.fallback()
+    result = run.restore_keys(restore_keys)
+    for scope, other in fallback_stores:
+        if result is not None or not run.store_ok:
+            break
+        result = run.from_scope(scope, other, restore_keys)
+    return result or run.fallback()
 
 
 class _Download:
@@ -167,6 +202,7 @@ class _Download:
         self.notes: list[str] = []
         self.store_ok = True
         self.refused_is_miss = False
+        self.read_only = False
         self.fits: Callable[[str, str], bool] | None = None
         #: Whether the store answered for the exact key, and the restore keys it searched.
         self.looked_up = self.refused = False
@@ -190,6 +226,18 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
 
+    def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
+        """The exact key, then the restore keys, in another scope's store; a partial hit."""
+        own, self.store = self.store, store
+        try:
+            found = self.look_up()
+            result = self.restore(found, "partial") if found is not None else None
+            if result is None and self.store_ok:
+                result = self.restore_keys(prefixes)
+        finally:
+            self.store = own
+        return dataclasses.replace(result, scope=scope) if result is not None else None
+
     def restore_keys(self, prefixes: Sequence[str]) -> Result | None:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
@@ -202,7 +250,7 @@ class _Download:
                 self._soft(exc, "treated as a miss")
                 return None
             self.restore_keys_tried.append(prefix)
-            candidates = [o for o in listed if o.modified is not None and o.key != self.key]
+            candidates = [o for o in listed if o.modified is not None]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
             for match in sorted(candidates, key=lambda o: (o.modified, o.key), reverse=True):
@@ -241,9 +289,10 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
         seconds = time.monotonic() - self.started
+        checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or chosen.name != "none"
         return Result(
             self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
-            tuple(self.notes),
+            tuple(self.notes), verified=checked,
         )
 
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
@@ -257,8 +306,7 @@ class _Download:
             recorded = info.metadata.get("codec")
             if recorded and self.codecs is not None and recorded != chosen.name:
                 chosen = self.codecs(recorded)
-            recorded_sha = info.metadata.get("sha256") if chosen.name == "none" else None
-            expected = self.kind.sha256(self.options) or recorded_sha
+            expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
             try:
                 raw = _restore(
                     self.store, self.kind, chosen, info.key, self.target, self.options, expected, info,
@@ -301,6 +349,10 @@ class _Download:
         if produced is None:
             raise self.miss()
         raw_bytes = stored_bytes = 0
+        outcome: Outcome = "fetched"
+        if self.read_only:
+            self.notes.append("read-only: what was made is not stored")
+            self.store_ok = False
         if self.store_ok:
             try:
                 up = upload(
@@ -310,9 +362,12 @@ class _Download:
                 raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
             except StorageError as exc:
                 self._soft(exc, "not stored")
+        if not self.store_ok:  # made, but the store is down: say so, with what was made
+            outcome = "fetched-not-stored"
+            raw_bytes = sum(os.path.getsize(p) for p in produced if os.path.isfile(p))
         seconds = time.monotonic() - self.started
         return Result(
-            self.key, "fetched", self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
+            self.key, outcome, self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
             tuple(self.notes),
         )
 

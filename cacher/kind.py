@@ -98,6 +98,13 @@ class Kind(abc.ABC):
         """A sha256 the stored bytes must match, when the user gave one (``--sha256``)."""
         return None
 
+    def digest(self, targets: Sequence[str], options: Mapping[str, Any]) -> str | None:
+        """The sha256 of the bytes `pack` will write, when it can be known before packing (a
+        local file). It is recorded with the object, checked against the bytes as they are
+        packed (a mismatch publishes nothing), and checked again on every restore. None for
+        kinds whose codec verifies the stream (archives) or that cannot know it in advance."""
+        return None
+
     def restores(self, stored_kind: str) -> bool:
         """Whether an object recorded as stored by ``stored_kind`` is one this kind restores.
 

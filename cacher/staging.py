@@ -177,15 +177,16 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
             raise ArtifactError(
                 f"cannot create a staging directory beside {resolved}: {exc.strerror}"
             ) from None
-        try:
-            owner = _lock_dir(staging)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a restored tree is not private
-        except OSError as exc:
-            force_rmtree(staging)
-            raise ArtifactError(f"cannot prepare the staging directory {staging}: {exc.strerror}") from None
-        try:
+        owner: int | None = None
+        try:  # one handler from here on: a signal while the lock is taken leaves nothing behind
+            try:
+                owner = _lock_dir(staging)
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a restored tree is not private
+            except OSError as exc:
+                why = exc.strerror
+                raise ArtifactError(f"cannot prepare the staging directory {staging}: {why}") from None
             yield staging
             swap_into_place(staging, resolved)
         except BaseException:

@@ -49,15 +49,19 @@ class ReaderBase:
 
 
 class CountingWriter:
-    """Counts the bytes written through it, reporting progress when asked."""
+    """Counts the bytes written through it, reporting progress when asked, and hashes them
+    (sha256) when ``hashing`` is set."""
 
-    def __init__(self, inner: Any, progress: Progress | None = None) -> None:
+    def __init__(self, inner: Any, progress: Progress | None = None, *, hashing: bool = False) -> None:
         self.inner = inner
         self.count = 0
         self.progress = progress
+        self.hash = hashlib.sha256() if hashing else None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self.inner.write(data)
+        if self.hash is not None:
+            self.hash.update(data)
         n = len(data)
         self.count += n
         if self.progress is not None:

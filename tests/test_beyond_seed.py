@@ -186,9 +186,13 @@ def test_soft_fail_turns_storage_errors_into_misses(cacher, tmp_path: Path, http
     assert len(lines) == 2 and "does not exist" not in run.err and "error" not in run.err, run
     assert cacher("exists", "k", "--soft-fail", extra_env=dead).code == 1
     url = http.put("tool", b"tool bytes")
-    run = cacher("download", "k", str(tmp_path / "tool"), "--url", url, "--soft-fail", extra_env=dead)
+    run = cacher("download", "k", str(tmp_path / "tool"), "--url", url, "--soft-fail", "--json", extra_env=dead)
     assert run.code == 0, run
     assert (tmp_path / "tool").read_bytes() == b"tool bytes"
+    # Honest: fetched, not stored, with the bytes that were fetched (not "stored k: 0 B").
+    document = json.loads(run.out)
+    assert (document["outcome"], document["raw_bytes"], document["stored_bytes"]) == ("fetched-not-stored", 10, 0)
+    assert "made but not stored k: 10 B raw" in run.err, run
     bad_input = cacher("download", "/abs", str(tmp_path / "x"), extra_env=soft)
     assert bad_input.code == 2
 

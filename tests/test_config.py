@@ -32,6 +32,9 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "part_size_mb": (6, 7, 9, "7"),
     "compression_level": (1, 9, 19, "9"),
     "soft_fail": (True, False, True, "no"),
+    "read_only": (True, False, True, "off"),
+    "scope": ("file-s", "env-s", "flag-s", "env-s"),
+    "fallback_scopes": ("main", "main,dev", "release", "main,dev"),
 }
 
 

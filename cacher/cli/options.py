@@ -15,6 +15,7 @@ from cacher.errors import UsageError
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
+from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, slug
 from cacher.stores.base import Store
 
 STORE_GROUP = "Store options"
@@ -40,6 +41,16 @@ class StoreOptions:
     ] = None
     soft_fail: Annotated[
         bool | None, Parameter(help="Storage errors warn: a miss on download, exit 0 on upload.")
+    ] = None
+    read_only: Annotated[
+        bool | None,
+        Parameter(help="Never write to the store: uploads, deletes and prunes say so and do nothing."),
+    ] = None
+    scope: Annotated[
+        str | None, Parameter(help="Write to and restore from this scope first (e.g. the branch).")
+    ] = None
+    fallback_scopes: Annotated[
+        str | None, Parameter(help="Comma-separated scopes to restore from after the job's own.")
     ] = None
     connect_timeout: Annotated[
         float | None, Parameter(help="Seconds to wait for a connection to the store (default 5).")
@@ -97,14 +108,32 @@ class Session:
             self.report.say(
                 f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
-        return open_store(self.settings, self.environ)
+        store = open_store(self.settings, self.environ)
+        if self.settings.scope:
+            return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
+        return store
+
+    @cached_property
+    def fallback_stores(self) -> list[tuple[str, Store]]:
+        """(scope, store) to restore from after the job's own scope, in order."""
+        own = slug(self.settings.scope) if self.settings.scope else None
+        base = self.store.with_prefix(self.settings.prefix.strip("/")) if own else self.store
+        return [
+            (name, base.with_prefix(scope_prefix(base.prefix, name)))
+            for name in fallbacks(self.settings.fallback_scopes)
+            if name != own
+        ]
 
     def key(self, key: str) -> str:
         """The key as stored: validated, with the arch suffix when it is on, and short enough
         for the store (checked here, before any I/O, not as the store's own error mid-way)."""
         validate_key(key)
+        check_unscoped_key(key)
         stored = arch_suffixed(key) if self.settings.arch_suffix else key
-        check_key_length(config.resolved_backend(self.settings), self.settings.prefix, stored)
+        prefix = self.settings.prefix
+        if self.settings.scope:
+            prefix = scope_prefix(prefix, slug(self.settings.scope))
+        check_key_length(config.resolved_backend(self.settings), prefix, stored)
         return stored
 
 

@@ -128,11 +128,17 @@ class Reporter:
         if result.outcome == "skipped":
             self.say(f"{result.key} already stored; skipped (use --force to overwrite)")
             return
+        if result.outcome == "read-only":
+            self.say(f"read-only: {result.key} not stored")
+            return
         what = {
             "uploaded": "uploaded",
             "hit": "hit, restored",
-            "partial": f"partial hit, restored {result.matched_key} for",
+            "partial": f"partial hit, restored {result.matched_key}"
+            + (f" of scope {result.scope}" if result.scope else "")
+            + " for",
             "fetched": "miss, made and stored",
+            "fetched-not-stored": "miss, made but not stored",
         }.get(result.outcome, result.outcome)
         ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
         rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
@@ -140,7 +146,12 @@ class Reporter:
             f"{result.kind} {what} {result.key}: {human_bytes(result.raw_bytes)} raw, "
             f"{human_bytes(result.stored_bytes)} stored ({result.codec}, x{ratio:.2f}) "
             f"in {result.seconds:.2f} s, {rate:.1f} MiB/s"
+            + ("" if result.verified else "; unverified (stored without a digest by an older cacher)")
         )
+
+
+#: Outcomes of a download that looked the key up (``match`` says how it answered).
+_LOOKED_UP = ("hit", "partial", "fetched", "fetched-not-stored")
 
 
 def result_document(result: Result) -> dict[str, Any]:
@@ -148,13 +159,15 @@ def result_document(result: Result) -> dict[str, Any]:
         "key": result.key,
         "kind": result.kind,
         "outcome": result.outcome,
-        "match": result.match if result.outcome in ("hit", "partial", "fetched") else None,
+        "match": result.match if result.outcome in _LOOKED_UP else None,
         "matched_key": result.matched_key,
         "codec": result.codec,
         "raw_bytes": result.raw_bytes,
         "stored_bytes": result.stored_bytes,
         "seconds": round(result.seconds, 3),
         "notes": list(result.notes),
+        "verified": result.verified,
+        "scope": result.scope,
     }
 
 

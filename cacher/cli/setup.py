@@ -19,11 +19,16 @@ from cacher.stores.base import Store
 from cacher.stores.s3.credentials import resolve
 
 
-def smoke_test(store: Store) -> list[str]:
-    """HEAD the bucket, then write, read back and delete a 1-byte canary."""
+def smoke_test(store: Store, *, read_only: bool = False) -> list[str]:
+    """HEAD the bucket, then write, read back and delete a 1-byte canary (with ``read_only``,
+    list instead: a read-only job checks reads only)."""
     lines = []
     store.check_bucket()
     lines.append(f"bucket reachable: {store.url()}")
+    if read_only:
+        listed = store.list("")
+        lines.append(f"read-only: listed {len(listed)} objects; no canary written")
+        return lines
     key = f".cacher-doctor-{uuid.uuid4().hex}"
     with store.writer(key) as w:
         w.write(b"!")
@@ -46,11 +51,11 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
         found = "found" if settings.config_found else "not found"
         report.say(f"config file: {settings.config_path} ({found})")
         report.say(f"backend: {backend} ({settings.sources['backend']})")
-        for name in ("endpoint", "region", "bucket", "prefix", "arch_suffix"):
+        for name in ("endpoint", "region", "bucket", "prefix", "arch_suffix", "read_only", "scope"):
             report.say(f"{name}: {settings.values[name]!r} ({settings.sources[name]})")
         if backend == "s3":
             report.say(f"credentials: {resolve(settings, session.environ).describe()}")
-        for line in smoke_test(session.store):
+        for line in smoke_test(session.store, read_only=bool(settings.read_only)):
             report.say(line)
         report.say("ok")
         return 0
@@ -82,7 +87,7 @@ def init_command(registry: Registry) -> Callable[..., int]:
             settings = config.load({**_without_cacher_vars(environ)}, values, config_flag=os.devnull)
             if config.resolved_backend(settings) == "s3":
                 resolve(settings, environ)
-            for line in smoke_test(open_store(settings, environ)):
+            for line in smoke_test(open_store(settings, environ), read_only=bool(settings.read_only)):
                 report.say(line)
         config.write(path, values)
         report.say(f"wrote {path}")

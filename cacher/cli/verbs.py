@@ -147,6 +147,7 @@ class _Verbs:
                 options,
                 force=force,
                 soft_fail=bool(session.settings.soft_fail),
+                read_only=bool(session.settings.read_only),
                 progress=progress,
             )
         finally:
@@ -184,6 +185,8 @@ class _Verbs:
                 progress=progress,
                 refused_is_miss=refused_is_miss,
                 fits=fits_this_machine if session.settings.arch_suffix else None,
+                read_only=bool(session.settings.read_only),
+                fallback_stores=session.fallback_stores,
             )
         except CacheMiss as miss:
             if progress is not None:
@@ -288,7 +291,8 @@ class _Verbs:
                  "notes": [uploaded.reason]}
             )
             return 0
-        built = {"outcome": "built", "failed": None, "build_status": 0, "upload": result_document(uploaded)}
+        outcome = "read-only" if uploaded.outcome == "read-only" else "built"
+        built = {"outcome": outcome, "failed": None, "build_status": 0, "upload": result_document(uploaded)}
         session.report.emit({**document, **built})
         return 0
 

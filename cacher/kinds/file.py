@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -65,9 +66,21 @@ class FileKind(Kind):
         except OSError as exc:
             raise ArtifactError(f"cannot write {dest}: {exc.strerror or exc}") from None
 
+    def digest(self, targets: Sequence[str], options: Mapping[str, Any]) -> str | None:
+        """The file is local: hash it before the upload (the engine hashes it again as it goes)."""
+        path = targets[0]
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        except OSError as exc:
+            raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return h.hexdigest()
+
     def restores(self, stored_kind: str) -> bool:
-        """``file`` and ``url`` objects are both a file's bytes."""
-        return stored_kind in ("file", "url")
+        """``file`` and ``url`` objects (and a subclass's own) are all a file's bytes."""
+        return stored_kind in ("file", "url", self.name)
 
     def fallback_requested(self, options: Mapping[str, Any]) -> bool:
         return bool(options.get("url"))

@@ -34,5 +34,9 @@ class UrlKind(FileKind):
             raise UsageError("cacher url download needs --url URL")
         super().check_download(target, options)
 
+    def digest(self, targets: Sequence[str], options: Mapping[str, Any]) -> str | None:
+        """A URL cannot be hashed before it is fetched: only a given ``--sha256`` is known."""
+        return self.sha256(options)
+
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
         stream_url(targets[0], sink, check_sha256(options.get("sha256")))

@@ -8,6 +8,7 @@ translated into `StorageError` here, at the seam.
 
 from __future__ import annotations
 
+import copy
 import errno
 import shutil
 import tempfile
@@ -58,6 +59,12 @@ class Store:
         self.bucket = bucket.rstrip("/") if bucket != "/" else bucket
         self.prefix = prefix.strip("/")
         self.protocol = protocol or _protocol_of(fs)
+
+    def with_prefix(self, prefix: str) -> Store:
+        """The same store (connections shared) under another prefix: a scope's view."""
+        view = copy.copy(self)
+        view.prefix = prefix.strip("/")
+        return view
 
     @property
     def fs(self) -> Any:

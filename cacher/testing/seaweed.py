@@ -116,6 +116,9 @@ class SeaweedS3(ProcessPart):
         self.config_path = self.root / "identities.json"
         self.key_id = key_id or "AK" + secrets.token_hex(8).upper()
         self.secret = secret or secrets.token_urlsafe(30)
+        #: Credentials of a second identity allowed only Read and List (a read-only job's).
+        self.read_key_id = "AKR" + secrets.token_hex(8).upper()
+        self.read_secret = secrets.token_urlsafe(30)
         self.volume_size_limit_mb = volume_size_limit_mb
         self.max_volumes = max_volumes
         self.volumes_per_growth = volumes_per_growth
@@ -201,7 +204,12 @@ class SeaweedS3(ProcessPart):
                     "name": "ci",
                     "credentials": [{"accessKey": self.key_id, "secretKey": self.secret}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
+                },
+                {  # what an untrusted job gets: reads and listings, no writes
+                    "name": "reader",
+                    "credentials": [{"accessKey": self.read_key_id, "secretKey": self.read_secret}],
+                    "actions": ["Read", "List"],
+                },
             ]
         }
         self.config_path.write_text(json.dumps(identities))
