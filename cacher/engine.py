@@ -207,6 +207,7 @@ class _Download:
         #: Whether the store answered for the exact key, and the restore keys it searched.
         self.looked_up = self.refused = False
         self.restore_keys_tried: list[str] = []
+        self.scopes_tried: list[str] = []
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -229,6 +230,7 @@ class _Download:
     def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
         """The exact key, then the restore keys, in another scope's store; a partial hit."""
         own, self.store = self.store, store
+        self.scopes_tried.append(scope)
         try:
             found = self.look_up()
             result = self.restore(found, "partial") if found is not None else None
@@ -332,14 +334,17 @@ class _Download:
             message = f"miss, the object under {self.key} in {where} was refused"
         else:
             message = f"miss, nothing under {self.key} in {where}"
-        if self.restore_keys_tried:
-            message += f"; restore keys searched: {', '.join(self.restore_keys_tried)}"
+        searched = list(dict.fromkeys(self.restore_keys_tried))
+        if searched:
+            message += f"; restore keys searched: {', '.join(searched)}"
+        if self.scopes_tried:
+            message += f"; fallback scopes searched: {', '.join(self.scopes_tried)}"
         return CacheMiss(
             message,
             notes=tuple(self.notes),
             key=self.key,
             store=where,
-            restore_keys=tuple(self.restore_keys_tried),
+            restore_keys=tuple(searched),
             looked_up=self.looked_up,
         )
 

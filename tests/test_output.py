@@ -307,3 +307,20 @@ def test_url_404_still_says_not_found(cacher, tmp_path: Path, http: Any) -> None
     http.put("other", b"x")
     run = cacher("download", "tool", str(tmp_path / "tool"), "--url", http.url("missing"))
     assert_one_error_line(run, "not found (404)")
+
+
+@pytest.mark.s3
+def test_a_scoped_miss_names_the_scopes_searched(cacher, seaweed_s3: Any, s3_bucket: str, tmp_path: Path) -> None:
+    from tests.test_scopes import s3
+
+    feature = s3(seaweed_s3, s3_bucket, CACHER_SCOPE="feature", CACHER_FALLBACK_SCOPES="main,dev")
+    run = cacher("dir", "download", "deps-9.tar.zst", str(tmp_path / "d"), "--restore-key", "deps-", "--json",
+                 extra_env=feature)
+    assert run.code == 3, run
+    assert run.err.splitlines()[-1] == (
+        f"cacher: dir miss, nothing under deps-9.tar.zst in s3://{s3_bucket}/proj/_scopes/feature; "
+        "restore keys searched: deps-; fallback scopes searched: main, dev"
+    ), run
+    document = one_document(run)
+    assert (document["outcome"], document["looked_up"], document["restore_keys"]) == ("miss", True, ["deps-"])
+    assert not (tmp_path / "d").exists()
