@@ -166,7 +166,8 @@ def download(
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
-    run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
+    run = _Download(store, kind, codec, key, target, options)
+    run.codecs, run.soft_fail, run.progress = codecs, soft_fail, progress
     run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
     found = run.look_up()
     if found is not None:
@@ -181,30 +182,25 @@ def download(
 
 class _Download:
     """One download: look-up, restore with retry, fallback. The soft-failure policy lives in
-    `_soft`, once: a storage error is either raised or becomes a note and a store marked down."""
+    `_soft`, once: a storage error is either raised or becomes a note and a store marked down.
+    The policy flags (class defaults below) are set by `download`."""
+
+    codecs: Callable[[str], Codec] | None = None
+    soft_fail = False
+    progress: Progress | None = None
+    refused_is_miss = False
+    read_only = False
+    fits: Callable[[str, str], bool] | None = None
 
     def __init__(
-        self,
-        store: Store,
-        kind: Kind,
-        codec: Codec,
-        key: str,
-        target: str | None,
-        options: Mapping[str, Any],
-        codecs: Callable[[str], Codec] | None,
-        soft_fail: bool,
-        progress: Progress | None,
+        self, store: Store, kind: Kind, codec: Codec, key: str, target: str | None, options: Mapping[str, Any]
     ) -> None:
         self.store, self.kind, self.codec, self.key = store, kind, codec, key
-        self.target, self.options, self.codecs = target, options, codecs
-        self.soft_fail, self.progress = soft_fail, progress
+        self.target, self.options = target, options
         self.started = time.monotonic()
         self.notes: list[str] = []
         self.store_ok = True
-        self.refused_is_miss = False
-        self.read_only = False
-        self.fits: Callable[[str, str], bool] | None = None
-        #: Whether the store answered for the exact key, and the restore keys it searched.
+        #: Whether the store answered for the exact key, the restore keys and the scopes searched.
         self.looked_up = self.refused = False
         self.restore_keys_tried: list[str] = []
         self.scopes_tried: list[str] = []
@@ -310,10 +306,7 @@ class _Download:
                 chosen = self.codecs(recorded)
             expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
             try:
-                raw = _restore(
-                    self.store, self.kind, chosen, info.key, self.target, self.options, expected, info,
-                    self.progress,
-                )
+                raw = self._read_into_target(chosen, info, expected)
             except ObjectChanged:
                 fresh = self.store.head(info.key) if again < REPLACED_RETRIES else None
                 if fresh is None:
@@ -322,6 +315,14 @@ class _Download:
                 continue
             return raw, chosen, info
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_into_target(self, codec: Codec, info: ObjectInfo, sha256: str | None) -> int:
+        """Stream ``info``'s object through ``codec`` into the kind's unpack; the plain bytes."""
+        with self.store.open_read(info.key, info) as stored:
+            plain = codec.decoder(ProgressReader(stored, self.progress, info.size))  # type: ignore[arg-type]
+            counted = VerifyingReader(plain, sha256)
+            self.kind.unpack(counted, self.target, self.options)  # type: ignore[arg-type]
+            return counted.count
 
     def miss(self) -> CacheMiss:
         """The miss, saying what was looked up: the exact key, the restore keys, the store."""
@@ -375,21 +376,3 @@ class _Download:
             self.key, outcome, self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
             tuple(self.notes),
         )
-
-
-def _restore(
-    store: Store,
-    kind: Kind,
-    codec: Codec,
-    key: str,
-    target: str | None,
-    options: Mapping[str, Any],
-    sha256: str | None,
-    info: ObjectInfo,
-    progress: Progress | None,
-) -> int:
-    with store.open_read(key, info) as stored:
-        plain = codec.decoder(ProgressReader(stored, progress, info.size))  # type: ignore[arg-type]
-        counted = VerifyingReader(plain, sha256)
-        kind.unpack(counted, target, options)  # type: ignore[arg-type]
-        return counted.count
