@@ -226,6 +226,10 @@ class _Download:
         self.started = time.monotonic()
         self.notes: list[str] = []
         self.store_ok = True
+        #: Whether the store answered for the exact key, the restore keys and the scopes searched.
+        self.looked_up = self.refused = False
+        self.restore_keys_tried: list[str] = []
+        self.scopes_tried: list[str] = []
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -239,6 +243,7 @@ class _Download:
             info = self.store.head(self.key)
             if info is None:
                 self.store.check_bucket()
+            self.looked_up = True
             return info
         except StorageError as exc:
             self._soft(exc, "treated as a miss")
@@ -247,6 +252,7 @@ class _Download:
     def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
         """The exact key, then the restore keys, in another scope's store; a partial hit."""
         own, self.store = self.store, store
+        self.scopes_tried.append(scope)
         try:
             found = self.look_up()
             result = self.restore(found, "partial") if found is not None else None
@@ -260,11 +266,14 @@ class _Download:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
         for prefix in prefixes:
+            if not self.store_ok:
+                return None
             try:
-                listed = self.store.list(prefix) if self.store_ok else []
+                listed = self.store.list(prefix)
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
+            self.restore_keys_tried.append(prefix)
             candidates = [o for o in listed if o.modified is not None]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
@@ -296,6 +305,7 @@ class _Download:
                 error_class = IntegrityError if isinstance(exc, IntegrityError) else ObjectRefused
                 hint = f"replace it: cacher {self.kind.name} upload --force {self.key} ..."
                 raise error_class(exc.message, hint=hint) from None
+            self.refused = True
             what = "failed verification" if isinstance(exc, IntegrityError) else "was refused"
             self.notes.append(f"the stored object {what} ({exc.message}); made again")
             return None
@@ -340,14 +350,36 @@ class _Download:
             self.kind.unpack(counted, self.target, self.options)  # type: ignore[arg-type]
             return counted.count
 
+    def miss(self) -> CacheMiss:
+        """The miss, saying what was looked up: the exact key, the restore keys, the store."""
+        where = self.store.url()
+        if not self.looked_up:
+            message = f"miss, {self.key} not looked up: the store {where} failed (soft failure)"
+        elif not self.store_ok:
+            message = f"miss, {self.key} not restored: the store {where} failed (soft failure)"
+        elif self.refused:
+            message = f"miss, the object under {self.key} in {where} was refused"
+        else:
+            message = f"miss, nothing under {self.key} in {where}"
+        searched = list(dict.fromkeys(self.restore_keys_tried))
+        if searched:
+            message += f"; restore keys searched: {', '.join(searched)}"
+        if self.scopes_tried:
+            message += f"; fallback scopes searched: {', '.join(self.scopes_tried)}"
+        return CacheMiss(
+            message,
+            notes=tuple(self.notes),
+            key=self.key,
+            store=where,
+            restore_keys=tuple(searched),
+            looked_up=self.looked_up,
+        )
+
     def fallback(self) -> Result:
         """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
         produced = self.kind.produce(self.target, self.options)
         if produced is None:
-            extra = f" ({'; '.join(self.notes)})" if self.notes else ""
-            raise CacheMiss(
-                f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
-            )
+            raise self.miss()
         raw_bytes = stored_bytes = 0
         outcome: Outcome = "fetched"
         if self.read_only:
