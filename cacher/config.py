@@ -89,19 +89,39 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class Settings:
-    """The resolved settings and where each came from (``flag``, ``env``, ``file``, ``default``)."""
+    """The resolved settings, one typed attribute per `Field`, and where each came from
+    (``sources``: ``flag``, ``env``, ``file`` or ``default``)."""
 
-    values: dict[str, Any]
-    sources: dict[str, str]
-    config_path: Path
-    config_found: bool
+    backend: str | None
+    endpoint: str | None
+    region: str
+    bucket: str | None
+    prefix: str
+    arch_suffix: bool
+    key_file: str | None
+    secret_file: str | None
+    connect_timeout: float
+    read_timeout: float
+    request_timeout: float
+    max_attempts: int
+    part_size_mb: int
+    soft_fail: bool
+    compression_level: int | None
+    read_only: bool
+    scope: str | None
+    fallback_scopes: str | None
+    local_tier: str | None
+    local_tier_max: str
+    offline: bool
+    sources: dict[str, str] = field(default_factory=dict)
+    config_path: Path = Path()
+    config_found: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every field's value by name (what ``doctor`` shows and ``init`` writes)."""
+        return {spec.name: getattr(self, spec.name) for spec in FIELDS}
 
 
 def config_path(environ: Mapping[str, str], flag: str | None = None) -> Path:
@@ -215,7 +235,9 @@ def load(
         values["prefix"] = validate_prefix(values["prefix"])
     except UsageError as exc:
         raise ConfigError(f"prefix: {exc}") from None
-    settings = Settings(values, sources, path, path.exists(), options)
+    settings = Settings(
+        **values, sources=sources, config_path=path, config_found=path.exists(), options=options
+    )
     _check_values(settings)
     return settings
 
@@ -249,7 +271,7 @@ def origin(settings: Settings, name: str) -> str:
 def resolved_backend(settings: Settings) -> str:
     """The backend in use: as set; else s3 when an endpoint or bucket is set; else file."""
     if settings.backend:
-        return str(settings.backend)
+        return settings.backend
     if settings.endpoint or settings.bucket:
         return "s3"
     return "file"

@@ -24,6 +24,7 @@ from cacher.errors import (
     StorageError,
     UsageError,
 )
+from cacher.keyrules import validate_key
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -110,8 +111,20 @@ def upload(
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
     ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
     With ``read_only``, nothing is sent: the outcome is ``read-only``."""
-    started = time.monotonic()
     kind.check_upload(targets, options)
+    return _upload(
+        bound_store(store, kind, targets, options), kind, codec, key, targets, options,
+        force=force, soft_fail=soft_fail, read_only=read_only, progress=progress,
+    )
+
+
+def _upload(
+    store: Store, kind: Kind, codec: Codec, key: str, targets: Sequence[str], options: Mapping[str, Any],
+    *, force: bool = False, soft_fail: bool = False, read_only: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """`upload` into ``store`` as it is (already bound to the kind's namespace, if any)."""
+    started = time.monotonic()
     if read_only:
         return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
@@ -175,7 +188,11 @@ def download(
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
-    run = _Download(store, kind, codec, key, target, options, codecs, soft_fail, progress)
+    bound = [target] if target is not None else []
+    store = bound_store(store, kind, bound, options)
+    fallback_stores = [(scope, bound_store(other, kind, bound, options)) for scope, other in fallback_stores]
+    run = _Download(store, kind, codec, key, target, options)
+    run.codecs, run.soft_fail, run.progress = codecs, soft_fail, progress
     run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
     found = run.look_up()
     if found is not None:
@@ -188,31 +205,40 @@ def download(
     return result or run.fallback()
 
 
+def bound_store(store: Store, kind: Kind, targets: Sequence[str], options: Mapping[str, Any]) -> Store:
+    """The store as the kind's objects for these targets see it (`Kind.key_namespace`): the
+    same store under ``<prefix>/<namespace>`` when the kind binds its targets into the key."""
+    namespace = kind.key_namespace(targets, options)
+    if not namespace:
+        return store
+    validate_key(namespace)
+    return store.with_prefix("/".join(p for p in (store.prefix, namespace) if p))
+
+
 class _Download:
     """One download: look-up, restore with retry, fallback. The soft-failure policy lives in
-    `_soft`, once: a storage error is either raised or becomes a note and a store marked down."""
+    `_soft`, once: a storage error is either raised or becomes a note and a store marked down.
+    The policy flags (class defaults below) are set by `download`."""
+
+    codecs: Callable[[str], Codec] | None = None
+    soft_fail = False
+    progress: Progress | None = None
+    refused_is_miss = False
+    read_only = False
+    fits: Callable[[str, str], bool] | None = None
 
     def __init__(
-        self,
-        store: Store,
-        kind: Kind,
-        codec: Codec,
-        key: str,
-        target: str | None,
-        options: Mapping[str, Any],
-        codecs: Callable[[str], Codec] | None,
-        soft_fail: bool,
-        progress: Progress | None,
+        self, store: Store, kind: Kind, codec: Codec, key: str, target: str | None, options: Mapping[str, Any]
     ) -> None:
         self.store, self.kind, self.codec, self.key = store, kind, codec, key
-        self.target, self.options, self.codecs = target, options, codecs
-        self.soft_fail, self.progress = soft_fail, progress
+        self.target, self.options = target, options
         self.started = time.monotonic()
         self.notes: list[str] = []
         self.store_ok = True
-        self.refused_is_miss = False
-        self.read_only = False
-        self.fits: Callable[[str, str], bool] | None = None
+        #: Whether the store answered for the exact key, the restore keys and the scopes searched.
+        self.looked_up = self.refused = False
+        self.restore_keys_tried: list[str] = []
+        self.scopes_tried: list[str] = []
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -226,6 +252,7 @@ class _Download:
             info = self.store.head(self.key)
             if info is None:
                 self.store.check_bucket()
+            self.looked_up = True
             return info
         except StorageError as exc:
             self._soft(exc, "treated as a miss")
@@ -234,6 +261,7 @@ class _Download:
     def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
         """The exact key, then the restore keys, in another scope's store; a partial hit."""
         own, self.store = self.store, store
+        self.scopes_tried.append(scope)
         try:
             found = self.look_up()
             result = self.restore(found, "partial") if found is not None else None
@@ -247,11 +275,14 @@ class _Download:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
         for prefix in prefixes:
+            if not self.store_ok:
+                return None
             try:
-                listed = self.store.list(prefix) if self.store_ok else []
+                listed = self.store.list(prefix)
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
+            self.restore_keys_tried.append(prefix)
             candidates = [o for o in listed if o.modified is not None]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
@@ -283,6 +314,7 @@ class _Download:
                 error_class = IntegrityError if isinstance(exc, IntegrityError) else ObjectRefused
                 hint = f"replace it: cacher {self.kind.name} upload --force {self.key} ..."
                 raise error_class(exc.message, hint=hint) from None
+            self.refused = True
             what = "failed verification" if isinstance(exc, IntegrityError) else "was refused"
             self.notes.append(f"the stored object {what} ({exc.message}); made again")
             return None
@@ -316,10 +348,7 @@ class _Download:
                 chosen = self.codecs(recorded)
             expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
             try:
-                raw = _restore(
-                    self.store, self.kind, chosen, info.key, self.target, self.options, expected, info,
-                    self.progress,
-                )
+                raw = self._read_into_target(chosen, info, expected)
             except ObjectChanged:
                 fresh = self.store.head(info.key) if again < REPLACED_RETRIES else None
                 if fresh is None:
@@ -329,14 +358,44 @@ class _Download:
             return raw, chosen, info
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _read_into_target(self, codec: Codec, info: ObjectInfo, sha256: str | None) -> int:
+        """Stream ``info``'s object through ``codec`` into the kind's unpack; the plain bytes."""
+        with self.store.open_read(info.key, info) as stored:
+            plain = codec.decoder(ProgressReader(stored, self.progress, info.size))  # type: ignore[arg-type]
+            counted = VerifyingReader(plain, sha256)
+            self.kind.unpack(counted, self.target, self.options)  # type: ignore[arg-type]
+            return counted.count
+
+    def miss(self) -> CacheMiss:
+        """The miss, saying what was looked up: the exact key, the restore keys, the store."""
+        where = self.store.url()
+        if not self.looked_up:
+            message = f"miss, {self.key} not looked up: the store {where} failed (soft failure)"
+        elif not self.store_ok:
+            message = f"miss, {self.key} not restored: the store {where} failed (soft failure)"
+        elif self.refused:
+            message = f"miss, the object under {self.key} in {where} was refused"
+        else:
+            message = f"miss, nothing under {self.key} in {where}"
+        searched = list(dict.fromkeys(self.restore_keys_tried))
+        if searched:
+            message += f"; restore keys searched: {', '.join(searched)}"
+        if self.scopes_tried:
+            message += f"; fallback scopes searched: {', '.join(self.scopes_tried)}"
+        return CacheMiss(
+            message,
+            notes=tuple(self.notes),
+            key=self.key,
+            store=where,
+            restore_keys=tuple(searched),
+            looked_up=self.looked_up,
+        )
+
     def fallback(self) -> Result:
         """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
         produced = self.kind.produce(self.target, self.options)
         if produced is None:
-            extra = f" ({'; '.join(self.notes)})" if self.notes else ""
-            raise CacheMiss(
-                f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
-            )
+            raise self.miss()
         raw_bytes = stored_bytes = 0
         outcome: Outcome = "fetched"
         if self.read_only:
@@ -344,7 +403,8 @@ class _Download:
             self.store_ok = False
         if self.store_ok:
             try:
-                up = upload(
+                self.kind.check_upload(produced, self.options)
+                up = _upload(
                     self.store, self.kind, self.codec, self.key, produced, self.options,
                     force=True, progress=self.progress,
                 )
@@ -362,21 +422,3 @@ class _Download:
             self.key, outcome, self.kind.name, self.codec.name, raw_bytes, stored_bytes, seconds, None,
             tuple(self.notes),
         )
-
-
-def _restore(
-    store: Store,
-    kind: Kind,
-    codec: Codec,
-    key: str,
-    target: str | None,
-    options: Mapping[str, Any],
-    sha256: str | None,
-    info: ObjectInfo,
-    progress: Progress | None,
-) -> int:
-    with store.open_read(key, info) as stored:
-        plain = codec.decoder(ProgressReader(stored, progress, info.size))  # type: ignore[arg-type]
-        counted = VerifyingReader(plain, sha256)
-        kind.unpack(counted, target, options)  # type: ignore[arg-type]
-        return counted.count

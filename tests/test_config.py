@@ -45,6 +45,17 @@ def test_every_field_has_a_precedence_sample() -> None:
     assert set(SAMPLES) == {f.name for f in config.FIELDS}
 
 
+def test_settings_has_one_typed_attribute_per_field() -> None:
+    """Settings is a frozen dataclass: a Field without its attribute (or the reverse) fails here."""
+    import dataclasses
+
+    own = {f.name for f in dataclasses.fields(config.Settings)} - {"sources", "config_path", "config_found", "options"}
+    assert own == {f.name for f in config.FIELDS}
+    settings = config.load({}, {}, config_flag=os.devnull)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.prefix = "other"  # type: ignore[misc]
+
+
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_precedence(name: str, tmp_path: Path) -> None:
     file_value, env_value, flag_value, env_text = SAMPLES[name]

@@ -158,7 +158,11 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         /,
         *,
         older_than: Annotated[
-            str, Parameter(help="Delete objects not written for this long (30d, 12h, 1d12h).")
+            str,
+            Parameter(
+                help="Delete objects not written for this long (30d, 12h, 1d12h).",
+                allow_leading_hyphen=True,  # so that -1d is told it must be positive
+            ),
         ],
         keep_last: Annotated[int, Parameter(help="Never delete the N newest objects under the prefix.")] = 0,
         dry_run: Annotated[bool, Parameter(help="Only say what would be deleted.")] = False,
@@ -171,6 +175,8 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         output: OutputOptions | None = None,
     ) -> int:
         """Delete objects under a prefix older than a duration, keeping the newest N."""
+        if older_than.startswith("--"):
+            raise UsageError(f"--older-than needs a duration (e.g. 30d, 12h), not the flag {older_than!r}")
         if keep_last < 0:
             raise UsageError("--keep-last must not be negative")
         age = parse_duration(older_than)
