@@ -417,6 +417,15 @@ def test_offline_restores_from_the_tier_alone(cacher, seaweed_s3, s3_bucket, tmp
     run = cacher("dir", "download", "deps-1.tar.zst", str(tmp_path / "n"), "--json", extra_env=bare)
     assert run.code == 0 and json.loads(run.out)["outcome"] == "local", run
     assert_one_error_line(cacher("exists", "deps-1.tar.zst", extra_env={**bare, "CACHER_OFFLINE": "0"}), "credentials")
+    # ensure offline: an exact local hit runs nothing; a miss builds and keeps the result locally.
+    run = cacher("dir", "ensure", "deps-1.tar.zst", str(tmp_path / "en"), "--json", "--", "false", extra_env=offline)
+    assert run.code == 0 and json.loads(run.out)["outcome"] == "local", run
+    build = f"mkdir -p {tmp_path}/built && echo b > {tmp_path}/built/b"
+    run = cacher("dir", "ensure", "built.tar.zst", str(tmp_path / "built"), "--json", "--", "sh", "-c", build, extra_env=offline)
+    assert run.code == 0, run
+    document = json.loads(run.out)
+    assert (document["outcome"], document["upload"]["outcome"]) == ("built", "local")
+    assert cacher("dir", "exists", "built.tar.zst", extra_env=offline).code == 0
     # --offline without a tier is a configuration error.
     no_tier = {k: v for k, v in offline.items() if k != "CACHER_LOCAL_TIER"}
     assert_one_error_line(cacher("exists", "f.bin", extra_env=no_tier), "--offline needs a local tier")

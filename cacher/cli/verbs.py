@@ -271,8 +271,9 @@ class _Verbs:
         else:
             document.update(match="miss", matched_key=None, restore=None)
         if document["match"] == "exact":
+            hit = "local" if restored is not None and restored.outcome == "local" else "hit"
             session.report.emit(
-                {**document, "outcome": "hit", "failed": None, "build_status": None, "upload": None}
+                {**document, "outcome": hit, "failed": None, "build_status": None, "upload": None}
             )
             return 0
         status = self._build(session, command)
