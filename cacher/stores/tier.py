@@ -237,6 +237,8 @@ class LocalTier:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
+            fd = -1  # no copy (the block runs outside this handler: its errors chain to nothing)
+        if fd < 0:
             yield None
             return
         try:
