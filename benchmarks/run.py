@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cacherbench import report, workloads
+from cacherbench import report, tier, workloads
 from cacherbench.bench import BUCKET, Bench, Measurement
 from cacherbench.inputs import SIZES, Inputs, build_inputs
 from cacherbench.machine import describe, source_state
@@ -48,6 +48,7 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "download-parts": workloads.download_parts,
     "docker": workloads.docker,
     "rss": workloads.rss,
+    "tier-download": tier.tier_download,
 }
 
 

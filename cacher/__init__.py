@@ -4,6 +4,6 @@ The Python API mirrors the command line: build a `Store`, pick a kind and a code
 `Registry`, and hand them to `cacher.engine`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

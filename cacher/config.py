@@ -88,6 +88,19 @@ FIELDS: tuple[Field, ...] = (
     Field("scope", str, None, "Write to and restore from this scope first (a branch name, say)."),
     Field("fallback_scopes", str, None, "Comma-separated scopes restored from after the job's own."),
     Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
+    Field(
+        "local_tier",
+        str,
+        None,
+        "Runner-local directory of verified copies: an unchanged object is restored from it, no GET.",
+    ),
+    Field(
+        "local_tier_max",
+        str,
+        "20GiB",
+        "Bound of the local tier (20GiB, 500MB); least recently used goes first.",
+    ),
+    Field("offline", bool, False, "Ask no store: restore from the local tier alone, keep uploads there."),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 _TRUE = {"1", "true", "yes", "on"}
@@ -120,6 +133,9 @@ class Settings:
     read_only: bool
     scope: str | None
     fallback_scopes: str | None
+    local_tier: str | None
+    local_tier_max: str
+    offline: bool
     sources: dict[str, str] = field(default_factory=dict)
     config_path: Path = Path()
     config_found: bool = False

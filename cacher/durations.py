@@ -13,6 +13,8 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 def parse_duration(text: str) -> float:
     """Seconds in ``text``; `UsageError` for anything else."""
     compact = text.strip().lower()
+    if compact.startswith("-"):
+        raise UsageError(f"invalid duration {text!r}: a duration must be positive (e.g. 30d, 12h, 1d12h)")
     parts = _PART.findall(compact)
     if not compact or "".join(n + u for n, u in parts) != compact:
         raise UsageError(

@@ -24,6 +24,7 @@ from cacher.errors import (
     StorageError,
     UsageError,
 )
+from cacher.keyrules import validate_key
 from cacher.kind import Kind
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
@@ -32,7 +33,7 @@ from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingRe
 REPLACED_RETRIES = 3
 
 Outcome = Literal[
-    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed"
+    "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed", "local"
 ]
 
 
@@ -56,10 +57,17 @@ class Result:
     verified: bool = True
     #: The fallback scope a partial hit came from (None: the job's own scope, or no scopes).
     scope: str | None = None
+    #: Outcome ``local`` of a restore from the runner-local tier alone (offline, or the store
+    #: down under soft failure): how it matched. None for an upload kept locally.
+    local_match: Literal["exact", "partial"] | None = None
+    #: A restore that read the runner-local tier's copy of the object instead of the store.
+    from_local_tier: bool = False
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
         """How the cache answered a download: the exact key, a restore key, or nothing."""
+        if self.local_match is not None:
+            return self.local_match
         if self.outcome == "hit":
             return "exact"
         return "partial" if self.outcome == "partial" else "miss"
@@ -103,8 +111,20 @@ def upload(
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
     ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
     With ``read_only``, nothing is sent: the outcome is ``read-only``."""
-    started = time.monotonic()
     kind.check_upload(targets, options)
+    return _upload(
+        bound_store(store, kind, targets, options), kind, codec, key, targets, options,
+        force=force, soft_fail=soft_fail, read_only=read_only, progress=progress,
+    )
+
+
+def _upload(
+    store: Store, kind: Kind, codec: Codec, key: str, targets: Sequence[str], options: Mapping[str, Any],
+    *, force: bool = False, soft_fail: bool = False, read_only: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """`upload` into ``store`` as it is (already bound to the kind's namespace, if any)."""
+    started = time.monotonic()
     if read_only:
         return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
@@ -130,7 +150,9 @@ def upload(
         seconds = time.monotonic() - started
         return Result(key, "failed", kind.name, codec.name, seconds=seconds, reason=exc.message)
     seconds = time.monotonic() - started
-    return Result(key, "uploaded", kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
+    # Offline, the object went to the runner-local tier only: not shared with other runners.
+    outcome: Outcome = "local" if store.offline_reason else "uploaded"
+    return Result(key, outcome, kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
 
 
 def download(
@@ -166,6 +188,9 @@ def download(
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
     kind.check_download(target, options)
+    bound = [target] if target is not None else []
+    store = bound_store(store, kind, bound, options)
+    fallback_stores = [(scope, bound_store(other, kind, bound, options)) for scope, other in fallback_stores]
     run = _Download(store, kind, codec, key, target, options)
     run.codecs, run.soft_fail, run.progress = codecs, soft_fail, progress
     run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
@@ -178,6 +203,16 @@ def download(
             break
         result = run.from_scope(scope, other, restore_keys)
     return result or run.fallback()
+
+
+def bound_store(store: Store, kind: Kind, targets: Sequence[str], options: Mapping[str, Any]) -> Store:
+    """The store as the kind's objects for these targets see it (`Kind.key_namespace`): the
+    same store under ``<prefix>/<namespace>`` when the kind binds its targets into the key."""
+    namespace = kind.key_namespace(targets, options)
+    if not namespace:
+        return store
+    validate_key(namespace)
+    return store.with_prefix("/".join(p for p in (store.prefix, namespace) if p))
 
 
 class _Download:
@@ -200,6 +235,10 @@ class _Download:
         self.started = time.monotonic()
         self.notes: list[str] = []
         self.store_ok = True
+        #: Whether the store answered for the exact key, the restore keys and the scopes searched.
+        self.looked_up = self.refused = False
+        self.restore_keys_tried: list[str] = []
+        self.scopes_tried: list[str] = []
 
     def _soft(self, exc: StorageError, what: str) -> None:
         if not self.soft_fail:
@@ -213,6 +252,7 @@ class _Download:
             info = self.store.head(self.key)
             if info is None:
                 self.store.check_bucket()
+            self.looked_up = True
             return info
         except StorageError as exc:
             self._soft(exc, "treated as a miss")
@@ -221,6 +261,7 @@ class _Download:
     def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
         """The exact key, then the restore keys, in another scope's store; a partial hit."""
         own, self.store = self.store, store
+        self.scopes_tried.append(scope)
         try:
             found = self.look_up()
             result = self.restore(found, "partial") if found is not None else None
@@ -234,11 +275,14 @@ class _Download:
         """Under each prefix in turn, the newest object that fits and restores, while the store
         answers; a refused candidate is skipped for the next newest."""
         for prefix in prefixes:
+            if not self.store_ok:
+                return None
             try:
-                listed = self.store.list(prefix) if self.store_ok else []
+                listed = self.store.list(prefix)
             except StorageError as exc:
                 self._soft(exc, "treated as a miss")
                 return None
+            self.restore_keys_tried.append(prefix)
             candidates = [o for o in listed if o.modified is not None]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
@@ -270,6 +314,7 @@ class _Download:
                 error_class = IntegrityError if isinstance(exc, IntegrityError) else ObjectRefused
                 hint = f"replace it: cacher {self.kind.name} upload --force {self.key} ..."
                 raise error_class(exc.message, hint=hint) from None
+            self.refused = True
             what = "failed verification" if isinstance(exc, IntegrityError) else "was refused"
             self.notes.append(f"the stored object {what} ({exc.message}); made again")
             return None
@@ -278,9 +323,16 @@ class _Download:
             return None
         seconds = time.monotonic() - self.started
         checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or chosen.name != "none"
+        local_match: Literal["exact", "partial"] | None = None
+        reason = self.store.offline_reason
+        if reason is not None:  # from the runner-local tier alone: the store was not asked
+            local_match, outcome = ("exact" if outcome == "hit" else "partial"), "local"
+            if reason != "offline":
+                self.notes.append(f"soft failure, restored from the local tier: {reason}")
         return Result(
             self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
-            tuple(self.notes), verified=checked,
+            tuple(self.notes), verified=checked, local_match=local_match,
+            from_local_tier=self.store.read_locally(info.key),
         )
 
     def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
@@ -314,14 +366,36 @@ class _Download:
             self.kind.unpack(counted, self.target, self.options)  # type: ignore[arg-type]
             return counted.count
 
+    def miss(self) -> CacheMiss:
+        """The miss, saying what was looked up: the exact key, the restore keys, the store."""
+        where = self.store.url()
+        if not self.looked_up:
+            message = f"miss, {self.key} not looked up: the store {where} failed (soft failure)"
+        elif not self.store_ok:
+            message = f"miss, {self.key} not restored: the store {where} failed (soft failure)"
+        elif self.refused:
+            message = f"miss, the object under {self.key} in {where} was refused"
+        else:
+            message = f"miss, nothing under {self.key} in {where}"
+        searched = list(dict.fromkeys(self.restore_keys_tried))
+        if searched:
+            message += f"; restore keys searched: {', '.join(searched)}"
+        if self.scopes_tried:
+            message += f"; fallback scopes searched: {', '.join(self.scopes_tried)}"
+        return CacheMiss(
+            message,
+            notes=tuple(self.notes),
+            key=self.key,
+            store=where,
+            restore_keys=tuple(searched),
+            looked_up=self.looked_up,
+        )
+
     def fallback(self) -> Result:
         """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
         produced = self.kind.produce(self.target, self.options)
         if produced is None:
-            extra = f" ({'; '.join(self.notes)})" if self.notes else ""
-            raise CacheMiss(
-                f"cache miss: {self.store.url(self.key)} does not exist{extra}", notes=tuple(self.notes)
-            )
+            raise self.miss()
         raw_bytes = stored_bytes = 0
         outcome: Outcome = "fetched"
         if self.read_only:
@@ -329,11 +403,15 @@ class _Download:
             self.store_ok = False
         if self.store_ok:
             try:
-                up = upload(
+                self.kind.check_upload(produced, self.options)
+                up = _upload(
                     self.store, self.kind, self.codec, self.key, produced, self.options,
                     force=True, progress=self.progress,
                 )
                 raw_bytes, stored_bytes = up.raw_bytes, up.stored_bytes
+                if up.outcome == "local":
+                    self.notes.append("offline: kept in the local tier only, not shared")
+                    self.store_ok = False
             except StorageError as exc:
                 self._soft(exc, "not stored")
         if not self.store_ok:  # made, but the store is down: say so, with what was made

@@ -44,46 +44,76 @@ class CacherError(Exception):
     """Base for failures whose message is written for the user."""
 
     exit_code: ClassVar[ExitCode] = ExitCode.ERROR
+    #: What failed, for ``--json`` error documents (``error.kind``, docs/json.md).
+    error_kind: ClassVar[str] = "error"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: More fields for the ``--json`` error document (e.g. ``ensure``'s ``build_status``).
+        self.details: dict[str, object] = {}
 
 
 class UsageError(CacherError):
     """The command was given something it cannot use."""
 
+    error_kind = "usage"
+
 
 class ConfigError(UsageError):
     """The configuration (file, environment or flags) is invalid."""
+
+    error_kind = "config"
 
 
 class StorageError(CacherError):
     """The object store failed or refused."""
 
+    error_kind = "storage"
+
 
 class IntegrityError(CacherError):
     """Stored or fetched bytes are not what they claim to be."""
+
+    error_kind = "integrity"
 
 
 class ArtifactError(CacherError):
     """A kind failed to turn its artifact into a stream or back."""
 
+    error_kind = "artifact"
+
 
 class PluginError(CacherError):
     """A plugin is unknown, failed to load, or is registered twice."""
 
+    error_kind = "plugin"
+
 
 class CacheMiss(CacherError):
-    """`download` found no object and had no fallback. ``notes`` say what was passed over
-    on the way (a refused object, a store that failed under ``--soft-fail``)."""
+    """`download` found no object and had no fallback: a result, not a failure (the CLI prints
+    it as a result line and exits 3). ``key``, ``store`` and ``restore_keys`` say what was
+    looked up; ``looked_up`` is False when the store failed (``--soft-fail``) before it could
+    answer for the exact key; ``notes`` say what was passed over on the way."""
 
     exit_code = ExitCode.DOWNLOAD_MISS
+    error_kind = "miss"
 
-    def __init__(self, message: str, *, hint: str | None = None, notes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        notes: tuple[str, ...] = (),
+        key: str | None = None,
+        store: str | None = None,
+        restore_keys: tuple[str, ...] = (),
+        looked_up: bool = True,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.notes = notes
+        self.key, self.store, self.restore_keys, self.looked_up = key, store, restore_keys, looked_up
 
 
 class ObjectChanged(StorageError):
@@ -94,6 +124,8 @@ class ObjectRefused(ArtifactError):
     """The stored object cannot be restored by this kind: stored by another kind, or holding
     what the restore refuses. Never permanent: ``ensure`` rebuilds it, a restore key moves on
     to the next candidate, ``upload --force`` replaces it."""
+
+    error_kind = "refused"
 
 
 class TarFormatError(ObjectRefused):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -71,12 +72,29 @@ def _open(url: str) -> Iterator[Any]:
     except CacherError:
         raise
     except FileNotFoundError as exc:
-        # fsspec's HTTP filesystem turns every failed status into FileNotFoundError.
-        status = getattr(exc.__cause__, "status", 404)
-        what = "not found (404)" if status == 404 else f"the server answered HTTP {status}"
-        raise ArtifactError(f"cannot fetch {redact(url)}: {what}") from None
+        raise ArtifactError(f"cannot fetch {redact(url)}: {_not_found(exc, protocol)}") from None
     except Exception as exc:  # noqa: BLE001 - the fetch seam: any fsspec backend
         raise ArtifactError(f"cannot fetch {redact(url)}: {_reason(exc)}") from None
+
+
+def _not_found(exc: FileNotFoundError, protocol: str) -> str:
+    """What happened: fsspec's HTTP filesystem turns every failed status, and every failed
+    connection, into FileNotFoundError; its cause says which."""
+    cause = exc.__cause__
+    if cause is None:
+        return "not found (404)" if protocol in ("http", "https") else "not found"
+    status = getattr(cause, "status", None)
+    if status is not None:
+        return "not found (404)" if status == 404 else f"the server answered HTTP {status}"
+    host, port = getattr(cause, "host", None), getattr(cause, "port", None)
+    os_error = getattr(cause, "os_error", None)
+    if isinstance(os_error, socket.gaierror):
+        return f"unknown host {host!r} ({os_error.strerror or os_error})"
+    if isinstance(os_error, ConnectionRefusedError):
+        return f"connection refused by {host}:{port} (nothing listens there)"
+    if isinstance(os_error, OSError):
+        return f"cannot connect to {host}:{port} ({os_error.strerror or os_error})"
+    return _reason(cause)
 
 
 def _reason(exc: BaseException) -> str:

@@ -21,7 +21,12 @@ def validate_key(key: str) -> str:
         raise UsageError(f"invalid key {key!r}: a key must not contain control characters")
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
-            what = "an empty segment ('//' or a trailing '/')" if not segment else f"{segment!r}"
+            what = (
+                "an empty segment ('//' or a trailing '/')"
+                if not segment
+                else f"a {segment!r} path segment (as in 'a/{segment}/b'; a dot inside a name, "
+                "as in 'v1.2', is fine)"
+            )
             raise UsageError(f"invalid key {key!r}: a key must not contain {what}")
     return key
 

@@ -25,7 +25,12 @@ VERBS = ("upload", "download", "exists")
 
 @dataclass(frozen=True)
 class Target:
-    """The positional argument a verb takes after KEY (``PATH``, ``DIR``, ``IMAGE``...)."""
+    """The positional argument a verb takes after KEY (``PATH``, ``DIR``, ``IMAGE``...).
+
+    ``many``: the verb takes several. Upload targets reach the kind as a sequence; several
+    download targets reach ``check_download`` and ``unpack`` as one string, one per line
+    (``ensure`` takes that string as one argument).
+    """
 
     metavar: str
     help: str
@@ -103,6 +108,17 @@ class Kind(abc.ABC):
         local file). It is recorded with the object, checked against the bytes as they are
         packed (a mismatch publishes nothing), and checked again on every restore. None for
         kinds whose codec verifies the stream (archives) or that cannot know it in advance."""
+        return None
+
+    def key_namespace(self, targets: Sequence[str], options: Mapping[str, Any]) -> str | None:
+        """Key segments binding what the targets name into the stored key, or None.
+
+        When given, the engine keeps this artifact's objects under ``<namespace>/<key>`` in
+        every store it reads or writes (scopes included), so a KEY restores only what was
+        uploaded for equal targets: the ``paths`` kind binds its path list this way, as
+        actions/cache binds ``path:`` into its cache version. ``targets`` are the upload targets,
+        or the download target alone. Keys and restore keys are shown without it.
+        """
         return None
 
     def restores(self, stored_kind: str) -> bool:

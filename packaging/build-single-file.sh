@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build the single-file `cacher` executable for Linux x86_64 with PyInstaller (one-file mode).
+# Build the single-file `cacher` executable for Linux x86_64 with PyInstaller (one-file mode),
+# or with --onedir the one-directory bundle, as a tarball (the CI install: no unpacking on start).
 #
-#   packaging/build-single-file.sh [OUT_DIR]      (default: dist/ in the repository)
+#   packaging/build-single-file.sh [OUT_DIR]            (default: dist/ in the repository)
+#   packaging/build-single-file.sh --onedir [OUT_DIR]   OUT_DIR/cacher-VERSION-linux-x86_64.tar.gz
 #
 # The result, OUT_DIR/cacher, carries its own Python 3.11 and every dependency: it needs no
 # Python, virtual environment or pip on the machine that runs it (glibc 2.36 or newer; see
@@ -17,6 +19,8 @@
 # executable's path on stdout, its version, size, build time and sha256 on stderr.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MODE=onefile
+if [ "${1:-}" = "--onedir" ]; then MODE=onedir; shift; fi
 OUT=${1:-$ROOT/dist}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -64,10 +68,20 @@ say "building with $("$PY" -c 'import sys, PyInstaller; print(f"PyInstaller {PyI
 start=$(date +%s)
 # PYTHONDONTWRITEBYTECODE must not leak into the build: PyInstaller compiles the bytecode it
 # bundles itself, and the bundle has no writable place for any.
-env -u PYTHONDONTWRITEBYTECODE "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
+env -u PYTHONDONTWRITEBYTECODE CACHER_BUNDLE=$MODE "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
     --distpath "$WORK/dist" --workpath "$WORK/work" packaging/cacher.spec >&2
-mv -f "$WORK/dist/cacher" "$OUT/cacher"
 elapsed=$(( $(date +%s) - start ))
+if [ "$MODE" = onedir ]; then
+    # cacher/cacher beside cacher/_internal, in a tarball with stable names and times.
+    version=$(env -i HOME="$WORK" "$WORK/dist/cacher/cacher" --version | head -1 | awk '{print $2}')
+    tarball="$OUT/cacher-$version-linux-x86_64.tar.gz"
+    tar -C "$WORK/dist" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -czf "$tarball" cacher
+    say "cacher $version bundle: $tarball, $(stat -c %s "$tarball") bytes, built in ${elapsed}s"
+    say "sha256 $(sha256sum "$tarball" | cut -d' ' -f1)"
+    echo "$tarball"
+    exit 0
+fi
+mv -f "$WORK/dist/cacher" "$OUT/cacher"
 
 # A build that cannot start is no build.
 version=$(env -i HOME="$WORK" "$OUT/cacher" --version | head -1)

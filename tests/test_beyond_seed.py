@@ -179,6 +179,11 @@ def test_soft_fail_turns_storage_errors_into_misses(cacher, tmp_path: Path, http
     run = cacher("download", "k", str(tmp_path / "d"), extra_env=soft)
     assert run.code == 3, run
     assert not (tmp_path / "d").exists()
+    # Nothing was looked up: the miss line says so, and never "does not exist".
+    lines = run.err.splitlines()
+    assert lines[0].startswith("cacher: warning: soft failure, treated as a miss: "), run
+    assert lines[1] == "cacher: file miss, k not looked up: the store s3://b failed (soft failure)", run
+    assert len(lines) == 2 and "does not exist" not in run.err and "error" not in run.err, run
     assert cacher("exists", "k", "--soft-fail", extra_env=dead).code == 1
     url = http.put("tool", b"tool bytes")
     run = cacher("download", "k", str(tmp_path / "tool"), "--url", url, "--soft-fail", "--json", extra_env=dead)
@@ -198,7 +203,21 @@ def test_quiet_prints_nothing_but_errors(cacher, tmp_path: Path) -> None:
     run = cacher("upload", "k", str(f), "--quiet")
     assert (run.code, run.out, run.err) == (0, "", "")
     run = cacher("download", "nope", str(tmp_path / "d"), "-q")
-    assert run.code == 3 and run.err.startswith("cacher: error: cache miss")
+    assert (run.code, run.out, run.err) == (3, "", "")  # a miss is a result: -q silences it
+    run = cacher("download", "/abs", str(tmp_path / "d"), "-q")
+    assert_one_error_line(run, "invalid key '/abs'")  # -q never silences an error
+
+
+def test_a_miss_is_a_result_line_saying_what_was_looked_up(cacher, tmp_path: Path, home: Path) -> None:
+    run = cacher("dir", "download", "deps-v2.tar.zst", str(tmp_path / "d"), "--restore-key", "deps-",
+                 "--restore-key", "dev-")
+    assert run.code == 3, run
+    assert run.err.splitlines()[-1] == (
+        f"cacher: dir miss, nothing under deps-v2.tar.zst in file://{home}/.cache/cacher; "
+        "restore keys searched: deps-, dev-"
+    ), run
+    assert "error" not in run.err and run.out == "", run
+    assert not (tmp_path / "d").exists()
 
 
 def test_progress_in_logs_is_rate_limited_and_summary_always_printed(env: dict[str, str], tmp_path: Path) -> None:

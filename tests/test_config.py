@@ -38,6 +38,9 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "read_only": (True, False, True, "off"),
     "scope": ("file-s", "env-s", "flag-s", "env-s"),
     "fallback_scopes": ("main", "main,dev", "release", "main,dev"),
+    "local_tier": ("/file/t", "/env/t", "/flag/t", "/env/t"),
+    "local_tier_max": ("1GiB", "2GiB", "3GiB", "2GiB"),
+    "offline": (True, False, True, "0"),
 }
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import uuid
 import zipfile
@@ -229,6 +230,55 @@ def test_single_file_round_trip_on_the_file_backend(bare: Bare, tmp_path: Path) 
 
     run = bare("list", *store)
     assert (run.code, run.out.split()) == (0, ["deps/abc.tar.zst", "tools/a.bin"]), run
+
+
+# --- the one-directory bundle (the CI install) -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The executable of the one-directory bundle, built once and extracted from its tarball."""
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        unavailable("PyInstaller is not installed in this environment (it is in the dev extra)")
+    out = tmp_path_factory.mktemp("bundle")
+    env = {**os.environ, "CACHER_BUILD_PYTHON": sys.executable, "CACHER_BUILD_DIR": str(out / "work")}
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--onedir", str(out / "dist")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT - 60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"build failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
+    tarball = Path(proc.stdout.strip().splitlines()[-1])
+    assert tarball.name == f"cacher-{cacher.__version__}-linux-x86_64.tar.gz", tarball
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+        assert {"cacher/cacher", "cacher/_internal"} <= set(names), names[:20]
+        assert all(n == "cacher" or n.startswith("cacher/") for n in names)
+        assert {m.mtime for m in tar.getmembers()} == {0}, "the tarball is not reproducible"
+        tar.extractall(out / "installed", filter="tar")
+    return out / "installed" / "cacher" / "cacher"
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_bundle_runs_from_its_directory_with_nothing_else(bundle: Path, tmp_path: Path) -> None:
+    """The CI install: extracted once, started with no Python and no unpacking into $TMPDIR."""
+    bare = Bare(bundle, tmp_path / "home")
+    check_version(bare("--version"))
+    check_key(bare, tmp_path)
+    bucket = tmp_path / "bucket"
+    tree = tmp_path / "deps"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "a.txt").write_text("alpha\n")
+    store = ["--backend", "file", "--bucket", str(bucket)]
+    assert bare("dir", "upload", "deps.tar.zst", str(tree), *store).code == 0
+    run = bare("dir", "download", "deps.tar.zst", str(tmp_path / "restored"), *store)
+    assert run.code == 0, run
+    assert tree_files(tmp_path / "restored") == tree_files(tree)
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT)

@@ -193,7 +193,8 @@ def test_download_miss_exits_3_and_loads_nothing(
     before = engine.image_ids()
     run = dk("download", "missing.tar.zst", f"{name}:1")
     assert run.code == 3, run
-    assert "cache miss" in run.err
+    assert "cacher: docker miss, nothing under missing.tar.zst in file://" in run.err, run
+    assert "error" not in run.err, run
     assert engine.image_ids() == before
     assert stored(local_root) == []
 

@@ -33,6 +33,18 @@ COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = 
     ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "s5cmd ls"), None),
     ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), 1.05),
     ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), 1.05),
+    (
+        "dir download, warm local tier vs S3",
+        ("tier download", "cacher, warm tier"),
+        ("tier download", "cacher, S3"),
+        None,
+    ),
+    (
+        "dir download, warm local tier vs `tar -x` of a local file",
+        ("tier download", "cacher, warm tier"),
+        ("tier download", "zstd -d | tar -x, local file"),
+        None,
+    ),
 ]
 RSS_ROWS = [
     ("dir upload", "cacher"),

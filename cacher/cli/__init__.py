@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
-from cacher.errors import CacherError, ExitCode
+from cacher.errors import CacheMiss, CacherError, ExitCode
 
 
 class Terminated(BaseException):
@@ -23,7 +25,35 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _debug(argv: Sequence[str]) -> bool:
-    return "--debug" in argv or os.environ.get("CACHER_DEBUG", "") not in ("", "0")
+    return "--debug" in _options(argv) or os.environ.get("CACHER_DEBUG", "") not in ("", "0")
+
+
+#: Output flags a command line may give before the command as well as after it.
+GLOBAL_FLAGS = ("-q", "--quiet", "--json", "--debug", "--soft-fail")
+
+
+def hoist_global_flags(argv: Sequence[str]) -> list[str]:
+    """``cacher -q dir download …`` as ``cacher dir download … -q``: the output flags given
+    before the command move after it (before a ``--``, which starts ``ensure``'s build
+    command), so they mean exactly what they mean there. ``--debug`` is read by `main` itself
+    and stays where it is."""
+    args = list(argv)
+    leading = []
+    while args and args[0] in GLOBAL_FLAGS:
+        leading.append(args.pop(0))
+    moved = [flag for flag in dict.fromkeys(leading) if flag != "--debug"]
+    at = args.index("--") if "--" in args else len(args)
+    return args[:at] + moved + args[at:]
+
+
+def _options(argv: Sequence[str]) -> list[str]:
+    """The arguments before a ``--`` (after it, they belong to a build command)."""
+    args = list(argv)
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _quiet(argv: Sequence[str]) -> bool:
+    return any(a in ("-q", "--quiet") for a in _options(argv))
 
 
 def _error(message: str, hint: str | None = None) -> None:
@@ -52,6 +82,59 @@ def version_text() -> str:
     return f"cacher {__version__}\n{', '.join(parts)}, python {python}"
 
 
+#: The verbs every kind has, and the core commands: to name the command in an error document.
+_VERBS = ("upload", "download", "exists", "ensure")
+_CORE = ("list", "delete", "stats", "prune", "key", "plugins", "init", "doctor", "completion")
+
+
+def _command_of(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """The command and kind a command line names, as far as it can be told without parsing."""
+    words = _options(argv)[:2]
+    if not words or words[0].startswith("-"):
+        return None, None
+    if words[0] in _VERBS:
+        return words[0], "file"
+    if words[0] not in _CORE and len(words) > 1 and words[1] in _VERBS:
+        return words[1], words[0]
+    return words[0], None
+
+
+class _Outcome:
+    """How this run ends when it ends in an error: the line on stderr and, with ``--json``, the
+    error document on stdout (unless the command already wrote its document)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = argv
+        self.json = "--json" in _options(argv)
+
+    def error(
+        self, kind: str, message: str, hint: str | None = None, code: int = ExitCode.ERROR,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        _error(message, hint)
+        if self.json:
+            from cacher.cli.report import JSON_SCHEMA, Reporter
+
+            if Reporter.documents == 0:
+                command, kind_name = _command_of(self.argv)
+                document: dict[str, Any] = {
+                    "schema": JSON_SCHEMA,
+                    "command": command,
+                    "outcome": "error",
+                    "error": {"kind": kind, "message": message, "hint": hint},
+                    "exit_code": int(code),
+                    "failed": "cacher",
+                    **(details or {}),
+                }
+                if kind_name is not None:
+                    document.setdefault("kind", kind_name)
+                try:
+                    print(json.dumps(document, sort_keys=True), flush=True)
+                except OSError:
+                    pass  # stdout is gone or full: the error line and the exit code still say it
+        return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (0 ok, 1 miss, 2 error, 3 download miss)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -59,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(version_text())
         return ExitCode.OK
     debug = _debug(args)
+    args = hoist_global_flags(args)
+    end = _Outcome(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args[:1] == ["key"]:
@@ -76,26 +161,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
         except cyclopts.CycloptsError as exc:
-            _error(" ".join(str(exc).split()))
-            return ExitCode.ERROR
+            return end.error("usage", " ".join(str(exc).split()))
         return int(result) if isinstance(result, int) else ExitCode.OK
     except BrokenPipeError:
         # stdout's reader went away (`cacher list | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     except KeyboardInterrupt:
-        _error("interrupted")
-        return ExitCode.INTERRUPTED
+        return end.error("interrupted", "interrupted", code=ExitCode.INTERRUPTED)
     except Terminated:
-        _error("terminated")
-        return ExitCode.TERMINATED
+        return end.error("terminated", "terminated", code=ExitCode.TERMINATED)
+    except CacheMiss as exc:  # a result, not an error: a plugin's own miss, reported like the verbs'
+        if not _quiet(args):
+            print(f"cacher: {exc.message}", file=sys.stderr)
+        if end.json:
+            from cacher.cli.report import Reporter
+
+            command, kind_name = _command_of(args)
+            Reporter(json_output=True).emit(
+                {"command": command, "kind": kind_name, "key": exc.key, "outcome": "miss", "match": "miss",
+                 "matched_key": None, "looked_up": exc.looked_up, "store": exc.store,
+                 "restore_keys": list(exc.restore_keys), "notes": list(exc.notes)}
+            )
+        return exc.exit_code
     except CacherError as exc:
         if debug:
             traceback.print_exc()
-        _error(exc.message, exc.hint)
-        return exc.exit_code
+        return end.error(exc.error_kind, exc.message, exc.hint, exc.exit_code, exc.details)
     except Exception as exc:  # noqa: BLE001 - the one boundary that catches everything
         if debug:
             traceback.print_exc()
-        _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
-        return ExitCode.ERROR
+        message = f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        return end.error("internal", message)

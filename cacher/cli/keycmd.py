@@ -18,12 +18,16 @@ def key_command(registry: Registry) -> Callable[..., int]:
         /,
         *,
         hash_from: Annotated[
-            list[Path] | None, Parameter(help="File or directory whose content is hashed (repeatable).")
+            list[Path] | None,
+            Parameter(help="File or directory whose content is hashed (repeatable).", negative=()),
         ] = None,
         hash_length: Annotated[int, Parameter(help="Characters of the digest to keep.")] = 16,
         json: Annotated[bool, Parameter(help="Print the key as JSON on stdout.")] = False,
         arch_suffix: Annotated[
             bool, Parameter(help="Append -OS-ARCH (Go's names, e.g. -linux-amd64).")
+        ] = False,
+        quiet: Annotated[
+            bool, Parameter(name=["--quiet", "-q"], help="Accepted as everywhere; key prints only data.")
         ] = False,
     ) -> int:
         """Print the key a template resolves to; with --hash-from and no {hash}, insert the hash

@@ -60,6 +60,8 @@ def fast_key(args: Sequence[str]) -> int | None:
                 hash_length = int(value)
             else:
                 return None
+        elif token in ("-q", "--quiet"):
+            continue  # key prints only data: nothing to silence
         elif token in ("--json", "--arch-suffix"):
             json, arch_suffix = json or token == "--json", arch_suffix or token == "--arch-suffix"
         elif token.startswith("-") or template is not None:

@@ -16,6 +16,9 @@ from cacher.registry import Registry
 from cacher.stores.base import Leftover, ObjectInfo
 
 PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a plain string prefix).")]
+LocalFlag = Annotated[
+    bool, Parameter(help="The runner-local tier (local_tier) instead of the store; the store is not asked.")
+]
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -100,11 +103,16 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         prefix: PrefixArg = "",
         /,
         *,
+        local: LocalFlag = False,
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
         """Count and size what is stored under a prefix, by first key segment."""
         session = Session(store, registry, output)
+        if local:
+            from cacher.cli.tiercmd import local_stats
+
+            return local_stats(session, prefix)
         objects = session.store.list(prefix)
         groups: dict[str, list[ObjectInfo]] = {}
         for obj in objects:
@@ -150,7 +158,11 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         /,
         *,
         older_than: Annotated[
-            str, Parameter(help="Delete objects not written for this long (30d, 12h, 1d12h).")
+            str,
+            Parameter(
+                help="Delete objects not written for this long (30d, 12h, 1d12h).",
+                allow_leading_hyphen=True,  # so that -1d is told it must be positive
+            ),
         ],
         keep_last: Annotated[int, Parameter(help="Never delete the N newest objects under the prefix.")] = 0,
         dry_run: Annotated[bool, Parameter(help="Only say what would be deleted.")] = False,
@@ -158,14 +170,21 @@ def prune_command(registry: Registry) -> Callable[..., int]:
             bool,
             Parameter(help="Allow a prune with no prefix at all: every project in the bucket."),
         ] = False,
+        local: LocalFlag = False,
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
         """Delete objects under a prefix older than a duration, keeping the newest N."""
+        if older_than.startswith("--"):
+            raise UsageError(f"--older-than needs a duration (e.g. 30d, 12h), not the flag {older_than!r}")
         if keep_last < 0:
             raise UsageError("--keep-last must not be negative")
         age = parse_duration(older_than)
         session = Session(store, registry, output)
+        if local:
+            from cacher.cli.tiercmd import local_prune
+
+            return local_prune(session, prefix, age, keep_last, dry_run)
         if not prefix and not session.settings.prefix and not all_projects:
             raise UsageError(
                 "refusing to prune the whole bucket: no PREFIX and no prefix setting",

@@ -74,6 +74,15 @@ class StoreOptions:
     max_attempts: Annotated[
         int | None, Parameter(help="Attempts per store request, the first included (default 3).")
     ] = None
+    local_tier: Annotated[
+        str | None, Parameter(help="Runner-local directory of verified copies of stored objects.")
+    ] = None
+    local_tier_max: Annotated[
+        str | None, Parameter(help="Bound of the local tier, e.g. 20GiB (default 20GiB).")
+    ] = None
+    offline: Annotated[
+        bool | None, Parameter(help="Ask no store: restore from the local tier, keep uploads there.")
+    ] = None
     config: Annotated[str | None, Parameter(help="Config file (default: ~/.config/cacher/config.toml).")] = (
         None
     )
@@ -110,7 +119,7 @@ class Session:
 
     @cached_property
     def store(self) -> Store:
-        from cacher.stores import open_store
+        from cacher.stores.tier import open_tiered
 
         backend = config.resolved_backend(self.settings)
         if backend == "file" and not self.settings.bucket and not self.settings.config_found:
@@ -118,7 +127,7 @@ class Session:
             self.report.say(
                 f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
-        store = open_store(self.settings, self.environ)
+        store = open_tiered(self.settings, self.environ, backend)
         if self.settings.scope:
             return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
         return store

@@ -1,8 +1,10 @@
 """How results reach people and machines.
 
-People: one line per event on stderr, a live progress line on a terminal (at most one line
-every few seconds in CI logs), silenced by ``--quiet`` except for errors. Machines: ``--json``
-documents on stdout (schema in docs/json.md) and ``cache-hit`` in ``$GITHUB_OUTPUT``.
+People: three kinds of line on stderr, results, warnings (``cacher: warning:``) and errors
+(``cacher: error:``); ``--quiet`` silences results and warnings, never errors. Progress is a
+live line on a terminal; in CI logs a line 2 s into a transfer, then one every 5 s.
+Machines: ``--json`` documents on stdout, one per run, errors included (schema in
+docs/json.md), and ``cache-hit`` in ``$GITHUB_OUTPUT``.
 No colours are used, so ``NO_COLOR`` has nothing to turn off.
 """
 
@@ -11,14 +13,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 if TYPE_CHECKING:
     from cacher.engine import Result
+    from cacher.errors import CacheMiss
 
 JSON_SCHEMA = 1
 _TTY_INTERVAL = 0.1
+#: Without a terminal: the first progress line this many seconds into a transfer, then one
+#: at least every `_LOG_INTERVAL` seconds.
+_LOG_FIRST = 2.0
 _LOG_INTERVAL = 5.0
 
 
@@ -36,6 +43,10 @@ def human_bytes(n: float) -> str:
 class Reporter:
     """Everything a command tells its user, in one place."""
 
+    #: JSON documents written by this process: `cacher.cli.main` writes an error document
+    #: only when the command has not written its own (stdout holds exactly one).
+    documents: ClassVar[int] = 0
+
     def __init__(
         self, *, quiet: bool = False, json_output: bool = False, stream: TextIO | None = None
     ) -> None:
@@ -52,11 +63,41 @@ class Reporter:
         if not self.quiet:
             print(f"cacher: warning: {message}", file=self.stream)
 
+    def error(self, message: str, hint: str | None = None) -> None:
+        """An error line: printed even with ``--quiet``."""
+        line = f"cacher: error: {message}"
+        if hint:
+            line += f" (hint: {hint})"
+        print(line, file=self.stream, flush=True)
+
+    def miss(self, command: str | None, kind: str, key: str, miss: CacheMiss) -> None:
+        """A download miss: a result line saying what was looked up (never an error line),
+        the notes as warnings, and (given a command) its JSON document."""
+        for note in miss.notes:
+            self.warn(note)
+        self.say(f"{kind} {miss.message}")
+        if command:
+            self.emit(
+                {
+                    "command": command,
+                    "key": key,
+                    "kind": kind,
+                    "outcome": "miss",
+                    "match": "miss",
+                    "matched_key": None,
+                    "looked_up": miss.looked_up,
+                    "store": miss.store,
+                    "restore_keys": list(miss.restore_keys),
+                    "notes": list(miss.notes),
+                }
+            )
+
     def emit(self, document: dict[str, Any]) -> None:
         """A ``--json`` result on stdout."""
         if self.json_output:
             try:
                 print(json.dumps({"schema": JSON_SCHEMA, **document}, sort_keys=True), flush=True)
+                Reporter.documents += 1
             except BrokenPipeError:
                 raise  # the reader went away: cacher.cli.main ends quietly
             except OSError as exc:  # a full disk behind stdout: the work itself was done
@@ -98,6 +139,9 @@ class Reporter:
             + " for",
             "fetched": "miss, made and stored",
             "fetched-not-stored": "miss, made but not stored",
+            "local": "restored from the local tier"
+            if result.local_match
+            else "kept in the local tier only (offline, not shared)",
         }.get(result.outcome, result.outcome)
         ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
         rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
@@ -106,6 +150,7 @@ class Reporter:
             f"{human_bytes(result.stored_bytes)} stored ({result.codec}, x{ratio:.2f}) "
             f"in {result.seconds:.2f} s, {rate:.1f} MiB/s"
             + ("" if result.verified else "; unverified (stored without a digest by an older cacher)")
+            + (", from the local tier" if result.from_local_tier and result.outcome != "local" else "")
         )
 
 
@@ -118,7 +163,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "key": result.key,
         "kind": result.kind,
         "outcome": result.outcome,
-        "match": result.match if result.outcome in _LOOKED_UP else None,
+        "match": result.match if result.outcome in _LOOKED_UP or result.local_match else None,
         "matched_key": result.matched_key,
         "codec": result.codec,
         "raw_bytes": result.raw_bytes,
@@ -127,6 +172,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "notes": list(result.notes),
         "verified": result.verified,
         "scope": result.scope,
+        "local_tier": result.from_local_tier,
     }
 
 
@@ -148,18 +194,47 @@ def github_output(hit: bool, matched_key: str | None, report: Reporter | None = 
 
 
 class _Progress:
-    """A live line on a terminal; a line every few seconds elsewhere."""
+    """A live line on a terminal, redrawn as bytes move. Elsewhere (CI logs) a line of its own,
+    written by a ticker thread: the first `_LOG_FIRST` seconds into the transfer, then one every
+    `_LOG_INTERVAL` seconds, whether bytes move or not (the last parts of an upload, a stalled
+    store), so a log never sits silent."""
 
     def __init__(self, label: str, stream: TextIO, tty: bool) -> None:
         self.label, self.stream, self.tty = label, stream, tty
         self.started = self.last = time.monotonic()
         self.drawn = False
+        self.done: int = 0
+        self.total: int | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if not tty:
+            self._ticker = threading.Thread(target=self._tick, name="cacher-progress", daemon=True)
+            self._ticker.start()
 
     def __call__(self, done: int, total: int | None) -> None:
+        self.done, self.total = done, total
+        if not self.tty:
+            return
         now = time.monotonic()
-        if now - self.last < (_TTY_INTERVAL if self.tty else _LOG_INTERVAL):
+        if now - self.last < _TTY_INTERVAL:
             return
         self.last = now
+        self.stream.write("\r\x1b[2K" + self._text(now))
+        self.stream.flush()
+        self.drawn = True
+
+    def _tick(self) -> None:
+        wait = _LOG_FIRST
+        while not self._stop.wait(wait):
+            try:
+                self.stream.write(self._text(time.monotonic()) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):  # stderr is gone: progress is not worth failing for
+                return
+            wait = _LOG_INTERVAL
+
+    def _text(self, now: float) -> str:
+        done, total = self.done, self.total
         elapsed = max(now - self.started, 1e-6)
         rate = done / elapsed
         text = f"cacher: {self.label}: {human_bytes(done)}"
@@ -168,14 +243,15 @@ class _Progress:
         text += f", {human_bytes(rate)}/s"
         if total and rate > 0:
             text += f", ETA {max(total - done, 0) / rate:.0f} s"
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self.drawn = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        return text
 
     def close(self) -> None:
+        """Stop the ticker (before the summary line is written); clear a live line. Idempotent."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
         if self.drawn:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
+            self.drawn = False

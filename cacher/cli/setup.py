@@ -12,7 +12,7 @@ from cyclopts import Parameter
 from cacher import config
 from cacher.cli.options import Session, StoreOptions
 from cacher.cli.report import Reporter
-from cacher.errors import StorageError
+from cacher.errors import StorageError, UsageError
 from cacher.registry import Registry
 from cacher.stores import open_store
 from cacher.stores.base import Store
@@ -80,8 +80,15 @@ def init_command(registry: Registry) -> Callable[..., int]:
         report = Reporter()
         environ = dict(os.environ)
         path = config.config_path(environ, opts.config)
+        given = {k: v for k, v in opts.flags().items() if v is not None}
+        if not given:
+            raise UsageError(
+                "cacher init needs the settings to write: nothing was given",
+                hint="e.g. cacher init --endpoint URL --bucket NAME --key-file F --secret-file F "
+                "(cacher doctor checks the current settings)",
+            )
         old_values, _ = config.read_file(path)
-        values: dict[str, Any] = {**old_values, **{k: v for k, v in opts.flags().items() if v is not None}}
+        values: dict[str, Any] = {**old_values, **given}
         if check:
             settings = config.load({**_without_cacher_vars(environ)}, values, config_flag=os.devnull)
             if config.resolved_backend(settings) == "s3":

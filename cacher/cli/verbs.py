@@ -7,7 +7,9 @@ gets its subcommand with no change here.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from cacher import config, engine
 from cacher.cli.options import OutputOptions, Session, StoreOptions
 from cacher.cli.report import github_output, result_document
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, ConfigError, UsageError
+from cacher.errors import CacheMiss, CacherError, ConfigError, ExitCode, UsageError
 from cacher.keytemplate import fits_this_machine
 from cacher.kind import Kind, Target
 from cacher.registry import Registry
@@ -79,10 +81,14 @@ _FORCE = P(
 _RESTORE = P(
     "restore_key",
     P.KEYWORD_ONLY,
-    annotation=_annotated(
+    annotation=Annotated[
         list[str] | None,
-        "On a miss, restore the newest object whose key starts with this prefix (repeatable, in order).",
-    ),
+        Parameter(
+            help="On a miss, restore the newest object whose key starts with this prefix "
+            "(repeatable, in order).",
+            negative=(),  # no --empty-restore-key: an empty list is what not giving it means
+        ),
+    ],
     default=None,
 )
 _COMMAND = P("command", P.VAR_POSITIONAL, annotation=_annotated(str, "The build command, after '--'."))
@@ -162,8 +168,9 @@ class _Verbs:
         restore_keys: list[str],
         command: str | None,
         refused_is_miss: bool = False,
-    ) -> engine.Result:
-        """Download and report (JSON only when ``command`` is given); `CacheMiss` on a miss."""
+    ) -> engine.Result | None:
+        """Download and report (JSON only when ``command`` is given); None on a miss, reported
+        as a result line (a miss is not an error)."""
         progress = session.report.progress(f"downloading {key}")
         try:
             result = engine.download(
@@ -182,20 +189,12 @@ class _Verbs:
                 read_only=bool(session.settings.read_only),
                 fallback_stores=session.fallback_stores,
             )
-        except CacheMiss:
+        except CacheMiss as miss:
+            if progress is not None:
+                progress.close()
             github_output(False, None, session.report)
-            if command:
-                session.report.emit(
-                    {
-                        "command": command,
-                        "key": key,
-                        "kind": self.name,
-                        "outcome": "miss",
-                        "match": "miss",
-                        "matched_key": None,
-                    }
-                )
-            raise
+            session.report.miss(command, self.name, key, miss)
+            return None
         finally:
             if progress is not None:
                 progress.close()
@@ -222,8 +221,7 @@ class _Verbs:
     def download(
         self,
         key: str,
-        target: str | None = None,
-        *,
+        *targets: str,
         codec: str | None = None,
         restore_key: list[str] | None = None,
         store: StoreOptions | None = None,
@@ -231,8 +229,10 @@ class _Verbs:
         **options: Any,
     ) -> int:
         session, kind, stored_key, chosen = self._setup(store, output, key, codec)
-        self._download(session, kind, stored_key, chosen, target, options, restore_key or [], "download")
-        return 0
+        target = "\n".join(targets) if targets else None  # several (Target.many): one per line
+        restore = restore_key or []
+        found = self._download(session, kind, stored_key, chosen, target, options, restore, "download")
+        return ExitCode.OK if found is not None else ExitCode.DOWNLOAD_MISS
 
     def exists(
         self, key: str, *, store: StoreOptions | None = None, output: OutputOptions | None = None
@@ -260,35 +260,75 @@ class _Verbs:
             raise UsageError(f"cacher {self.name} ensure needs a build command after '--'")
         session, kind, stored_key, chosen = self._setup(store, output, key, codec)
         document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
-        try:
-            restored = self._download(
-                session, kind, stored_key, chosen, target, options, restore_key or [], None,
-                refused_is_miss=True,
-            )
+        restored = self._download(
+            session, kind, stored_key, chosen, target, options, restore_key or [], None,
+            refused_is_miss=True,
+        )
+        if restored is not None:
             document.update(
                 match=restored.match, matched_key=restored.matched_key, restore=result_document(restored)
             )
-        except CacheMiss as miss:
-            for note in miss.notes:
-                session.report.warn(note)
+        else:
             document.update(match="miss", matched_key=None, restore=None)
         if document["match"] == "exact":
-            session.report.emit({**document, "build_status": None, "upload": None})
+            hit = "local" if restored is not None and restored.outcome == "local" else "hit"
+            session.report.emit(
+                {**document, "outcome": hit, "failed": None, "build_status": None, "upload": None}
+            )
             return 0
+        status = self._build(session, command)
+        if status != 0:
+            failed = {"outcome": "build-failed", "failed": "build", "build_status": status, "upload": None}
+            session.report.emit({**document, **failed})
+            return status
+        try:
+            uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
+        except CacherError as exc:  # cacher's side failed after the build: main reports it, saying so
+            exc.message += " (the build command succeeded; its result was not stored)"
+            exc.details.update({**document, "build_status": 0, "upload": None})
+            raise
+        if uploaded.outcome == "failed":
+            session.report.emit(
+                {**document, "outcome": "failed", "failed": "cacher", "build_status": 0, "upload": None,
+                 "notes": [uploaded.reason]}
+            )
+            return 0
+        outcome = "read-only" if uploaded.outcome == "read-only" else "built"
+        built = {"outcome": outcome, "failed": None, "build_status": 0, "upload": result_document(uploaded)}
+        session.report.emit({**document, **built})
+        return 0
+
+    @staticmethod
+    def _build(session: Session, command: tuple[str, ...]) -> int:
+        """Run the build command; its exit status as a shell gives it: its own code, 128+N when
+        killed by signal N, 127 when the command does not exist, 126 when it cannot be run."""
         session.report.say(f"running: {' '.join(command)}")
         try:
             # With --json, stdout belongs to the JSON document: the build's output goes to stderr.
             status = subprocess.call(list(command), stdout=sys.stderr if session.report.json_output else None)
         except OSError as exc:
-            raise UsageError(f"cannot run {command[0]}: {exc.strerror}") from None
-        if status != 0:
-            session.report.say(f"the build command exited {status}; nothing uploaded")
-            session.report.emit({**document, "build_status": status, "upload": None})
+            status = 127 if isinstance(exc, FileNotFoundError) else 126
+            session.report.error(
+                f"the build command failed: cannot run {command[0]}: {exc.strerror} (exit {status}); "
+                "nothing stored"
+            )
             return status
-        uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
-        stored = None if uploaded.outcome == "failed" else result_document(uploaded)
-        session.report.emit({**document, "build_status": 0, "upload": stored})
-        return 0
+        if status < 0:
+            name = _signal_name(-status)
+            status = 128 - status
+            session.report.say(f"the build command failed: killed by {name} (exit {status}); nothing stored")
+        elif status != 0:
+            session.report.say(
+                f"the build command failed with exit {status} (passed through); nothing stored"
+            )
+        return status
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Callable[..., int]]:
@@ -308,7 +348,7 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
     ]
     ensure_params = [
         _KEY,
-        _target_param(down_t, down_t.metavar.lower(), required=True),
+        _target_param(dataclasses.replace(down_t, many=False), down_t.metavar.lower(), required=True),
         _COMMAND,
         _CODEC,
         _RESTORE,

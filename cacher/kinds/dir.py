@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.errors import UsageError
-from cacher.kind import Kind, Target
+from cacher.globs import glob_regex
+from cacher.kind import Kind, Option, Target
 from cacher.staging import check_restore_target, staged_directory
 from cacher.streams import Writable
 from cacher.tar.extract import extract_tree
@@ -21,6 +22,14 @@ class DirKind(Kind):
     archive = True
     upload_target = Target("DIR", "The directory whose contents are archived.")
     download_target = Target("DIR", "The directory to replace with the restored tree.")
+    options = (
+        Option(
+            "exclude",
+            "Leave out what this glob matches, relative to DIR (** spans directories; several "
+            "patterns one per line): '**/*.log', '.cache'. A restore replaces DIR whole.",
+            verbs=("upload",),
+        ),
+    )
 
     def check_upload(self, targets: Sequence[str], options: Mapping[str, Any]) -> None:
         path = Path(targets[0])
@@ -35,7 +44,10 @@ class DirKind(Kind):
             raise UsageError(f"cannot restore into {path}: it exists and is not a directory")
 
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
-        write_tree(Path(targets[0]), sink)
+        patterns = [p.strip().strip("/") for p in (options.get("exclude") or "").splitlines() if p.strip()]
+        excludes = [glob_regex(p) for p in patterns]
+        skip = (lambda rel, _is_dir: any(r.fullmatch(rel) for r in excludes)) if excludes else None
+        write_tree(Path(targets[0]), sink, skip)
 
     def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
         with staged_directory(target or "") as staging:

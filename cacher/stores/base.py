@@ -73,6 +73,16 @@ class Store:
         """The fsspec filesystem behind this store."""
         return self._fs
 
+    @property
+    def offline_reason(self) -> str | None:
+        """Why this store answers from a runner-local copy alone, without the shared store
+        (``offline``, or the store's error under soft failure); None when the store is asked."""
+        return None
+
+    def read_locally(self, key: str) -> bool:
+        """Whether the last read of ``key`` came from a runner-local copy (a local tier)."""
+        return False
+
     # -- naming ---------------------------------------------------------------------------
 
     def path(self, key: str) -> str:

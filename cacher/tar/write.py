@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -59,8 +59,11 @@ def _entries(directory: Path) -> list[os.DirEntry[str]]:
         raise ArtifactError(f"cannot read directory {directory}: {exc.strerror}") from None
 
 
-def _ordered(root: Path) -> list[str]:
-    """Relative paths under root, depth first, each directory followed by its sorted contents."""
+def _ordered(root: Path, skip: Callable[[str, bool], bool] | None = None) -> list[str]:
+    """Relative paths under root, depth first, each directory followed by its sorted contents.
+
+    ``skip(relative_path, is_dir)`` drops an entry (a directory with everything under it).
+    """
     out: list[str] = []
     stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", iter(_entries(root)))]
     while stack:
@@ -70,34 +73,77 @@ def _ordered(root: Path) -> list[str]:
             stack.pop()
             continue
         path = f"{rel}/{entry.name}" if rel else entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if skip is not None and skip(path, is_dir):
+            continue
         out.append(path)
-        if entry.is_dir(follow_symlinks=False):
+        if is_dir:
             stack.append((path, iter(_entries(root / path))))
     return out
 
 
-def write_tree(root: Path, sink: Writable) -> int:
-    """Write root's contents as a tar stream to ``sink``; return the number of entries."""
-    if not root.is_dir():
-        raise ArtifactError(f"cannot upload {root}: not a directory")
-    out = _Batcher(sink)
-    count = 0
-    inodes: dict[tuple[int, int], str] = {}
-    top = str(root)
-    for rel in _ordered(root):
-        path = f"{top}/{rel}"
-        member = _member(path, rel, inodes)
+def write_tree(root: Path, sink: Writable, skip: Callable[[str, bool], bool] | None = None) -> int:
+    """Write root's contents as a tar stream to ``sink``; return the number of entries.
+
+    ``skip(relative_path, is_dir)`` leaves an entry out (a directory with all it holds).
+    """
+    writer = TarWriter(sink)
+    writer.add_tree(root, skip=skip)
+    return writer.close()
+
+
+class TarWriter:
+    """A tar stream of several trees, files and generated members, each under its own name.
+
+    `write_tree` is one `add_tree` and `close`; kinds that archive several paths (``paths``)
+    add each under a name prefix. Only the archive is ended: the sink stays open.
+    """
+
+    def __init__(self, sink: Writable) -> None:
+        self.out = _Batcher(sink)
+        self.count = 0
+        self.inodes: dict[tuple[int, int], str] = {}
+
+    def add_bytes(self, name: str, data: bytes, *, mode: int = 0o644, mtime: int = 0) -> None:
+        """A regular file member holding ``data`` (a manifest, say)."""
+        self.out.write(tarheader.pax_header(name, tarheader.REGTYPE, mode, len(data), mtime, ""))
+        if len(data) >= _SMALL:
+            self.out.write_through(data)
+        else:
+            self.out.write(data)
+        self.out.write(tarheader.padding(len(data)))
+        self.count += 1
+
+    def add_path(self, path: Path, name: str) -> None:
+        """One file, directory (the entry alone, not its contents) or symlink, as ``name``."""
+        self._add(str(path), name.rstrip("/"))
+
+    def add_tree(
+        self, root: Path, prefix: str = "", skip: Callable[[str, bool], bool] | None = None
+    ) -> None:
+        """Root's contents (not root itself), each named ``prefix/relative path``."""
+        if not root.is_dir():
+            raise ArtifactError(f"cannot upload {root}: not a directory")
+        top = str(root)
+        for rel in _ordered(root, skip):
+            self._add(f"{top}/{rel}", f"{prefix}/{rel}" if prefix else rel)
+
+    def _add(self, path: str, rel: str) -> None:
+        member = _member(path, rel, self.inodes)
         if member is None:  # a socket: nothing to cache
-            continue
+            return
         kind, mode, size, mtime, linkname = member
         name = f"{rel}/" if kind == tarheader.DIRTYPE else rel
-        out.write(tarheader.pax_header(name, kind, mode, size, mtime, linkname))
+        self.out.write(tarheader.pax_header(name, kind, mode, size, mtime, linkname))
         if kind == tarheader.REGTYPE:
-            _copy_file(out, path, size)
-        count += 1
-    out.write(tarheader.end_of_archive(out.offset))
-    out.flush()  # the sink stays open
-    return count
+            _copy_file(self.out, path, size)
+        self.count += 1
+
+    def close(self) -> int:
+        """End the archive (the sink stays open); return the number of members."""
+        self.out.write(tarheader.end_of_archive(self.out.offset))
+        self.out.flush()
+        return self.count
 
 
 def _member(

@@ -153,6 +153,10 @@ class KindContract:
             store, self._kind(registry), self._codec(registry), self.key, target, self.options(targets)
         )
 
+    def _stored(self, store: Store, registry: Registry, targets: Sequence[str]) -> Store:
+        """Where the kind keeps this artifact's objects (its `Kind.key_namespace`, if any)."""
+        return engine.bound_store(store, self._kind(registry), targets, self.options(targets))
+
     def _damage(self, store: Store, how: str) -> None:
         with store.open_read(self.key) as f:
             data = bytearray()
@@ -171,7 +175,7 @@ class KindContract:
         targets = self.make_artifact(tmp_path)
         before = self.snapshot(targets[0])
         assert self._upload(cacher_store, cacher_registry, targets).outcome == "uploaded"
-        assert engine.exists(cacher_store, self.key).found
+        assert engine.exists(self._stored(cacher_store, cacher_registry, targets), self.key).found
         target = self.restore_target(tmp_path, targets)
         assert self._download(cacher_store, cacher_registry, target, targets).outcome == "hit"
         assert self.snapshot(target) == before
@@ -207,7 +211,7 @@ class KindContract:
             engine.upload(
                 cacher_store, kind, self._codec(cacher_registry), self.key, targets, self.options(targets)
             )
-        assert not engine.exists(cacher_store, self.key).found
+        assert not engine.exists(self._stored(cacher_store, cacher_registry, targets), self.key).found
 
     @pytest.mark.parametrize("damage", ["truncate", "flip"])
     def test_damaged_object_restores_nothing(
@@ -215,7 +219,7 @@ class KindContract:
     ) -> None:
         targets = self.make_artifact(tmp_path)
         self._upload(cacher_store, cacher_registry, targets)
-        self._damage(cacher_store, damage)
+        self._damage(self._stored(cacher_store, cacher_registry, targets), damage)
         target = self.restore_target(tmp_path, targets)
         self.prepare_existing_target(target, targets)
         before = self.snapshot(target)

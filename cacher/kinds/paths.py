@@ -1,0 +1,370 @@
+"""The ``paths`` kind: several files and directories under one key, as actions/cache's ``path:``.
+
+Each target is a pattern, or several, one per line: a file, a directory or a glob (``*``,
+``?``, ``[...]``, ``**`` across directories), ``~`` for HOME, absolute or relative to the
+current directory (the workspace); ``!PATTERN`` leaves out what it matches, inside matched
+directories too. What the patterns match at upload is recorded in the archive
+(``cacher-paths.json``, first member) and stored under ``workspace/``, ``home/`` and ``root/``,
+so ``zstd -d | tar -x`` shows where each came from.
+
+The pattern list is bound into the key (`PathsKind.key_namespace`): the object lives under
+``_paths/<16 hex of the sha256 of the patterns, one per line>/<key>``, so a changed list is a
+miss, never a restore of another layout (actions/cache puts ``path:`` into its cache version
+for the same reason). A restore reads and verifies the whole archive into a scratch directory
+first, then stages every directory beside its destination with the ``dir`` kind's rules
+(`staged_directory`: never ``/``, HOME, the current directory or their ancestors) and every
+file beside its own, and swaps them in only once all are staged. It restores only where the
+patterns given now point: an archive naming any other place is refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cacher.errors import ArtifactError, ObjectRefused, UsageError
+from cacher.globs import glob_regex
+from cacher.kind import Kind, Target
+from cacher.staging import check_restore_target, force_rmtree, staged_directory
+from cacher.streams import Writable
+from cacher.tar.extract import extract_tree
+from cacher.tar.write import TarWriter
+
+MANIFEST = "cacher-paths.json"
+NAMESPACE = "_paths"
+ROOTS = ("workspace", "home", "root")
+_MAGIC = re.compile(r"[*?[]")
+_TEMP_MARK = ".cacher-paths-"
+
+
+def patterns_of(targets: Sequence[str]) -> list[str]:
+    """The patterns the targets give: one per line, stripped, empty lines dropped."""
+    return [line.strip() for target in targets for line in target.splitlines() if line.strip()]
+
+
+def namespace_of(patterns: Sequence[str]) -> str:
+    """``_paths/<16 hex>``: the sha256 of the patterns, one per line, as given (order counts)."""
+    digest = hashlib.sha256("\n".join(patterns).encode()).hexdigest()
+    return f"{NAMESPACE}/{digest[:16]}"
+
+
+def _bases() -> dict[str, str]:
+    home = os.path.expanduser("~")
+    if home in ("", "~"):
+        home = ""
+    home = os.path.normpath(home) if home else ""
+    return {"workspace": os.path.abspath(os.getcwd()), "home": home, "root": "/"}
+
+
+def _absolute(pattern: str, bases: Mapping[str, str]) -> str:
+    """The pattern as an absolute, normalised path pattern."""
+    if pattern == "~" or pattern.startswith("~/"):
+        if not bases["home"]:
+            raise UsageError(f"cannot expand {pattern!r}: HOME is not set")
+        return os.path.normpath(bases["home"] + pattern[1:])
+    if pattern.startswith("~"):
+        raise UsageError(f"cannot expand {pattern!r}: only ~ and ~/ (this user's HOME) are understood")
+    return os.path.normpath(os.path.join(bases["workspace"], pattern))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One matched file or directory: where it lives now and how the archive names it."""
+
+    root: str
+    rel: str
+    path: str
+    is_dir: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.root}/{self.rel}"
+
+
+class PathSet:
+    """Parsed patterns: the includes, the excludes, and what they match on this machine."""
+
+    def __init__(self, targets: Sequence[str]) -> None:
+        self.patterns = patterns_of(targets)
+        if not self.patterns:
+            raise UsageError("cacher paths needs at least one PATH")
+        self.bases = _bases()
+        self.includes: list[str] = []
+        self.classes: list[str] = []  # how each include was written: workspace, home or root
+        excludes: list[str] = []
+        for pattern in self.patterns:
+            if pattern.startswith("!"):
+                if not pattern[1:].strip():
+                    raise UsageError("an exclude pattern '!' names nothing")
+                excludes.append(_absolute(pattern[1:].strip(), self.bases))
+            else:
+                self.includes.append(_absolute(pattern, self.bases))
+                self.classes.append(
+                    "home" if pattern.startswith("~") else "root" if pattern.startswith("/") else "workspace"
+                )
+        if not self.includes:
+            raise UsageError("cacher paths needs at least one PATH that is not an exclude (!PATTERN)")
+        self._include_res = [glob_regex(p) for p in self.includes]
+        self._exclude_res = [glob_regex(p) for p in excludes]
+
+    def excluded(self, path: str) -> bool:
+        return any(r.fullmatch(path) for r in self._exclude_res)
+
+    def wanted(self, path: str) -> bool:
+        """Whether ``path`` (absolute) is one an include names and no exclude removes."""
+        return any(r.fullmatch(path) for r in self._include_res) and not self._excluded_or_below(path)
+
+    def _excluded_or_below(self, path: str) -> bool:
+        p = path
+        while True:
+            if self.excluded(p):
+                return True
+            parent = os.path.dirname(p)
+            if parent == p:
+                return False
+            p = parent
+
+    def entry(self, path: str, is_dir: bool, root: str) -> Entry:
+        """How ``path`` (absolute, normalised), matched by a pattern written relative to
+        ``root``, is recorded: relative to that base when it is below it, else absolute (a
+        ``../`` pattern restores to the same absolute place)."""
+        base = self.bases[root].rstrip("/") if root != "root" else ""
+        if base and path.startswith(base + "/"):
+            return Entry(root, path[len(base) + 1 :], path, is_dir)
+        return Entry("root", path.lstrip("/"), path, is_dir)
+
+    def destination(self, root: str, rel: str) -> str:
+        base = self.bases[root] if root != "root" else "/"
+        if not base:
+            raise ArtifactError("cannot restore paths under HOME: HOME is not set")
+        return os.path.normpath(os.path.join(base, rel))
+
+    def match(self) -> list[Entry]:
+        """What the patterns match now, outermost first; nothing nested twice."""
+        found: dict[str, tuple[bool, str]] = {}
+        for pattern, root in zip(self.includes, self.classes, strict=True):
+            hits = glob.glob(pattern, recursive=True, include_hidden=True) if _MAGIC.search(pattern) else (
+                [pattern] if os.path.lexists(pattern) else []
+            )
+            for hit in hits:
+                path = os.path.normpath(hit)
+                if not self._excluded_or_below(path) and path not in found:
+                    found[path] = (os.path.isdir(path), root)
+        entries: list[Entry] = []
+        kept_dirs: list[str] = []
+        for path in sorted(found, key=lambda p: os.fsencode(p)):
+            if any(path.startswith(d.rstrip("/") + "/") for d in kept_dirs):
+                continue  # inside a directory already archived whole
+            is_dir, root = found[path]
+            if is_dir:
+                check_restore_target(path)  # a restore would replace it: refuse now, not then
+                kept_dirs.append(path)
+            entries.append(self.entry(path, is_dir, root))
+        return entries
+
+    def skip_below(self, entry: Entry) -> Callable[[str, bool], bool]:
+        """The tree writer's filter for one directory entry: the excludes, by absolute path."""
+        top = entry.path.rstrip("/")
+        return lambda rel, _is_dir: self.excluded(f"{top}/{rel}")
+
+
+class PathsKind(Kind):
+    """Several files and directories under one key: globs, ~, !excludes (actions/cache's path:)."""
+
+    summary = "Several files and directories (globs, ~, !excludes) under one key, restored together."
+    archive = True
+    upload_target = Target(
+        "PATH",
+        "Files, directories or globs (** spans directories); ~ is HOME, relative paths are under "
+        "the current directory; !PATTERN leaves out what it matches. Several per argument, one per line.",
+        many=True,
+    )
+    download_target = Target(
+        "PATH",
+        "The PATH patterns the upload was given, in the same order: they are part of the key.",
+        many=True,
+    )
+
+    def key_namespace(self, targets: Sequence[str], options: Mapping[str, Any]) -> str | None:
+        patterns = patterns_of(targets)
+        return namespace_of(patterns) if patterns else None
+
+    def check_upload(self, targets: Sequence[str], options: Mapping[str, Any]) -> None:
+        paths = PathSet(targets)
+        if not paths.match():
+            raise UsageError(f"no file or directory matches {' '.join(paths.patterns)}")
+
+    def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
+        paths = PathSet([target or ""])
+        for pattern in paths.includes:  # literal directories are checked before any I/O
+            if not _MAGIC.search(pattern) and os.path.isdir(pattern):
+                check_restore_target(pattern)
+
+    def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
+        paths = PathSet(targets)
+        entries = paths.match()
+        if not entries:
+            raise ArtifactError(f"no file or directory matches {' '.join(paths.patterns)}")
+        manifest = {
+            "version": 1,
+            "patterns": paths.patterns,
+            "entries": [
+                {"root": e.root, "path": e.rel, "type": "dir" if e.is_dir else "file"} for e in entries
+            ],
+        }
+        writer = TarWriter(sink)
+        writer.add_bytes(MANIFEST, json.dumps(manifest, sort_keys=True, indent=1).encode() + b"\n")
+        for entry in entries:
+            if entry.is_dir:
+                real = Path(os.path.realpath(entry.path))  # a link to a directory: what it names
+                writer.add_path(real, entry.name)
+                writer.add_tree(real, entry.name, paths.skip_below(entry))
+            else:
+                writer.add_path(Path(entry.path), entry.name)
+        writer.close()
+
+    def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
+        paths = PathSet([target or ""])
+        scratch = Path(tempfile.mkdtemp(prefix=_TEMP_MARK))
+        try:
+            extract_tree(source, scratch)  # to the end of the stream: verified before anything moves
+            planned = _plan(scratch, paths)
+            _put_in_place(planned)
+        finally:
+            force_rmtree(scratch)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    source: Path
+    dest: str
+    is_dir: bool
+
+
+def _read_manifest(scratch: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((scratch / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise ObjectRefused(f"the stored archive has no {MANIFEST}: not one the paths kind made") from None
+    except (OSError, ValueError) as exc:
+        raise ObjectRefused(f"the stored archive's {MANIFEST} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("entries"), list):
+        raise ObjectRefused(f"the stored archive's {MANIFEST} is not version 1")
+    return data
+
+
+def _plan(scratch: Path, paths: PathSet) -> list[_Planned]:
+    """Every entry of the archive and where it goes; refused unless the patterns name it."""
+    manifest = _read_manifest(scratch)
+    if manifest.get("patterns") != paths.patterns:
+        raise ObjectRefused("the stored archive was made for other paths")
+    planned: list[_Planned] = []
+    for item in manifest["entries"]:
+        if not isinstance(item, dict):
+            raise ObjectRefused(f"the stored archive's {MANIFEST} has an invalid entry")
+        root, rel, kind = item.get("root"), item.get("path"), item.get("type")
+        if root not in ROOTS or not isinstance(rel, str) or kind not in ("dir", "file"):
+            raise ObjectRefused(f"the stored archive's {MANIFEST} has an invalid entry: {item!r}")
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ObjectRefused(f"the stored archive names {rel!r}, which is not a clean relative path")
+        dest = paths.destination(str(root), rel)
+        if not paths.wanted(dest):
+            raise ObjectRefused(f"the stored archive would restore {dest}, which no PATH names")
+        source = scratch / str(root) / rel
+        st = source.lstat() if os.path.lexists(source) else None
+        if st is None or stat.S_ISDIR(st.st_mode) != (kind == "dir"):
+            raise ObjectRefused(f"the stored archive lacks the {kind} it lists as {root}/{rel}")
+        planned.append(_Planned(source, dest, kind == "dir"))
+    dirs = sorted(p.dest for p in planned if p.is_dir)
+    for p in planned:
+        inside = [d for d in dirs if p.dest != d and p.dest.startswith(d.rstrip("/") + "/")]
+        if inside or sum(1 for q in planned if q.dest == p.dest) > 1:
+            raise ObjectRefused(f"the stored archive lists {p.dest} twice or inside another entry")
+    return planned
+
+
+def _move(source: Path, dest: Path) -> None:
+    """Rename, or copy across filesystems (links stay links; the scratch copy is removed later).
+
+    A directory moved to another parent must be writable by its owner (its ``..`` changes):
+    a read-only one (Go's module cache is 0555) is opened up for the move and closed after.
+    """
+    st = source.lstat()
+    locked = stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR
+    try:
+        if locked:
+            os.chmod(source, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+        os.rename(source, dest)
+        if locked:
+            os.chmod(dest, stat.S_IMODE(st.st_mode))
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
+    try:
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, dest, symlinks=True)
+        else:
+            if os.path.lexists(dest) and not os.path.isdir(dest):
+                os.unlink(dest)  # the placeholder: a link is made, not written through
+            shutil.copy2(source, dest, follow_symlinks=False)
+    except OSError as exc:
+        raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
+
+
+def _put_in_place(planned: Sequence[_Planned]) -> None:
+    """Stage every directory and file beside its destination, then swap them all in."""
+    for p in planned:  # before anything is touched
+        if p.is_dir:
+            check_restore_target(p.dest)
+        elif os.path.isdir(p.dest) and not os.path.islink(p.dest):
+            raise ArtifactError(f"cannot restore the file {p.dest}: a directory is in its place")
+    files: list[tuple[Path, Path]] = []
+    with ExitStack() as stack:
+        for p in sorted(planned, key=lambda q: q.dest):  # one order: locks are taken alike
+            dest = Path(p.dest)
+            if p.is_dir:
+                staging = stack.enter_context(staged_directory(dest))
+                st = p.source.lstat()
+                os.chmod(p.source, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)  # a 0555 tree lets go
+                for child in sorted(p.source.iterdir()):
+                    _move(child, staging / child.name)
+                os.chmod(staging, stat.S_IMODE(st.st_mode))
+                os.utime(staging, (st.st_mtime, st.st_mtime))
+            else:
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    fd, name = tempfile.mkstemp(prefix=f".{dest.name}{_TEMP_MARK}", dir=dest.parent)
+                    os.close(fd)
+                except OSError as exc:
+                    raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
+                tmp = Path(name)
+                stack.callback(_unlink_quietly, tmp)
+                _move(p.source, tmp)  # replaces the placeholder mkstemp made
+                files.append((tmp, dest))
+        for tmp, dest in files:  # everything is staged: now swap in
+            try:
+                os.replace(tmp, dest)
+            except OSError as exc:
+                raise ArtifactError(f"cannot replace {dest}: {exc.strerror or exc}") from None
+
+
+def _unlink_quietly(path: Path) -> None:
+    """Remove a staged file that was not swapped in (gone already once it was)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

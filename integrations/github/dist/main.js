@@ -1,0 +1,3 @@
+// src/main.js
+var import_common = require("./common.js");
+void (0, import_common.restore)({ keepState: true });

@@ -1,0 +1,3 @@
+// src/post.js
+var import_common = require("./common.js");
+void (0, import_common.save)({ fromState: true });

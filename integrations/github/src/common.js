@@ -1,0 +1,302 @@
+// What the entry points share: inputs, the environment cacher runs in, running cacher, and
+// the restore and save flows with actions/cache's semantics.
+import * as core from "@actions/core";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+export const State = {
+  primaryKey: "CACHE_KEY",
+  matchedKey: "CACHE_RESULT",
+  cacher: "CACHER_PATH",
+};
+
+/** An error that ends the step only when soft failure is off (store, install, cacher). */
+export class CacheError extends Error {}
+
+export function getList(name) {
+  return core
+    .getInput(name)
+    .split("\n")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+export function getBool(name, fallback) {
+  const value = core.getInput(name);
+  if (!value) return fallback;
+  if (/^(true|yes|1|on)$/i.test(value)) return true;
+  if (/^(false|no|0|off)$/i.test(value)) return false;
+  throw new Error(`Input ${name} must be true or false, not '${value}'`);
+}
+
+/** The patterns of `path:`, one per line, as cacher's paths kind reads them. */
+export function getPaths() {
+  const paths = getList("path");
+  if (paths.length === 0) throw new Error("Input required and not supplied: path");
+  return paths;
+}
+
+/** `_paths/<16 hex>`: where cacher keeps the objects of this pattern list (docs/paths.md). */
+export function namespaceOf(patterns) {
+  return `_paths/${createHash("sha256").update(patterns.join("\n")).digest("hex").slice(0, 16)}`;
+}
+
+function eventPayload() {
+  const file = process.env.GITHUB_EVENT_PATH;
+  if (!file || !existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return {};
+  }
+}
+
+/** The job's scope: `scope`, else the ref name (the branch; `123/merge` for a pull request,
+ * as actions/cache scopes it). cacher slugs it. */
+export function scopeOf() {
+  return core.getInput("scope") || process.env.GITHUB_REF_NAME || "";
+}
+
+/** `fallback-scopes`, else a pull request's base branch and the repository's default branch. */
+export function fallbackScopesOf() {
+  const given = getList("fallback-scopes").flatMap((s) => s.split(",").map((t) => t.trim()));
+  if (given.length) return given.filter(Boolean);
+  const out = [];
+  if (process.env.GITHUB_BASE_REF) out.push(process.env.GITHUB_BASE_REF);
+  const def = eventPayload()?.repository?.default_branch;
+  if (def) out.push(def);
+  return [...new Set(out)];
+}
+
+const SECRET_VARIABLES = ["CACHER_S3_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+
+/** The environment cacher runs in: the store settings from the inputs as CACHER_* variables
+ * (inputs win over the environment), every secret masked in the log. */
+export function cacherEnv() {
+  const env = { ...process.env };
+  delete env.GITHUB_OUTPUT; // the action sets the outputs, not cacher
+  for (const name of Object.keys(env)) if (name.startsWith("INPUT_")) delete env[name];
+  const settings = {
+    backend: "CACHER_BACKEND",
+    endpoint: "CACHER_ENDPOINT",
+    region: "CACHER_REGION",
+    bucket: "CACHER_BUCKET",
+    prefix: "CACHER_PREFIX",
+  };
+  for (const [input, variable] of Object.entries(settings)) {
+    const value = core.getInput(input);
+    if (value) env[variable] = value;
+  }
+  const keyId = core.getInput("access-key-id");
+  const secret = core.getInput("secret-access-key");
+  if (keyId) env.CACHER_S3_KEY_ID = keyId;
+  if (secret) env.CACHER_S3_SECRET = secret;
+  for (const name of SECRET_VARIABLES) if (env[name]) core.setSecret(env[name]);
+  const scope = scopeOf();
+  if (scope) env.CACHER_SCOPE = scope;
+  const fallbacks = fallbackScopesOf();
+  if (fallbacks.length) env.CACHER_FALLBACK_SCOPES = fallbacks.join(",");
+  if (getBool("read-only", false)) env.CACHER_READ_ONLY = "1";
+  if (getBool("soft-fail", true)) env.CACHER_SOFT_FAIL = "1";
+  if (!env.TMPDIR && env.RUNNER_TEMP) env.TMPDIR = env.RUNNER_TEMP; // restores stage there
+  return env;
+}
+
+function onPath(name) {
+  for (const dir of (process.env.PATH || "").split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** Run a program; stderr goes to the log as it comes (its last line is kept for errors). */
+export function run(program, args, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => {
+      err += d;
+      process.stderr.write(d);
+    });
+    child.on("error", (e) => reject(new CacheError(`cannot run ${program}: ${e.message}`)));
+    child.on("close", (code, signal) => resolve({ code: code ?? 128, signal, out, err }));
+  });
+}
+
+function lastError(result) {
+  const lines = result.err.split("\n").filter((l) => l.trim());
+  const error = lines.reverse().find((l) => l.startsWith("cacher: error:"));
+  return (error || lines[0] || `exit ${result.code}`).replace(/^cacher: error: /, "");
+}
+
+/** cacher on PATH, else installed into a virtual environment from `cacher-url` (checked
+ * against `cacher-sha256`) or PyPI's ci-cacher at `cacher-version`. */
+export async function findCacher() {
+  const remembered = core.getState(State.cacher);
+  if (remembered && existsSync(remembered)) return remembered;
+  const found = onPath("cacher");
+  if (found) return found;
+  const version = core.getInput("cacher-version");
+  const url = core.getInput("cacher-url");
+  const sha = core.getInput("cacher-sha256");
+  let spec = version ? `ci-cacher==${version}` : "ci-cacher";
+  if (url) spec = `ci-cacher @ ${url}${sha ? `#sha256=${sha}` : ""}`;
+  const base = process.env.RUNNER_TOOL_CACHE || process.env.RUNNER_TEMP || os.tmpdir();
+  const venv = path.join(base, "cacher", version || (url ? createHash("sha256").update(url).digest("hex").slice(0, 12) : "latest"));
+  const bin = path.join(venv, process.platform === "win32" ? "Scripts" : "bin");
+  const cacher = path.join(bin, "cacher");
+  if (existsSync(cacher)) return cacher;
+  core.info(`cacher is not on PATH: installing ${spec} into ${venv}`);
+  mkdirSync(path.dirname(venv), { recursive: true });
+  const uv = onPath("uv");
+  const python = onPath("python3") || onPath("python");
+  const steps = uv
+    ? [[uv, ["venv", "--quiet", venv]], [uv, ["pip", "install", "--quiet", "--python", path.join(bin, "python"), spec]]]
+    : [[python || "python3", ["-m", "venv", venv]], [path.join(bin, "python"), ["-m", "pip", "install", "--quiet", spec]]];
+  for (const [program, args] of steps) {
+    const result = await run(program, args, process.env);
+    if (result.code !== 0) throw new CacheError(`installing cacher failed: ${lastError(result)}`);
+  }
+  return cacher;
+}
+
+async function cacherJson(cacher, args, env) {
+  const result = await run(cacher, args, env);
+  // A store that failed under soft failure: cacher carried on (a miss, nothing stored); the
+  // job's summary shows it as a warning, as actions/cache shows its own.
+  for (const line of result.err.split("\n")) {
+    if (/soft failure/.test(line)) core.warning(line.replace(/^cacher: (error|warning): /, ""));
+  }
+  let doc = null;
+  try {
+    doc = result.out.trim() ? JSON.parse(result.out.trim().split("\n").pop()) : null;
+  } catch {
+    doc = null;
+  }
+  return { ...result, doc };
+}
+
+/** The key restored (exact or a restore key's match) or undefined on a miss. */
+async function download(cacher, env, key, paths, restoreKeys) {
+  const args = ["paths", "download", "--json"];
+  for (const r of restoreKeys) args.push("--restore-key", r);
+  const r = await cacherJson(cacher, [...args, "--", key, ...paths], env);
+  if (r.code === 0 && r.doc) return r.doc.matched_key || key;
+  if (r.code === 3) return undefined;
+  throw new CacheError(`cacher exited ${r.code}: ${lastError(r)}`);
+}
+
+/** lookup-only: whether the key, or an object under a restore key, is stored; nothing is
+ * downloaded. Looks in the job's scope, then each fallback scope, as a restore would. */
+async function lookUp(cacher, env, key, paths, restoreKeys) {
+  const ns = namespaceOf(paths);
+  const scopes = [env.CACHER_SCOPE || ""];
+  for (const s of (env.CACHER_FALLBACK_SCOPES || "").split(",")) if (s && !scopes.includes(s)) scopes.push(s);
+  for (const scope of scopes) {
+    const scoped = { ...env };
+    if (scope) scoped.CACHER_SCOPE = scope;
+    const exists = await cacherJson(cacher, ["exists", "--json", "--", `${ns}/${key}`], scoped);
+    if (exists.code === 0) return key;
+    if (exists.code !== 1) throw new CacheError(`cacher exited ${exists.code}: ${lastError(exists)}`);
+    for (const prefix of restoreKeys) {
+      const listed = await cacherJson(cacher, ["list", "--json", "--", `${ns}/${prefix}`], scoped);
+      if (listed.code !== 0 || !listed.doc) throw new CacheError(`cacher exited ${listed.code}: ${lastError(listed)}`);
+      const objects = listed.doc.objects.filter((o) => o.key.startsWith(`${ns}/${prefix}`));
+      objects.sort((a, b) => (b.modified || "").localeCompare(a.modified || "") || b.key.localeCompare(a.key));
+      if (objects.length) return objects[0].key.slice(ns.length + 1);
+    }
+  }
+  return undefined;
+}
+
+function fail(error, soft) {
+  if (error instanceof CacheError && soft) {
+    core.warning(`Failed to restore: ${error.message}`);
+    return;
+  }
+  throw error;
+}
+
+/** The restore step (the action's main, and restore/). */
+export async function restore({ keepState }) {
+  try {
+    const key = core.getInput("key", { required: true });
+    const paths = getPaths();
+    const restoreKeys = getList("restore-keys");
+    const lookupOnly = getBool("lookup-only", false);
+    const failOnMiss = getBool("fail-on-cache-miss", false);
+    const soft = getBool("soft-fail", true);
+    const env = cacherEnv();
+    if (keepState) core.saveState(State.primaryKey, key);
+    core.setOutput("cache-primary-key", key);
+    let matched;
+    try {
+      const cacher = await findCacher();
+      if (keepState) core.saveState(State.cacher, cacher);
+      matched = lookupOnly
+        ? await lookUp(cacher, env, key, paths, restoreKeys)
+        : await download(cacher, env, key, paths, restoreKeys);
+    } catch (error) {
+      fail(error, soft);
+    }
+    if (!matched) {
+      core.setOutput("cache-hit", "false");
+      if (failOnMiss) {
+        throw new Error(`Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: ${key}`);
+      }
+      core.info(`Cache not found for input keys: ${[key, ...restoreKeys].join(", ")}`);
+      return;
+    }
+    if (keepState) core.saveState(State.matchedKey, matched);
+    core.setOutput("cache-matched-key", matched);
+    core.setOutput("cache-hit", String(matched === key));
+    core.info(lookupOnly ? `Cache found and can be restored from key: ${matched}` : `Cache restored from key: ${matched}`);
+  } catch (error) {
+    core.setFailed(error.message);
+  }
+}
+
+/** The save step (the action's post, and save/). ``fromState``: the post step, which skips
+ * the save after an exact hit and saves under the key the restore step used. */
+export async function save({ fromState }) {
+  try {
+    const key = (fromState && core.getState(State.primaryKey)) || core.getInput("key", { required: true });
+    const paths = getPaths();
+    const soft = getBool("soft-fail", true);
+    if (fromState) {
+      const matched = core.getState(State.matchedKey);
+      if (matched && matched === key) {
+        core.info(`Cache hit occurred on the primary key ${key}, not saving cache.`);
+        return;
+      }
+    }
+    const env = cacherEnv();
+    try {
+      const cacher = await findCacher();
+      const r = await cacherJson(cacher, ["paths", "upload", "--json", "--", key, ...paths], env);
+      if (r.code !== 0) throw new CacheError(`cacher exited ${r.code}: ${lastError(r)}`);
+      const outcome = r.doc?.outcome;
+      if (outcome === "uploaded") core.info(`Cache saved with key: ${key}`);
+      else if (outcome === "skipped") core.info(`Cache with key ${key} is already stored, not saving cache.`);
+      else if (outcome === "read-only") core.info(`Read-only: cache not saved with key: ${key}`);
+      // "failed": a soft failure, already a warning
+    } catch (error) {
+      if (error instanceof CacheError && soft) core.warning(`Failed to save: ${error.message}`);
+      else throw error;
+    }
+  } catch (error) {
+    core.setFailed(error.message);
+  }
+}

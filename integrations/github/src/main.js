@@ -1,0 +1,3 @@
+import { restore } from "./common.js";
+
+void restore({ keepState: true });

@@ -1,0 +1,3 @@
+import { save } from "./common.js";
+
+void save({ fromState: true });

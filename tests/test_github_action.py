@@ -1,0 +1,548 @@
+"""The GitHub Action in integrations/github/, run under the runner's contract against SeaweedFS.
+
+Each step runs the committed bundle (``dist/*.js``) with the real node, the way the runner
+runs a JavaScript action: inputs as ``INPUT_<NAME>`` variables (every input with a default
+in action.yml set to it), outputs and state written to the files named by ``GITHUB_OUTPUT``
+and ``GITHUB_STATE``, the post step given the main step's state back as ``STATE_<name>``,
+``GITHUB_ENV``, ``RUNNER_TEMP``, ``GITHUB_WORKSPACE`` (the step's working directory), and a
+PATH whose first entry is the venv's bin, so the installed ``cacher`` is found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cacher.kinds.paths import namespace_of
+from cacher.testing.fixtures import require_part
+from cacher.testing.parts import PartUnavailable
+from cacher.testing.tools import find_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "integrations" / "github"
+
+
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - pyyaml comes with the dev environment (mkdocs)
+        pytest.skip("pyyaml is not installed")
+    return yaml
+
+
+def action_yml(sub: str = "") -> dict[str, Any]:
+    return _yaml().safe_load((ACTION / sub / "action.yml").read_text())
+
+
+def tool(name: str) -> str:
+    try:
+        return find_tool(name)
+    except PartUnavailable as exc:
+        require_part(str(exc))
+        raise
+
+
+def parse_command_file(path: Path) -> dict[str, str]:
+    """``name=value`` and ``name<<DELIM`` … ``DELIM`` records, as the runner reads them."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    lines = path.read_text().split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delim = line.split("<<", 1)
+            j = lines.index(delim, i + 1)
+            out[name] = "\n".join(lines[i + 1 : j])
+            i = j + 1
+            continue
+        if "=" in line:
+            name, value = line.split("=", 1)
+            out[name] = value
+        i += 1
+    return out
+
+
+@dataclass
+class Step:
+    code: int
+    log: str
+    outputs: dict[str, str]
+    state: dict[str, str]
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\noutputs {self.outputs}\nstate {self.state}\n--- log\n{self.log}"
+
+
+@dataclass
+class Runner:
+    """One job's runner: its workspace, HOME, temp dir and environment."""
+
+    env: dict[str, str]
+    workspace: Path
+    temp: Path
+    ref: str = "feature/x"
+    default_branch: str = "main"
+    steps: int = 0
+    logs: list[str] = field(default_factory=list)
+
+    def run(
+        self,
+        entry: str,
+        inputs: Mapping[str, str],
+        *,
+        state: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        sub: str = "",
+    ) -> Step:
+        self.steps += 1
+        files = self.temp / f"step{self.steps}"
+        files.mkdir(parents=True)
+        for name in ("output", "state", "env"):  # the runner creates them, empty, for each step
+            (files / name).touch()
+        event = files / "event.json"
+        event.write_text(json.dumps({"repository": {"default_branch": self.default_branch}}))
+        env = {
+            **self.env,
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_WORKSPACE": str(self.workspace),
+            "GITHUB_REF_NAME": self.ref,
+            "GITHUB_EVENT_PATH": str(event),
+            "RUNNER_TEMP": str(self.temp),
+            "GITHUB_OUTPUT": str(files / "output"),
+            "GITHUB_STATE": str(files / "state"),
+            "GITHUB_ENV": str(files / "env"),
+            **(extra_env or {}),
+        }
+        for name, spec in (action_yml(sub).get("inputs") or {}).items():
+            if spec and "default" in spec:
+                env[f"INPUT_{name.upper()}"] = str(spec["default"])
+        for name, value in inputs.items():
+            env[f"INPUT_{name.upper()}"] = value
+        for name, value in (state or {}).items():
+            env[f"STATE_{name}"] = value
+        script = ACTION / sub / action_yml(sub)["runs"][entry]
+        proc = subprocess.run(
+            [tool("node"), str(script.resolve())],
+            cwd=self.workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
+        log = proc.stdout + proc.stderr
+        self.logs.append(log)
+        return Step(proc.returncode, log, parse_command_file(files / "output"), parse_command_file(files / "state"))
+
+    def main(self, inputs: Mapping[str, str], **kw: Any) -> Step:
+        return self.run("main", inputs, **kw)
+
+    def post(self, inputs: Mapping[str, str], main: Step, **kw: Any) -> Step:
+        return self.run("post", inputs, state=main.state, **kw)
+
+
+@pytest.fixture
+def runner(env: dict[str, str], tmp_path: Path) -> Runner:
+    workspace = tmp_path / "work" / "repo"
+    workspace.mkdir(parents=True)
+    (tmp_path / "runner-temp").mkdir()
+    return Runner(dict(env), workspace, tmp_path / "runner-temp")
+
+
+@pytest.fixture
+def store(seaweed_s3: Any, s3_bucket: str) -> dict[str, str]:
+    """The store as inputs (credentials as inputs too)."""
+    return {
+        "endpoint": seaweed_s3.endpoint,
+        "bucket": s3_bucket,
+        "region": "us-east-1",
+        "prefix": "proj",
+        "access-key-id": seaweed_s3.key_id,
+        "secret-access-key": seaweed_s3.secret,
+    }
+
+
+def make_deps(runner: Runner, home: Path, version: str = "1") -> None:
+    deps = runner.workspace / "deps"
+    (deps / "pkg").mkdir(parents=True, exist_ok=True)
+    (deps / "pkg" / "index.js").write_text(f"version {version}\n")
+    (home / ".toolcache").mkdir(exist_ok=True)
+    (home / ".toolcache" / "blob").write_bytes(b"t" * 10_000 + version.encode())
+
+
+def wipe(runner: Runner, home: Path) -> None:
+    shutil.rmtree(runner.workspace / "deps", ignore_errors=True)
+    shutil.rmtree(home / ".toolcache", ignore_errors=True)
+
+
+PATH_INPUT = "deps\n~/.toolcache\n"
+PATTERNS = ["deps", "~/.toolcache"]
+
+
+def stored_keys(seaweed_s3: Any, bucket: str) -> list[str]:
+    return sorted(seaweed_s3.list_keys(bucket))
+
+
+def assert_no_secret(runner: Runner, *secrets: str) -> None:
+    """A secret appears only in ``::add-mask::`` commands, which the runner consumes."""
+    for log in runner.logs:
+        for line in log.splitlines():
+            if line.startswith("::add-mask::"):
+                continue
+            for secret in secrets:
+                assert secret not in line, f"secret in the log: {line!r}"
+
+
+def test_miss_save_then_exact_hit_without_save(runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str) -> None:
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "deps-v1", "restore-keys": "deps-\n"}
+    main = runner.main(inputs)
+    assert main.code == 0, main
+    assert main.outputs["cache-hit"] == "false"
+    assert main.outputs["cache-primary-key"] == "deps-v1"
+    assert "cache-matched-key" not in main.outputs
+    assert "Cache not found for input keys: deps-v1, deps-" in main.log
+    assert main.state["CACHE_KEY"] == "deps-v1"
+    post = runner.post(inputs, main)
+    assert post.code == 0, post
+    assert "Cache saved with key: deps-v1" in post.log
+    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/feature-x/{namespace_of(PATTERNS)}/deps-v1"]
+
+    wipe(runner, home)  # the next run of the job, on a fresh runner
+    main = runner.main(inputs)
+    assert main.code == 0, main
+    assert (main.outputs["cache-hit"], main.outputs["cache-matched-key"]) == ("true", "deps-v1")
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+    assert (home / ".toolcache" / "blob").read_bytes().endswith(b"1")
+    # No save after an exact hit: proved by a post step whose store is dead and may not fail.
+    dead = {**inputs, "endpoint": f"http://127.0.0.1:{free_port()}", "soft-fail": "false"}
+    post = runner.post(dead, main)
+    assert post.code == 0, post
+    assert "Cache hit occurred on the primary key deps-v1, not saving cache." in post.log
+    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/feature-x/{namespace_of(PATTERNS)}/deps-v1"]
+    assert_no_secret(runner, store["secret-access-key"])
+
+
+def test_partial_hit_from_restore_keys_and_the_default_branch(
+    runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str
+) -> None:
+    make_deps(runner, home, "main")
+    runner.ref = "main"
+    inputs = {**store, "path": PATH_INPUT, "key": "deps-v1", "restore-keys": "deps-"}
+    main = runner.main(inputs)
+    assert main.code == 0, main
+    assert runner.post(inputs, main).code == 0
+
+    wipe(runner, home)
+    runner.ref = "123/merge"  # a pull request: its own scope, falling back to the default branch
+    inputs = {**inputs, "key": "deps-v2"}
+    main = runner.main(inputs)
+    assert main.code == 0, main
+    assert (main.outputs["cache-hit"], main.outputs["cache-matched-key"]) == ("false", "deps-v1")
+    assert main.outputs["cache-primary-key"] == "deps-v2"
+    assert "Cache restored from key: deps-v1" in main.log
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version main\n"
+    post = runner.post(inputs, main)
+    assert post.code == 0, post
+    ns = namespace_of(PATTERNS)
+    assert stored_keys(seaweed_s3, s3_bucket) == [
+        f"proj/_scopes/123-merge/{ns}/deps-v2",
+        f"proj/_scopes/main/{ns}/deps-v1",
+    ]
+
+
+def test_a_changed_path_list_is_a_miss(runner: Runner, store: dict[str, str], home: Path) -> None:
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "deps-v1", "restore-keys": "deps-"}
+    main = runner.main(inputs)
+    assert runner.post(inputs, main).code == 0
+    main = runner.main({**inputs, "path": "deps\n"})
+    assert main.code == 0, main
+    assert main.outputs["cache-hit"] == "false" and "cache-matched-key" not in main.outputs
+
+
+def test_lookup_only_downloads_nothing(runner: Runner, store: dict[str, str], home: Path) -> None:
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "deps-v1"}
+    assert runner.post(inputs, runner.main(inputs)).code == 0
+    wipe(runner, home)
+
+    hit = runner.main({**inputs, "lookup-only": "true"})
+    assert hit.code == 0, hit
+    assert (hit.outputs["cache-hit"], hit.outputs["cache-matched-key"]) == ("true", "deps-v1")
+    assert "Cache found and can be restored from key: deps-v1" in hit.log
+    assert not (runner.workspace / "deps").exists()
+
+    partial = runner.main({**inputs, "key": "deps-v9", "restore-keys": "nope-\ndeps-", "lookup-only": "true"})
+    assert partial.code == 0, partial
+    assert (partial.outputs["cache-hit"], partial.outputs["cache-matched-key"]) == ("false", "deps-v1")
+    assert not (runner.workspace / "deps").exists()
+
+    miss = runner.main({**inputs, "key": "other", "lookup-only": "true"})
+    assert miss.code == 0, miss
+    assert miss.outputs["cache-hit"] == "false" and "cache-matched-key" not in miss.outputs
+    # lookup-only in another scope finds the object through the fallback scope
+    runner.ref = "other-branch"
+    runner.default_branch = "feature/x"
+    fallback = runner.main({**inputs, "lookup-only": "true"})
+    assert (fallback.outputs["cache-hit"], fallback.outputs["cache-matched-key"]) == ("true", "deps-v1")
+
+
+def test_fail_on_cache_miss(runner: Runner, store: dict[str, str], home: Path) -> None:
+    make_deps(runner, home)
+    step = runner.main({**store, "path": PATH_INPUT, "key": "never-stored", "fail-on-cache-miss": "true"})
+    assert step.code == 1, step
+    assert "::error::Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: never-stored" in step.log
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dead_store_soft_and_hard(runner: Runner, store: dict[str, str], home: Path) -> None:
+    make_deps(runner, home)
+    dead = {**store, "endpoint": f"http://127.0.0.1:{free_port()}", "path": PATH_INPUT, "key": "deps-v1"}
+    quick = {"CACHER_MAX_ATTEMPTS": "1", "CACHER_CONNECT_TIMEOUT": "2"}
+    main = runner.main(dead, extra_env=quick)
+    assert main.code == 0, main  # soft failure by default, as actions/cache
+    assert "::warning::" in main.log
+    assert main.outputs["cache-hit"] == "false"
+    post = runner.post(dead, main, extra_env=quick)
+    assert post.code == 0, post
+    assert "::warning::" in post.log
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+
+    hard = {**dead, "soft-fail": "false"}
+    main = runner.main(hard, extra_env=quick)
+    assert main.code == 1, main
+    assert "::error::" in main.log
+    post = runner.post(hard, main, extra_env=quick)
+    assert post.code == 1, post
+    assert "::error::" in post.log
+    assert_no_secret(runner, store["secret-access-key"])
+
+
+def test_secrets_from_the_environment_are_masked_and_never_logged(runner: Runner, seaweed_s3: Any, s3_bucket: str, home: Path) -> None:
+    make_deps(runner, home)
+    inputs = {"endpoint": seaweed_s3.endpoint, "bucket": s3_bucket, "path": PATH_INPUT, "key": "k"}
+    creds = {"CACHER_S3_KEY_ID": seaweed_s3.key_id, "CACHER_S3_SECRET": seaweed_s3.secret}
+    main = runner.main(inputs, extra_env=creds)
+    assert main.code == 0, main
+    assert f"::add-mask::{seaweed_s3.secret}" in main.log
+    assert runner.post(inputs, main, extra_env=creds).code == 0
+    # A wrong secret: the store refuses, the error is logged, the secret is not.
+    wrong = {**creds, "CACHER_S3_SECRET": "wrong-" + uuid.uuid4().hex}
+    step = runner.main({**inputs, "soft-fail": "false"}, extra_env=wrong)
+    assert step.code == 1, step
+    assert_no_secret(runner, seaweed_s3.secret, wrong["CACHER_S3_SECRET"])
+
+
+def test_read_only_restores_and_never_saves(runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str) -> None:
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "k", "read-only": "true"}
+    main = runner.main(inputs)
+    post = runner.post(inputs, main)
+    assert post.code == 0, post
+    assert "Read-only: cache not saved with key: k" in post.log
+    assert stored_keys(seaweed_s3, s3_bucket) == []
+
+
+def test_restore_and_save_sub_actions(runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str) -> None:
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "sub-1"}
+    restored = runner.run("main", inputs, sub="restore")
+    assert restored.code == 0, restored
+    assert restored.outputs["cache-hit"] == "false" and restored.state == {}
+    saved = runner.run("main", inputs, sub="save")
+    assert saved.code == 0, saved
+    assert "Cache saved with key: sub-1" in saved.log
+    wipe(runner, home)
+    restored = runner.run("main", inputs, sub="restore")
+    assert (restored.outputs["cache-hit"], restored.outputs["cache-matched-key"]) == ("true", "sub-1")
+    assert (runner.workspace / "deps" / "pkg" / "index.js").is_file()
+
+
+# --- the action's files -----------------------------------------------------------------------
+
+def js_inputs() -> set[str]:
+    text = "".join(p.read_text() for p in (ACTION / "src").glob("*.js"))
+    return set(re.findall(r"(?:getInput|getList|getBool)\(\s*\"([a-z-]+)\"", text))
+
+
+def test_action_yml_declares_every_input_the_code_reads() -> None:
+    main, restore, save = action_yml(), action_yml("restore"), action_yml("save")
+    assert main["runs"] == {"using": "node24", "main": "dist/main.js", "post": "dist/post.js", "post-if": "success()"}
+    assert restore["runs"] == {"using": "node24", "main": "../dist/restore.js"}
+    assert save["runs"] == {"using": "node24", "main": "../dist/save.js"}
+    assert js_inputs() <= set(main["inputs"]), js_inputs() - set(main["inputs"])
+    assert main["inputs"] == restore["inputs"]
+    assert set(save["inputs"]) <= set(main["inputs"])
+    for spec in (main, restore):
+        assert set(spec["outputs"]) == {"cache-hit", "cache-primary-key", "cache-matched-key"}
+    for path in ("main.js", "post.js", "restore.js", "save.js", "common.js"):
+        assert (ACTION / "dist" / path).is_file()
+
+
+def sources_hash() -> str:
+    """What build.mjs records in dist/SOURCES.sha256, computed the same way."""
+    names = ["build.mjs", "package.json", "package-lock.json", *(f"src/{p.name}" for p in sorted((ACTION / "src").iterdir()))]
+    h = hashlib.sha256()
+    for name in names:
+        h.update(f"{name}\0".encode())
+        h.update((ACTION / name).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def test_dist_was_built_from_the_current_sources() -> None:
+    """Offline: the sources' hash recorded at the last build matches the sources now."""
+    recorded = (ACTION / "dist" / "SOURCES.sha256").read_text().strip()
+    assert recorded == sources_hash(), "dist/ is stale: cd integrations/github && npm ci && npm run build"
+
+
+def test_dist_is_what_esbuild_makes_of_the_sources(tmp_path: Path) -> None:
+    """The committed bundle, byte for byte, is what `npm ci && npm run build` makes now."""
+    npm = tool("npm")
+    work = tmp_path / "action"
+    shutil.copytree(ACTION, work, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    proc = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+        cwd=work, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "npm_config_update_notifier": "false"},
+    )
+    if proc.returncode != 0:
+        require_part(f"npm ci failed (is the npm registry reachable?): {proc.stderr.strip()[-300:]}")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(
+        [tool("node"), "build.mjs"], cwd=work, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CACHER_ACTION_OUTDIR": str(out)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    built = {p.name: p.read_bytes() for p in out.iterdir()}
+    committed = {p.name: p.read_bytes() for p in (ACTION / "dist").iterdir()}
+    assert built.keys() == committed.keys()
+    stale = [name for name in built if built[name] != committed[name]]
+    assert not stale, f"dist/ is stale ({stale}): cd integrations/github && npm ci && npm run build"
+
+
+
+
+# --- the recipe in docs/recipes.md --------------------------------------------------------------
+
+ACTIONS_CACHE_INPUTS = {
+    "path", "key", "restore-keys", "lookup-only", "fail-on-cache-miss",
+    "enableCrossOsArchive", "upload-chunk-size", "save-always",
+}
+
+
+def recipes_section(title: str) -> str:
+    text = (ROOT / "docs" / "recipes.md").read_text()
+    parts = re.split(r"^## ", text, flags=re.M)
+    return next(p for p in parts if p.split("\n", 1)[0].strip() == title)
+
+
+def recipe_step() -> dict[str, Any]:
+    blocks = re.findall(r"```yaml\n(.*?)```", recipes_section("GitHub Actions"), flags=re.S)
+    assert len(blocks) == 1
+    workflow = _yaml().safe_load(blocks[0])
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    ours = [s for s in steps if str(s.get("uses", "")).endswith("/integrations/github@v1")]
+    assert len(ours) == 1, steps
+    return ours[0]
+
+
+def test_recipe_inputs_exist_in_action_yml() -> None:
+    step = recipe_step()
+    declared = action_yml()["inputs"]
+    assert set(step["with"]) <= set(declared), set(step["with"]) - set(declared)
+    required = {name for name, spec in declared.items() if spec.get("required")}
+    assert required <= set(step["with"])
+
+
+def test_migration_maps_every_actions_cache_input() -> None:
+    section = recipes_section("Migrating from actions/cache")
+    rows = dict(re.findall(r"^\| `([A-Za-z-]+)` \| (.+?) \|$", section, flags=re.M))
+    assert ACTIONS_CACHE_INPUTS <= set(rows), ACTIONS_CACHE_INPUTS - set(rows)
+    declared = set(action_yml()["inputs"])
+    mapped = set()
+    for source, target in rows.items():
+        named = re.match(r"`([a-z-]+)`", target)
+        if named and source in ACTIONS_CACHE_INPUTS:
+            assert named.group(1) in declared, (source, target)
+            mapped.add(named.group(1))
+    new = set(re.findall(r"`([a-z0-9-]+)`", section.split("New inputs:", 1)[1].split(". ", 1)[0]))
+    assert new <= declared, new - declared
+    assert mapped | new == declared, declared - (mapped | new)
+
+
+def test_recipe_runs_as_written(runner: Runner, seaweed_s3: Any, s3_bucket: str, home: Path) -> None:
+    """The recipe's step, its expressions evaluated as GitHub would, against SeaweedFS."""
+    values = {
+        "runner.os": "Linux",
+        "runner.arch": "X64",
+        "hashFiles('go.sum')": "0123abcd",
+        "github.repository": "owner/repo",
+        "secrets.CACHER_S3_KEY_ID": seaweed_s3.key_id,
+        "secrets.CACHER_S3_SECRET": seaweed_s3.secret,
+        "github.event.pull_request.head.repo.fork == true": "false",
+    }
+
+    def evaluate(text: str) -> str:
+        return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: values[m.group(1)], text)
+
+    inputs = {name: evaluate(str(value)) for name, value in recipe_step()["with"].items()}
+    inputs.update(endpoint=seaweed_s3.endpoint, bucket=s3_bucket, region="us-east-1")
+    inputs.pop("cacher-version")  # the cacher under test is on PATH: nothing is installed
+    modules = home / "go" / "pkg" / "mod" / "example.com" / "m@v1.0.0"
+    modules.mkdir(parents=True)
+    (modules / "m.go").write_text("package m\n")
+    modules.chmod(0o555)  # Go's module cache is read-only
+    (home / ".cache" / "go-build" / "ab").mkdir(parents=True)
+    (home / ".cache" / "go-build" / "ab" / "abcd-d").write_bytes(b"compiled")
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "false"), main
+    post = runner.post(inputs, main)
+    assert post.code == 0 and "Cache saved with key: go-Linux-X64-0123abcd" in post.log, post
+    modules.chmod(0o755)
+    shutil.rmtree(home / "go")
+    shutil.rmtree(home / ".cache" / "go-build")
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "true"), main
+    assert (modules / "m.go").read_text() == "package m\n"
+    assert (modules.stat().st_mode & 0o777) == 0o555
+    assert (home / ".cache" / "go-build" / "ab" / "abcd-d").read_bytes() == b"compiled"
+    assert_no_secret(runner, seaweed_s3.secret)
+
+
+def test_an_install_that_fails_is_a_soft_failure(runner: Runner, store: dict[str, str], home: Path, tmp_path: Path) -> None:
+    """cacher not on PATH and not installable: a warning and a miss by default, never a red job."""
+    make_deps(runner, home)
+    system_path = "/usr/local/bin:/usr/bin:/bin"  # no venv: cacher is not found
+    env = {"PATH": system_path, "RUNNER_TOOL_CACHE": str(tmp_path / "toolcache")}
+    inputs = {**store, "path": PATH_INPUT, "key": "k", "cacher-url": f"file://{tmp_path}/missing.whl"}
+    main = runner.main(inputs, extra_env=env)
+    assert main.code == 0, main
+    assert "cacher is not on PATH: installing ci-cacher @ file://" in main.log
+    assert "::warning::Failed to restore: installing cacher failed" in main.log
+    assert main.outputs["cache-hit"] == "false"
+    hard = runner.main({**inputs, "soft-fail": "false"}, extra_env=env)
+    assert hard.code == 1 and "::error::installing cacher failed" in hard.log, hard
+    assert (runner.workspace / "deps" / "pkg" / "index.js").is_file()
