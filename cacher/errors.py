@@ -85,6 +85,14 @@ class ArtifactError(CacherError):
     error_kind = "artifact"
 
 
+class NoCredentials(ConfigError):
+    """No credentials anywhere for a store that needs them. A job that only reads
+    (``read_only``) or tolerates an absent store (``soft_fail``) — a fork's pull request gets no
+    secrets — finds the store unavailable instead: restores miss with a warning."""
+
+    error_kind = "config"
+
+
 class PluginError(CacherError):
     """A plugin is unknown, failed to load, or is registered twice."""
 

@@ -15,6 +15,9 @@ from cacher.testing.cli import CliRun
 from cacher.testing.cli import assert_one_error_line as assert_one_error_line
 
 VENV_BIN = Path(sys.executable).parent
+# In-process stores and any child that inherits this environment: no instance-metadata lookups
+# (169.254.169.254) when a test has no credentials; tests talk to loopback only.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 REQUIRE_PARTS = os.environ.get("CACHER_TEST_REQUIRE_PARTS") == "1"
 
 

@@ -138,3 +138,24 @@ def test_scoped_names_are_reserved_and_empty_scopes_refused(cacher, seaweed_s3, 
     # An empty variable is unset: the unscoped layout.
     assert cacher("upload", "k.bin", str(f), extra_env={**plain, "CACHER_SCOPE": ""}).code == 0
     assert cacher("list", extra_env=plain).out.split() == ["k.bin"]
+
+
+def test_a_job_without_credentials_finds_the_store_unavailable(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    """A fork's pull request gets no secrets: read-only or soft-failing, it misses with a
+    warning and skips writes; otherwise the missing credentials are an error (exit 2)."""
+    rw = s3(seaweed_s3, s3_bucket)
+    assert cacher("dir", "upload", "deps.tar.zst", str(tree(tmp_path / "t", "v1")), extra_env=rw).code == 0
+    bare = {k: v for k, v in rw.items() if not k.startswith("CACHER_S3_")}
+    dest = tmp_path / "dest"
+    strict = cacher("dir", "download", "deps.tar.zst", str(dest), extra_env=bare)
+    assert_one_error_line(strict, "no S3 credentials")
+    for flag in ("CACHER_READ_ONLY", "CACHER_SOFT_FAIL"):
+        env = {**bare, flag: "1"}
+        run = cacher("dir", "download", "deps.tar.zst", str(dest), "--json", extra_env=env)
+        assert run.code == 3, run
+        assert json.loads(run.out)["outcome"] == "miss"
+        assert "no S3 credentials" in run.err and "error:" not in run.err, run
+        assert not dest.exists()
+        up = cacher("dir", "upload", "new.tar.zst", str(tmp_path / "t"), extra_env=env)
+        assert up.code == 0 and "error:" not in up.err, up
+    assert cacher("exists", "new.tar.zst", extra_env=rw).code == 1  # nothing was written

@@ -11,12 +11,12 @@ from cyclopts import Parameter
 
 from cacher import config
 from cacher.cli.report import Reporter
-from cacher.errors import UsageError
+from cacher.errors import NoCredentials, UsageError
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
 from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, slug
-from cacher.stores.base import Store
+from cacher.stores.base import Store, UnavailableStore, unavailable_store
 
 STORE_GROUP = "Store options"
 
@@ -127,10 +127,21 @@ class Session:
             self.report.say(
                 f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
-        store = open_tiered(self.settings, self.environ, backend)
+        try:
+            store = open_tiered(self.settings, self.environ, backend)
+        except NoCredentials as exc:
+            if not (self.settings.read_only or self.settings.soft_fail):
+                raise
+            # A fork's pull request gets no secrets: the store is unavailable, not an error.
+            store = unavailable_store(self.settings.bucket or "", self.settings.prefix, backend, exc.message)
         if self.settings.scope:
             return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
         return store
+
+    @property
+    def soft_fail(self) -> bool:
+        """Whether storage errors are misses: ``soft_fail``, or a store without credentials."""
+        return self.settings.soft_fail or isinstance(self.store, UnavailableStore)
 
     @cached_property
     def fallback_stores(self) -> list[tuple[str, Store]]:

@@ -147,7 +147,7 @@ class _Verbs:
                 targets,
                 options,
                 force=force,
-                soft_fail=bool(session.settings.soft_fail),
+                soft_fail=session.soft_fail,
                 read_only=bool(session.settings.read_only),
                 progress=progress,
             )
@@ -182,7 +182,7 @@ class _Verbs:
                 options,
                 codecs=self.registry.codec,  # decoding: the level does not apply
                 restore_keys=restore_keys,
-                soft_fail=bool(session.settings.soft_fail),
+                soft_fail=session.soft_fail,
                 progress=progress,
                 refused_is_miss=refused_is_miss,
                 fits=fits_this_machine if session.settings.arch_suffix else None,
@@ -239,7 +239,7 @@ class _Verbs:
     ) -> int:
         session = Session(store, self.registry, output)
         stored_key = session.key(key)
-        presence = engine.exists(session.store, stored_key, soft_fail=bool(session.settings.soft_fail))
+        presence = engine.exists(session.store, stored_key, soft_fail=session.soft_fail)
         if presence.failure is not None:
             session.report.warn(f"soft failure, treated as a miss: {presence.failure}")
         session.report.emit({"command": "exists", "key": stored_key, "exists": presence.found})

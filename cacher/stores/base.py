@@ -53,6 +53,10 @@ class ObjectInfo:
     etag: str | None = None
 
 
+class UnavailableStore:
+    """Marker base for a store that cannot be reached at all (see `unavailable_store`)."""
+
+
 class Store:
     """Objects under ``<bucket>/<prefix>/`` of one fsspec filesystem."""
 
@@ -280,3 +284,16 @@ def ignore_errors() -> Iterator[None]:
         yield
     except Exception:  # noqa: BLE001 - cleanup after a failure must not mask it
         pass
+
+
+def unavailable_store(bucket: str, prefix: str, protocol: str, reason: str) -> Store:
+    """A store whose every request fails with ``reason`` (`StorageError`), for a job that has no
+    credentials but needs none to run: read-only or soft-failing jobs miss with a warning."""
+
+    class _Unavailable(UnavailableStore, Store):
+        def _fail(self, *args: Any, **kwargs: Any) -> Any:
+            raise StorageError(reason)
+
+        head = exists = check_bucket = list = delete = open_read = writer = _fail
+
+    return _Unavailable(None, bucket, prefix, protocol=protocol)

@@ -34,7 +34,8 @@ class CliRun:
 
 def clean_env(home: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment without CACHER_*, AWS_*, XDG_* and DOCKER_HOST; HOME and the XDG dirs
-    under ``home``; the venv's bin first on PATH, so ``cacher`` and its tools are found."""
+    under ``home``; the venv's bin first on PATH, so ``cacher`` and its tools are found; the
+    AWS instance metadata service off."""
     source = os.environ if environ is None else environ
     base = {
         k: v
@@ -42,6 +43,9 @@ def clean_env(home: Path, environ: Mapping[str, str] | None = None) -> dict[str,
         if not k.startswith(("CACHER_", "AWS_", "XDG_")) and k not in ("HOME", "DOCKER_HOST")
     }
     base.update(
+        # With no credentials the AWS chain would ask the instance metadata service
+        # (169.254.169.254): tests send traffic to loopback only.
+        AWS_EC2_METADATA_DISABLED="true",
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
         XDG_CACHE_HOME=str(home / ".cache"),

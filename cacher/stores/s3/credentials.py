@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cacher.config import Settings, origin
-from cacher.errors import ConfigError, StorageError
+from cacher.errors import ConfigError, NoCredentials, StorageError
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def resolve(settings: Settings, environ: Mapping[str, str]) -> Credentials:
         )
     found = aws_chain()
     if found is None:
-        raise ConfigError(
+        raise NoCredentials(
             "no S3 credentials: set CACHER_S3_KEY_ID and CACHER_S3_SECRET, "
             "or key_file and secret_file (cacher init --key-file ... --secret-file ...); "
             "the standard AWS sources (AWS_* variables, profile, web identity, metadata) had none"
