@@ -1,0 +1,278 @@
+"""`TieredStore`: any store behind the local tier, and how the settings open it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefused, StorageError
+from cacher.keyrules import validate_key, validate_list_prefix
+from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store
+from cacher.stores.tier.copying import _CopyReader, _Filler, _FillingReader, _TeeWriter
+from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier, parse_size
+
+
+class TieredStore(Store):
+    """``inner`` with a runner-local tier in front of its reads (see the module's text)."""
+
+    def __init__(
+        self,
+        inner: Store,
+        tier: LocalTier,
+        location: str,
+        *,
+        read_only: bool = False,
+        offline: bool = False,
+        soft_fail: bool = False,
+    ) -> None:
+        super().__init__(None, inner.bucket, inner.prefix, protocol=inner.protocol)
+        self.inner, self.tier, self.location = inner, tier, location
+        self.read_only, self.offline, self.soft_fail = read_only, offline, soft_fail
+        self._down: str | None = None
+        self._damaged_ids: set[str] = set()
+        self._read_locally: set[str] = set()
+
+    def with_prefix(self, prefix: str) -> Store:
+        return TieredStore(
+            self.inner.with_prefix(prefix), self.tier, self.location,
+            read_only=self.read_only, offline=self.offline, soft_fail=self.soft_fail,
+        )
+
+    @property
+    def fs(self) -> Any:
+        return self.inner.fs
+
+    @property
+    def offline_reason(self) -> str | None:
+        if self.offline:
+            return "offline"
+        return self._down
+
+    def path(self, key: str) -> str:
+        return self.inner.path(key)
+
+    def url(self, key: str = "") -> str:
+        return self.inner.url(key)
+
+    def _id(self, key: str) -> str:
+        validate_key(key)
+        return self.tier.entry_id(self.location, self.inner.prefix, key)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo | None:
+        if self.offline:
+            entry = self.tier.peek(self._id(key))
+            return entry.info() if entry else None
+        try:
+            return self.inner.head(key)
+        except StorageError as exc:
+            entry = self.tier.peek(self._id(key)) if self.soft_fail else None
+            if entry is None:
+                raise
+            self._down = exc.message
+            return entry.info()
+
+    def exists(self, key: str) -> bool:
+        if self.offline:
+            return self.tier.peek(self._id(key)) is not None
+        return self.inner.exists(key)
+
+    def check_bucket(self) -> None:
+        if not self.offline:
+            self.inner.check_bucket()
+
+    @contextmanager
+    def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
+        if info is None:
+            info = self.head(key)
+            if info is None:
+                raise StorageError(f"cannot read {self.url(key)}: it does not exist")
+        local_only = self.offline_reason is not None
+        with self.tier.held(self._id(key)) as found:
+            if found is not None and self._id(key) in self._damaged_ids:
+                found = None
+            if found is not None and (local_only or found[0].matches(info)):
+                entry, fd = found
+                copy_id = self._id(key)
+
+                def drop() -> None:
+                    # Passed over for the rest of this command; removed unless read-only.
+                    self._damaged_ids.add(copy_id)
+                    if not self.read_only:
+                        self.tier.drop(entry, fd)
+
+                reader = _CopyReader(drop, entry, fd, fallback=not local_only)
+                try:
+                    yield reader  # type: ignore[misc]
+                    reader.drain()
+                except (IntegrityError, ObjectRefused) as exc:
+                    # The copy's bytes failed a check above (a codec's, the archive's): only
+                    # verified bytes are ever published, so the copy is damaged. Drop it and let
+                    # the engine read the store's object instead (offline: fail as a store would).
+                    drop()
+                    if local_only:
+                        raise
+                    raise ObjectChanged(
+                        f"the local copy of {key} failed verification ({exc.message}); dropped"
+                    ) from None
+                if not self.read_only:  # read-only jobs never write the tier, its times included
+                    self.tier.touch(entry)
+                self._read_locally.add(key)
+                return
+        if local_only:
+            raise ObjectChanged(f"the local copy of {key} went away while it was read")
+        self._read_locally.discard(key)
+        with self.inner.open_read(key, info) as stored:
+            filler = None if self.read_only else self._filler()
+            reading = _FillingReader(stored, filler)
+            try:
+                yield reading  # type: ignore[misc]
+            except BaseException:
+                if reading.filler is not None:
+                    reading.filler.discard()
+                raise
+        if reading.filler is not None:
+            if reading.ended and reading.filler.count == info.size:
+                reading.filler.publish(self._id(key), self._entry(key, info))
+            else:
+                reading.filler.discard()
+
+    def read_locally(self, key: str) -> bool:
+        return key in self._read_locally
+
+    def _filler(self) -> _Filler | None:
+        try:
+            return _Filler(self.tier)
+        except OSError:
+            return None  # a tier that cannot be written costs the copy, never the restore
+
+    def _entry(self, key: str, info: ObjectInfo, *, shared: bool = True) -> Entry:
+        return Entry(
+            Path(), self.location, self.inner.prefix, key, info.size, "", info.etag, info.modified,
+            dict(info.metadata), shared,
+        )
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        if not self.offline:
+            return self.inner.list(prefix)
+        validate_list_prefix(prefix)
+        mine = [
+            e for e in self.tier.describe()
+            if e.location == self.location and e.prefix == self.inner.prefix and e.key.startswith(prefix)
+        ]
+        # A copy an upload made has no store time: when it was last used stands in for it.
+        return sorted(
+            (ObjectInfo(e.key, e.size, e.modified or datetime.fromtimestamp(e.used, UTC)) for e in mine),
+            key=lambda o: o.key,
+        )
+
+    # -- writing --------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
+        meta = {**(metadata or {}), WRITE_ID: uuid.uuid4().hex}
+        filler = None if self.read_only else self._filler()
+        if self.offline:
+            if filler is None:
+                raise StorageError(f"cannot write {key} to the local tier {self.tier.root} (offline)")
+            copy = _TeeWriter(None, filler)
+            try:
+                yield copy  # type: ignore[misc]
+            except BaseException:
+                filler.discard()
+                raise
+            written = ObjectInfo(key, filler.count, datetime.now(UTC), meta)
+            if not filler.publish(self._id(key), self._entry(key, written, shared=False)):
+                raise StorageError(
+                    f"cannot keep {key} in the local tier {self.tier.root} (offline): "
+                    f"it does not fit in local_tier_max or the disk failed"
+                )
+            return
+        try:
+            with self.inner.writer(key, meta) as stored:
+                tee = _TeeWriter(stored, filler)
+                yield tee  # type: ignore[misc]
+        except BaseException:
+            if filler is not None:
+                filler.discard()
+            raise
+        if tee.filler is not None:
+            # The store's ETag is not known here; the write id in its metadata names it.
+            written = ObjectInfo(key, tee.filler.count, None, meta)
+            tee.filler.publish(self._id(key), self._entry(key, written))
+
+    def delete(self, key: str) -> bool:
+        if self.offline:
+            raise StorageError(f"cannot delete {self.url(key)} offline: the store is not asked")
+        deleted = self.inner.delete(key)
+        self.forget(key)
+        return deleted
+
+    def forget(self, key: str) -> None:
+        """Drop the local copy of ``key``, if any (passed over while it is being read)."""
+        self.tier.evict([self.tier.entry_path(self._id(key))])
+
+    def leftovers(self, prefix: str = "", *, older_than: timedelta = LEFTOVER_AGE) -> Sequence[Leftover]:
+        return [] if self.offline else self.inner.leftovers(prefix, older_than=older_than)
+
+    def remove_leftover(self, leftover: Leftover) -> bool:
+        return self.inner.remove_leftover(leftover)
+
+
+def tier_of(settings: Any) -> LocalTier:
+    """The local tier the settings name (for ``stats --local``, ``prune --local``)."""
+    root = settings.values.get("local_tier")
+    if not root:
+        raise ConfigError("no local tier is set (local_tier, --local-tier or CACHER_LOCAL_TIER)")
+    max_bytes = parse_size(str(settings.values.get("local_tier_max") or DEFAULT_MAX))
+    return LocalTier.open(Path(root), max_bytes, create=not settings.values.get("read_only"))
+
+
+def location_of(backend: str, endpoint: str | None, bucket: str) -> str:
+    """What names a store, for the tier's entry ids: backend, endpoint and bucket."""
+    return "|".join((backend, (endpoint or "").rstrip("/").lower(), bucket))
+
+
+def open_tiered(settings: Any, environ: Any, backend: str) -> Store:
+    """`open_store` behind the local tier the settings name. Offline, a store that cannot even
+    be built (no credentials on a runner that only restores from its tier) is not needed: a
+    stand-in with its bucket and prefix names the tier's copies."""
+    from cacher.stores import open_store
+
+    try:
+        store = open_store(settings, environ)
+    except ConfigError:
+        if not (settings.values.get("offline") and settings.values.get("local_tier") and settings.bucket):
+            raise
+        store = Store(None, settings.bucket, settings.prefix, protocol=backend)
+    return tiered(store, settings, backend)
+
+
+def tiered(store: Store, settings: Any, backend: str) -> Store:
+    """``store`` behind the local tier the settings name; ``store`` itself when none is set."""
+    root = settings.values.get("local_tier")
+    offline = bool(settings.values.get("offline"))
+    max_bytes = parse_size(str(settings.values.get("local_tier_max") or DEFAULT_MAX))
+    if not root:
+        if offline:
+            raise ConfigError(
+                "--offline needs a local tier (local_tier, --local-tier or CACHER_LOCAL_TIER)"
+            )
+        return store
+    read_only = bool(settings.values.get("read_only"))
+    if read_only and not offline and not Path(root).expanduser().exists():
+        return store  # nothing to read, and a read-only job creates nothing
+    tier = LocalTier.open(Path(root), max_bytes, create=not read_only)
+    return TieredStore(
+        store,
+        tier,
+        location_of(backend, settings.values.get("endpoint"), store.bucket),
+        read_only=read_only,
+        offline=offline,
+        soft_fail=bool(settings.values.get("soft_fail")),
+    )
