@@ -157,9 +157,21 @@ def config_path(environ: Mapping[str, str], flag: str | None = None) -> Path:
 
 
 def cache_dir(environ: Mapping[str, str]) -> Path:
-    """The default root of the file backend: ``$XDG_CACHE_HOME/cacher``."""
-    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
-    return Path(base).expanduser() / "cacher"
+    """The default root of the file backend: ``$XDG_CACHE_HOME/cacher``; `ConfigError` when
+    neither it nor HOME gives an absolute path (the store would land in the checkout)."""
+    xdg, home = environ.get("XDG_CACHE_HOME"), environ.get("HOME")
+    if xdg:
+        root = Path(xdg).expanduser() / "cacher"
+    elif home == "":  # set but empty: "~" would become "/" or the current directory
+        root = Path(".cache") / "cacher"
+    else:
+        root = Path(home or os.path.expanduser("~")) / ".cache" / "cacher"
+    if not root.is_absolute():
+        raise ConfigError(
+            f"no place for the local cache: {root} is relative (HOME and XDG_CACHE_HOME are empty)",
+            hint="set HOME or XDG_CACHE_HOME, or name the cache directory with --bucket",
+        )
+    return root
 
 
 def runtime_dir(environ: Mapping[str, str]) -> Path:

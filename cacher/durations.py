@@ -10,6 +10,10 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
 
+#: 100 years: far beyond any cache's life, well inside what datetime arithmetic takes.
+_LONGEST = 100 * 365 * 86400
+
+
 def parse_duration(text: str) -> float:
     """Seconds in ``text``; `UsageError` for anything else."""
     compact = text.strip().lower()
@@ -20,4 +24,7 @@ def parse_duration(text: str) -> float:
         raise UsageError(
             f"invalid duration {text!r}: use a number and a unit s, m, h, d or w (e.g. 30d, 1d12h)"
         )
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds > _LONGEST:
+        raise UsageError(f"invalid duration {text!r}: at most 100 years")
+    return seconds

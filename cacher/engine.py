@@ -26,6 +26,7 @@ from cacher.errors import (
 )
 from cacher.keyrules import validate_key
 from cacher.kind import Kind
+from cacher.scopes import in_reserved_namespace
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
 
@@ -283,7 +284,8 @@ class _Download:
                 self._soft(exc, "treated as a miss")
                 return None
             self.restore_keys_tried.append(prefix)
-            candidates = [o for o in listed if o.modified is not None]
+            # Other namespaces (scopes, bound path lists) are never reached through a prefix.
+            candidates = [o for o in listed if o.modified is not None and not in_reserved_namespace(o.key)]
             if self.fits is not None:
                 candidates = [o for o in candidates if self.fits(o.key, prefix)]
             for match in sorted(candidates, key=lambda o: (o.modified, o.key), reverse=True):

@@ -20,6 +20,11 @@ def validate_key(key: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise UsageError(f"invalid key {key!r}: a key must not contain control characters")
     for segment in key.split("/"):
+        if ".cacher-tmp-" in segment or ".cacher-staging-" in segment:
+            raise UsageError(
+                f"invalid key {key!r}: '.cacher-tmp-' and '.cacher-staging-' name cacher's own "
+                "temporary files (prune removes them)"
+            )
         if segment in ("", ".", ".."):
             what = (
                 "an empty segment ('//' or a trailing '/')"

@@ -14,9 +14,25 @@ import re
 
 from cacher.errors import ConfigError, UsageError
 
-__all__ = ["RESERVED", "check_unscoped_key", "fallbacks", "scope_prefix", "slug"]
+__all__ = [
+    "RESERVED",
+    "RESERVED_SEGMENTS",
+    "check_unscoped_key",
+    "fallbacks",
+    "in_reserved_namespace",
+    "scope_prefix",
+    "slug",
+]
 
 RESERVED = "_scopes"
+#: First key segments that hold other namespaces' objects: scopes, and the ``paths`` kind's
+#: bound path lists. No unscoped key, exact or restore key, reaches into them.
+RESERVED_SEGMENTS = frozenset({RESERVED, "_paths"})
+
+
+def in_reserved_namespace(key: str) -> bool:
+    """Whether ``key`` (relative to a store's prefix) lies under a reserved first segment."""
+    return key.split("/", 1)[0] in RESERVED_SEGMENTS
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 MAX_SLUG = 63
 
@@ -47,5 +63,6 @@ def scope_prefix(prefix: str, scope_slug: str) -> str:
 
 def check_unscoped_key(key: str) -> None:
     """A key a user names may not start with the reserved segment (scoped objects stay unreachable)."""
-    if key.split("/", 1)[0] == RESERVED:
-        raise UsageError(f"key {key!r} starts with {RESERVED!r}, which is reserved for scopes (use --scope)")
+    if in_reserved_namespace(key):
+        first = key.split("/", 1)[0]
+        raise UsageError(f"key {key!r} starts with {first!r}, which is reserved (scopes: use --scope)")

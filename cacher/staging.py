@@ -53,11 +53,22 @@ def force_rmtree(path: Path) -> None:
         shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
+#: Directories cacher itself keeps (the file store's root, the local tier), registered by the
+#: command that uses them: a restore must never replace one of them or a directory holding one.
+_KEPT: dict[Path, str] = {}
+
+
+def keep_out(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse restores into ``path`` or any directory that contains it (``what`` names it)."""
+    _KEPT[Path(os.path.realpath(path))] = what
+
+
 def check_restore_target(target: str | os.PathLike[str]) -> Path:
     """The directory a restore into ``target`` would replace, or `UsageError` if it must not.
 
     The path is resolved (its final symlink included), then refused when it is empty, ``/``,
-    HOME or an ancestor of HOME, or the current directory or one of its ancestors.
+    HOME or an ancestor of HOME, the current directory or one of its ancestors, or a directory
+    that holds cacher's own store or local tier (`keep_out`).
     """
     raw = os.fspath(target)
     if not raw.strip():
@@ -84,6 +95,7 @@ def check_restore_target(target: str | os.PathLike[str]) -> Path:
     protected = [("the current directory", cwd)]
     if home not in ("", "~"):
         protected.append(("the home directory", Path(os.path.realpath(home))))
+    protected += [(what, path) for path, what in _KEPT.items()]
     for what, path in protected:
         if path is not None and path.is_relative_to(resolved):
             raise refuse(f"it is {what}" if path == resolved else f"it contains {what}")

@@ -131,7 +131,7 @@ def test_scoped_names_are_reserved_and_empty_scopes_refused(cacher, seaweed_s3, 
     f.write_bytes(b"data")
     plain = s3(seaweed_s3, s3_bucket)
     run = cacher("upload", "_scopes/main/k.bin", str(f), extra_env=plain)
-    assert_one_error_line(run, "reserved for scopes")
+    assert_one_error_line(run, "which is reserved (scopes: use --scope)")
     run = cacher("upload", "k.bin", str(f), extra_env={**plain, "CACHER_SCOPE": "///"})
     assert_one_error_line(run, "names no scope")
     assert cacher("list", extra_env=plain).out == ""

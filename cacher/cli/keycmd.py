@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
@@ -18,7 +17,7 @@ def key_command(registry: Registry) -> Callable[..., int]:
         /,
         *,
         hash_from: Annotated[
-            list[Path] | None,
+            list[str] | None,
             Parameter(help="File or directory whose content is hashed (repeatable).", negative=()),
         ] = None,
         hash_length: Annotated[int, Parameter(help="Characters of the digest to keep.")] = 16,

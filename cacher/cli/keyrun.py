@@ -17,7 +17,7 @@ from cacher.registry import Registry
 def print_key(
     registry: Registry,
     template: str,
-    hash_from: Sequence[Path],
+    hash_from: Sequence[str],
     hash_length: int,
     *,
     json: bool,
@@ -26,7 +26,12 @@ def print_key(
     """Render ``template``, check the result is a valid key, and print it (or its JSON)."""
     if not 1 <= hash_length <= 64:
         raise UsageError(f"--hash-length must be between 1 and 64, not {hash_length}")
-    ctx = KeyContext(tuple(hash_from), hash_length, dict(os.environ))
+    if any(not path.strip() for path in hash_from):
+        raise UsageError(
+            "--hash-from was given an empty path: it would hash the whole current directory",
+            hint="is the variable naming the lock file unset?",
+        )
+    ctx = KeyContext(tuple(Path(p) for p in hash_from), hash_length, dict(os.environ))
     result = render(template, ctx, registry.key_function, arch_suffix=arch_suffix)
     validate_key(result)
     if json:
@@ -43,7 +48,7 @@ def fast_key(args: Sequence[str]) -> int | None:
     if not args or args[0] != "key":
         return None
     template: str | None = None
-    hash_from: list[Path] = []
+    hash_from: list[str] = []
     hash_length, json, arch_suffix = 16, False, False
     tokens = list(args[1:])
     while tokens:
@@ -55,7 +60,7 @@ def fast_key(args: Sequence[str]) -> int | None:
                     return None
                 value = tokens.pop(0)
             if name == "--hash-from":
-                hash_from.append(Path(value))
+                hash_from.append(value)
             elif value.isdigit():
                 hash_length = int(value)
             else:

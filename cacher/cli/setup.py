@@ -80,7 +80,7 @@ def init_command(registry: Registry) -> Callable[..., int]:
         report = Reporter()
         environ = dict(os.environ)
         path = config.config_path(environ, opts.config)
-        given = {k: v for k, v in opts.flags().items() if v is not None}
+        given = {k: v for k, v in opts.flags().items() if v is not None and v != ""}  # "$UNSET" is no flag
         if not given:
             raise UsageError(
                 "cacher init needs the settings to write: nothing was given",

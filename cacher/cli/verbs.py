@@ -256,8 +256,11 @@ class _Verbs:
         output: OutputOptions | None = None,
         **options: Any,
     ) -> int:
-        if not command:
-            raise UsageError(f"cacher {self.name} ensure needs a build command after '--'")
+        if not command or not command[0].strip():
+            raise UsageError(
+                f"cacher {self.name} ensure needs a build command after '--'",
+                hint="is the variable naming the command unset?" if command else None,
+            )
         session, kind, stored_key, chosen = self._setup(store, output, key, codec)
         document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
         restored = self._download(

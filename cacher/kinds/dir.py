@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -9,7 +10,7 @@ from typing import Any, BinaryIO
 from cacher.errors import UsageError
 from cacher.globs import glob_regex
 from cacher.kind import Kind, Option, Target
-from cacher.staging import check_restore_target, staged_directory
+from cacher.staging import check_restore_target, restore_lock, staged_directory
 from cacher.streams import Writable
 from cacher.tar.extract import extract_tree
 from cacher.tar.write import write_tree
@@ -47,7 +48,11 @@ class DirKind(Kind):
         patterns = [p.strip().strip("/") for p in (options.get("exclude") or "").splitlines() if p.strip()]
         excludes = [glob_regex(p) for p in patterns]
         skip = (lambda rel, _is_dir: any(r.fullmatch(rel) for r in excludes)) if excludes else None
-        write_tree(Path(targets[0]), sink, skip)
+        root = Path(targets[0])
+        # A restore of the same directory swaps whole subtrees by rename: archiving while one
+        # runs would publish a tree that never existed. Take turns on the restore lock.
+        with restore_lock(Path(os.path.realpath(root))):
+            write_tree(root, sink, skip)
 
     def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
         with staged_directory(target or "") as staging:

@@ -45,6 +45,11 @@ class FileKind(Kind):
             raise UsageError(f"cannot write {dest}: the directory {dest.parent} does not exist")
         if dest.is_dir():
             raise UsageError(f"cannot write {dest}: it is a directory")
+        if dest.exists() and not dest.is_file():  # a device, a FIFO, a socket (through links too)
+            raise UsageError(
+                f"cannot write {dest}: it is not a regular file, and a download replaces DEST",
+                hint="name a file path (a download writes a new file and renames it over DEST)",
+            )
 
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
         path = targets[0]

@@ -157,6 +157,9 @@ class LocalTier:
         directory is not as trusted as the job: writable by group or others, or owned by
         another user (root excepted)."""
         root = root.expanduser().absolute()
+        from cacher.staging import keep_out
+
+        keep_out(root, "the local tier")
         try:
             if create:
                 root.mkdir(mode=0o700, parents=True, exist_ok=True)
