@@ -53,36 +53,34 @@ def cacher_cli(cacher_env: dict[str, str], tmp_path: Path) -> Callable[..., CliR
     return make_runner(cacher_env, tmp_path)
 
 
-@pytest.fixture(scope="session")
-def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A running SeaweedFS S3 server (see `cacher.testing.seaweed.SeaweedS3`)."""
+def _running(part: Callable[[], Any]) -> Iterator[Any]:
+    """Start a real part for a session, or `require_part` when it cannot run here; clean up."""
     from cacher.testing.parts import PartUnavailable
-    from cacher.testing.seaweed import SeaweedS3
 
     try:
-        server = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+        server = part().start()
     except PartUnavailable as exc:
         require_part(str(exc))
     try:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running SeaweedFS S3 server (see `cacher.testing.seaweed.SeaweedS3`)."""
+    from cacher.testing.seaweed import SeaweedS3
+
+    yield from _running(lambda: SeaweedS3(tmp_path_factory.mktemp("seaweed")))
 
 
 @pytest.fixture(scope="session")
 def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A running moto S3/STS server (see `cacher.testing.moto.MotoS3`)."""
     from cacher.testing.moto import MotoS3
-    from cacher.testing.parts import PartUnavailable
 
-    try:
-        server = MotoS3(tmp_path_factory.mktemp("moto")).start()
-    except PartUnavailable as exc:
-        require_part(str(exc))
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from _running(lambda: MotoS3(tmp_path_factory.mktemp("moto")))
 
 
 @pytest.fixture

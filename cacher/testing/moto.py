@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cacher.testing.parts import PartStartError, ProcessPart
+from cacher.testing.parts import PartStartError, S3Part
 from cacher.testing.ports import LOOPBACK, free_port
 from cacher.testing.seaweed import s3_client
 from cacher.testing.tools import find_tool
@@ -30,7 +29,7 @@ from cacher.testing.tools import find_tool
 __all__ = ["MotoS3"]
 
 
-class MotoS3(ProcessPart):
+class MotoS3(S3Part):
     """``moto_server`` on 127.0.0.1 and a free port; a context manager."""
 
     grace = 2.0
@@ -54,22 +53,13 @@ class MotoS3(ProcessPart):
         self.root.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env["HOME"] = str(self.root)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.moto, "-H", LOOPBACK, "-p", str(self.port)],
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = self._spawn([self.moto, "-H", LOOPBACK, "-p", str(self.port)], env)
         deadline = time.monotonic() + self.start_timeout
         last = "no attempt"
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 raise PartStartError(
-                    f"moto_server exited with code {self.proc.returncode};"
+                    f"moto_server exited with code {proc.returncode};"
                     f" log {self.log_path}:\n{self.log_tail()}"
                 )
             try:
@@ -99,27 +89,3 @@ class MotoS3(ProcessPart):
         if self._client is None:
             self._client = self.client()
         return self._client
-
-    def make_bucket(self, name: str) -> None:
-        try:
-            self._shared_client().create_bucket(Bucket=name)
-        except Exception as exc:
-            if "BucketAlreadyOwnedByYou" not in str(exc):
-                raise
-
-    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        keys: list[str] = []
-        paginator = self._shared_client().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return keys
-
-    def get_bytes(self, bucket: str, key: str) -> bytes:
-        body: bytes = self._shared_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-
-    def multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
-        uploads: list[dict[str, Any]] = self._shared_client().list_multipart_uploads(Bucket=bucket).get(
-            "Uploads", []
-        )
-        return uploads

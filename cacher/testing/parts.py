@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self
 
 from cacher.testing._proc import cleanup_at_exit, log_tail, stop_process
 
-__all__ = ["Part", "PartStartError", "PartUnavailable", "ProcessPart"]
+__all__ = ["Part", "PartStartError", "PartUnavailable", "ProcessPart", "S3Part"]
 
 
 class PartUnavailable(Exception):
@@ -78,6 +78,23 @@ class ProcessPart(Part):
         self.root, self._own_dir, self.proc = root, own_dir, None
         self._cancel_exit_cleanup = cleanup_at_exit(functools.partial(self.cleanup, grace=0))
 
+    def _spawn(self, argv: list[str], env: dict[str, str], banner: str = "") -> subprocess.Popen[bytes]:
+        """Start ``argv`` in ``root`` in a session of its own, output appended to ``log_path``."""
+        with open(self.log_path, "ab") as log:
+            if banner:
+                log.write(banner.encode())
+                log.flush()
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.proc
+
     def stop(self, grace: float | None = None) -> None:
         """SIGTERM, wait ``grace`` s (the class's default when None), SIGKILL, reap."""
         proc, self.proc = self.proc, None
@@ -102,3 +119,38 @@ class ProcessPart(Part):
 
     def __exit__(self, *exc: Any) -> None:
         self.cleanup()
+
+
+class S3Part(ProcessPart):
+    """A real S3 server (SeaweedFS, moto): what tests read and make on it besides cacher,
+    through the botocore client its `_shared_client` gives."""
+
+    def _shared_client(self) -> Any:  # pragma: no cover - each server provides it
+        raise NotImplementedError
+
+    def make_bucket(self, name: str) -> None:
+        """Create a bucket (no error if it exists already)."""
+        client = self._shared_client()
+        try:
+            client.create_bucket(Bucket=name)
+        except (client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+            pass
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """All keys in ``bucket`` under ``prefix`` (paginated)."""
+        keys: list[str] = []
+        paginator = self._shared_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return keys
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """The bytes of one object."""
+        body: bytes = self._shared_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    def multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
+        """Unfinished multipart uploads in ``bucket`` (``Key``, ``UploadId``, ...)."""
+        resp = self._shared_client().list_multipart_uploads(Bucket=bucket)
+        uploads: list[dict[str, Any]] = resp.get("Uploads", [])
+        return uploads

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cacher.testing.parts import PartStartError, ProcessPart
+from cacher.testing.parts import PartStartError, S3Part
 from cacher.testing.ports import LOOPBACK, free_ports
 from cacher.testing.tools import find_tool
 
@@ -88,7 +88,7 @@ def s3_client(
     )
 
 
-class SeaweedS3(ProcessPart):
+class SeaweedS3(S3Part):
     """A ``weed server`` with S3 on 127.0.0.1; a context manager, restartable in place.
 
     ``base_dir``: where data, config and log live (default: a fresh temp dir, removed by
@@ -217,18 +217,7 @@ class SeaweedS3(ProcessPart):
         env = dict(os.environ)
         env["HOME"] = str(self.root)
         self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(self.command(), env, f"\n===== start #{self.starts}: {' '.join(self.command())}\n")
         try:
             self._wait_ready()
         except BaseException:
@@ -333,33 +322,3 @@ class SeaweedS3(ProcessPart):
         if self._client is None:
             self._client = self.client(retries=2)
         return self._client
-
-    def make_bucket(self, name: str) -> None:
-        """Create a bucket (no error if it exists already)."""
-        client = self._shared_client()
-        try:
-            client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
-        except client.exceptions.BucketAlreadyExists:
-            pass
-
-    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        """All keys in ``bucket`` under ``prefix`` (paginated)."""
-        keys: list[str] = []
-        paginator = self._shared_client().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return keys
-
-    def get_bytes(self, bucket: str, key: str) -> bytes:
-        """The bytes of one object."""
-        resp = self._shared_client().get_object(Bucket=bucket, Key=key)
-        body: bytes = resp["Body"].read()
-        return body
-
-    def multipart_uploads(self, bucket: str) -> list[dict[str, Any]]:
-        """Unfinished multipart uploads in ``bucket`` (``Key``, ``UploadId``, ...)."""
-        resp = self._shared_client().list_multipart_uploads(Bucket=bucket)
-        uploads: list[dict[str, Any]] = resp.get("Uploads", [])
-        return uploads
