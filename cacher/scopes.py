@@ -63,6 +63,5 @@ def scope_prefix(prefix: str, scope_slug: str) -> str:
 
 def check_unscoped_key(key: str) -> None:
     """A key a user names may not start with the reserved segment (scoped objects stay unreachable)."""
-    if in_reserved_namespace(key):
-        first = key.split("/", 1)[0]
-        raise UsageError(f"key {key!r} starts with {first!r}, which is reserved (scopes: use --scope)")
+    if key.split("/", 1)[0] == RESERVED:  # `_paths/<h>/KEY` stays nameable: the action looks it up
+        raise UsageError(f"key {key!r} starts with {RESERVED!r}, which is reserved (scopes: use --scope)")
