@@ -49,6 +49,24 @@ def cacher(cacher_cli: Callable[..., CliRun]) -> Callable[..., CliRun]:
     return cacher_cli
 
 
+def s3_store_env(server: Any, bucket: str) -> dict[str, str]:
+    """The CACHER_* variables of an S3 store on ``server`` (a SeaweedFS or moto part)."""
+    return {
+        "CACHER_ENDPOINT": server.endpoint,
+        "CACHER_BUCKET": bucket,
+        "CACHER_S3_KEY_ID": server.key_id,
+        "CACHER_S3_SECRET": server.secret,
+    }
+
+
+@pytest.fixture(params=["file", "s3"])
+def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The variables of each store in turn: the default file store ({}), then SeaweedFS."""
+    if request.param == "file":
+        return {}
+    return s3_store_env(request.getfixturevalue("seaweed_s3"), request.getfixturevalue("s3_bucket"))
+
+
 @pytest.fixture
 def local_root(home: Path) -> Path:
     """Where the default file backend keeps objects for the isolated HOME."""

@@ -18,20 +18,6 @@ from tests.conftest import CACHER, assert_one_error_line
 from tests.test_dir import snapshot
 
 
-@pytest.fixture(params=["file", "s3"])
-def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "file":
-        return {}
-    server = request.getfixturevalue("seaweed_s3")
-    bucket = request.getfixturevalue("s3_bucket")
-    return {
-        "CACHER_ENDPOINT": server.endpoint,
-        "CACHER_BUCKET": bucket,
-        "CACHER_S3_KEY_ID": server.key_id,
-        "CACHER_S3_SECRET": server.secret,
-    }
-
-
 def make_dir(root: Path, content: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "f").write_text(content)

@@ -21,10 +21,10 @@ from tests.conftest import assert_one_error_line, tree_files
 OTHER_ARCH = "arm64" if go_arch() != "arm64" else "amd64"
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request: pytest.FixtureRequest, local_root: Path) -> dict[str, Any]:
+@pytest.fixture
+def store(request: pytest.FixtureRequest, store_env: dict[str, str], local_root: Path) -> dict[str, Any]:
     """The store's variables, and how to truncate a stored object behind cacher's back."""
-    if request.param == "file":
+    if not store_env:  # the default file store
 
         def truncate(key: str) -> None:
             path = local_root / key
@@ -34,7 +34,7 @@ def store(request: pytest.FixtureRequest, local_root: Path) -> dict[str, Any]:
 
         return {"env": {}, "truncate": truncate}
     server = request.getfixturevalue("seaweed_s3")
-    bucket = request.getfixturevalue("s3_bucket")
+    bucket = store_env["CACHER_BUCKET"]
 
     def truncate_s3(key: str) -> None:
         client = server.client()
@@ -42,13 +42,7 @@ def store(request: pytest.FixtureRequest, local_root: Path) -> dict[str, Any]:
         body = got["Body"].read()
         client.put_object(Bucket=bucket, Key=key, Body=body[: len(body) // 2], Metadata=got["Metadata"])
 
-    env = {
-        "CACHER_ENDPOINT": server.endpoint,
-        "CACHER_BUCKET": bucket,
-        "CACHER_S3_KEY_ID": server.key_id,
-        "CACHER_S3_SECRET": server.secret,
-    }
-    return {"env": env, "truncate": truncate_s3}
+    return {"env": store_env, "truncate": truncate_s3}
 
 
 def tree(root: Path, content: str) -> Path:

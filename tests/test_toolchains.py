@@ -36,20 +36,6 @@ NETWORK_TIMEOUT = 600  # npm registry round trips, on a shared 2-core machine
 PNPM = "pnpm@12"
 
 
-@pytest.fixture(params=["file", "s3"])
-def store_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "file":
-        return {}
-    server = request.getfixturevalue("seaweed_s3")
-    bucket = request.getfixturevalue("s3_bucket")
-    return {
-        "CACHER_ENDPOINT": server.endpoint,
-        "CACHER_BUCKET": bucket,
-        "CACHER_S3_KEY_ID": server.key_id,
-        "CACHER_S3_SECRET": server.secret,
-    }
-
-
 def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
     """Everything under ``root`` a restore must keep, without following a link: type, mode,
     mtime (whole seconds, as archived), content, link target, and which files are one inode."""

@@ -18,10 +18,10 @@ import pytest
 from tests.conftest import assert_one_error_line
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request: pytest.FixtureRequest, local_root: Path) -> dict[str, Any]:
+@pytest.fixture
+def store(request: pytest.FixtureRequest, store_env: dict[str, str], local_root: Path) -> dict[str, Any]:
     """The store's variables, and how to rewrite a stored object behind cacher's back."""
-    if request.param == "file":
+    if not store_env:  # the default file store
 
         def rewrite(key: str, change: Any, drop: str | None = None) -> None:
             path = local_root / key
@@ -34,7 +34,7 @@ def store(request: pytest.FixtureRequest, local_root: Path) -> dict[str, Any]:
 
         return {"env": {}, "rewrite": rewrite}
     server = request.getfixturevalue("seaweed_s3")
-    bucket = request.getfixturevalue("s3_bucket")
+    bucket = store_env["CACHER_BUCKET"]
 
     def rewrite_s3(key: str, change: Any, drop: str | None = None) -> None:
         client = server.client()
@@ -42,13 +42,7 @@ def store(request: pytest.FixtureRequest, local_root: Path) -> dict[str, Any]:
         meta = {k: v for k, v in got["Metadata"].items() if k != f"cacher-{drop}"}
         client.put_object(Bucket=bucket, Key=key, Body=change(got["Body"].read()), Metadata=meta)
 
-    env = {
-        "CACHER_ENDPOINT": server.endpoint,
-        "CACHER_BUCKET": bucket,
-        "CACHER_S3_KEY_ID": server.key_id,
-        "CACHER_S3_SECRET": server.secret,
-    }
-    return {"env": env, "rewrite": rewrite_s3}
+    return {"env": store_env, "rewrite": rewrite_s3}
 
 
 def flip(data: bytes) -> bytes:

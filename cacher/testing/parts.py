@@ -78,7 +78,9 @@ class ProcessPart(Part):
         self.root, self._own_dir, self.proc = root, own_dir, None
         self._cancel_exit_cleanup = cleanup_at_exit(functools.partial(self.cleanup, grace=0))
 
-    def _spawn(self, argv: list[str], env: dict[str, str], banner: str = "") -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], env: dict[str, str] | None = None, banner: str = ""
+    ) -> subprocess.Popen[bytes]:
         """Start ``argv`` in ``root`` in a session of its own, output appended to ``log_path``."""
         with open(self.log_path, "ab") as log:
             if banner:

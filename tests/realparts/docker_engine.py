@@ -109,15 +109,7 @@ class DockerEngine(ProcessPart):
         (self.root / "cli-config").mkdir(parents=True, exist_ok=True)
         (self.root / "cli-config" / "config.json").write_text("{}")
         (self.root / "daemon.json").write_text("{}")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=self.root,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn(self.command())
         started = time.monotonic()
         deadline = started + self.start_timeout
         last = ""
@@ -268,16 +260,7 @@ class Registry(ProcessPart):
         # The Debian package reads REGISTRY_* env vars as config overrides: keep ours.
         for key in [k for k in env if k.startswith("REGISTRY_")]:
             del env[key]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.binary, "serve", str(self.config_path)],
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._spawn([self.binary, "serve", str(self.config_path)], env)
         started = time.monotonic()
         deadline = started + self.start_timeout
         try:
