@@ -166,7 +166,9 @@ class Bench:
     # -- paths --------------------------------------------------------------------------------
 
     def log(self, workload: str) -> Path:
-        return self.work / "logs" / f"{workload.replace(' ', '-')}.log"
+        path = self.work / "logs" / f"{workload.replace(' ', '-')}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def out(self, workload: str, tool: str) -> Path:
         slug = "".join(c if c.isalnum() else "-" for c in f"{workload}-{tool}")
