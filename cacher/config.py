@@ -9,7 +9,6 @@ from ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else from ``key_file`` / ``sec
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +197,8 @@ def read_file(path: Path, *, named_by: str | None = None) -> tuple[dict[str, Any
         return {}, {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    import tomllib  # only when there is a config file: a start-up cost otherwise
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 
 _ARCH = {
@@ -29,5 +29,10 @@ def go_os() -> str:
 
 
 def go_arch() -> str:
-    machine = platform.machine()
+    if hasattr(os, "uname"):
+        machine = os.uname().machine  # what platform.machine() returns, without importing it
+    else:
+        import platform
+
+        machine = platform.machine()
     return _ARCH.get(machine.lower(), machine.lower())

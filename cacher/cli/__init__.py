@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +53,12 @@ def _options(argv: Sequence[str]) -> list[str]:
 
 def _quiet(argv: Sequence[str]) -> bool:
     return any(a in ("-q", "--quiet") for a in _options(argv))
+
+
+def _print_traceback() -> None:
+    import traceback  # only for --debug: a start-up cost otherwise
+
+    traceback.print_exc()
 
 
 def _error(message: str, hint: str | None = None) -> None:
@@ -108,7 +113,11 @@ class _Outcome:
         self.json = "--json" in _options(argv)
 
     def error(
-        self, kind: str, message: str, hint: str | None = None, code: int = ExitCode.ERROR,
+        self,
+        kind: str,
+        message: str,
+        hint: str | None = None,
+        code: int = ExitCode.ERROR,
         details: dict[str, Any] | None = None,
     ) -> int:
         _error(message, hint)
@@ -152,12 +161,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             fast = fast_key(args)
             if fast is not None:
                 return fast
+        from cacher.registry import Registry
+
+        registry = Registry.from_entry_points()
+        if "--help" not in args and "-h" not in args:
+            from cacher.cli.fastpath import fast_transfer
+
+            fast = fast_transfer(args, registry)
+            if fast is not None:
+                return fast
         import cyclopts
 
         from cacher.cli.app import build_app
-        from cacher.registry import Registry
 
-        app = build_app(Registry.from_entry_points(), args[0] if args else None)
+        app = build_app(registry, args[0] if args else None)
         try:
             result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
         except cyclopts.CycloptsError as exc:
@@ -179,17 +196,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             command, kind_name = _command_of(args)
             Reporter(json_output=True).emit(
-                {"command": command, "kind": kind_name, "key": exc.key, "outcome": "miss", "match": "miss",
-                 "matched_key": None, "looked_up": exc.looked_up, "store": exc.store,
-                 "restore_keys": list(exc.restore_keys), "notes": list(exc.notes)}
+                {
+                    "command": command,
+                    "kind": kind_name,
+                    "key": exc.key,
+                    "outcome": "miss",
+                    "match": "miss",
+                    "matched_key": None,
+                    "looked_up": exc.looked_up,
+                    "store": exc.store,
+                    "restore_keys": list(exc.restore_keys),
+                    "notes": list(exc.notes),
+                }
             )
         return exc.exit_code
     except CacherError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         return end.error(exc.error_kind, exc.message, exc.hint, exc.exit_code, exc.details)
     except Exception as exc:  # noqa: BLE001 - the one boundary that catches everything
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         message = f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
         return end.error("internal", message)

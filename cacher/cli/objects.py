@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from cacher.cli.options import OutputOptions, Session, StoreOptions
+from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import human_bytes
 from cacher.durations import parse_duration
 from cacher.errors import UsageError
@@ -53,7 +53,7 @@ def list_command(registry: Registry) -> Callable[..., int]:
         output: OutputOptions | None = None,
     ) -> int:
         """List stored keys under a prefix, one per line."""
-        session = Session(store, registry, output)
+        session = open_session(store, registry, output)
         objects = session.store.list(prefix)
         if session.report.json_output:
             session.report.emit({"command": "list", "prefix": prefix, "objects": [_doc(o) for o in objects]})
@@ -81,7 +81,7 @@ def delete_command(registry: Registry) -> Callable[..., int]:
         output: OutputOptions | None = None,
     ) -> int:
         """Remove KEY from the store; exit 1 if it was not there."""
-        session = Session(store, registry, output)
+        session = open_session(store, registry, output)
         stored_key = session.key(key)
         if session.settings.read_only:
             document = {"command": "delete", "key": stored_key, "deleted": False, "outcome": "read-only"}
@@ -108,7 +108,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         output: OutputOptions | None = None,
     ) -> int:
         """Count and size what is stored under a prefix, by first key segment."""
-        session = Session(store, registry, output)
+        session = open_session(store, registry, output)
         if local:
             from cacher.cli.tiercmd import local_stats
 
@@ -180,7 +180,7 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         if keep_last < 0:
             raise UsageError("--keep-last must not be negative")
         age = parse_duration(older_than)
-        session = Session(store, registry, output)
+        session = open_session(store, registry, output)
         if local:
             from cacher.cli.tiercmd import local_prune
 

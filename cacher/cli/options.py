@@ -1,22 +1,18 @@
-"""The store options every storage command takes, and the session they resolve into."""
+"""The store and output flags every storage command takes, as cyclopts parameters.
+
+They resolve into a `cacher.cli.session.Session`; that module needs no cyclopts, so the fast
+path (`cacher.cli.fastpath`) builds the same session without it."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
-from functools import cached_property
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from cacher import config
 from cacher.cli.report import Reporter
-from cacher.errors import NoCredentials, UsageError
-from cacher.keyrules import validate_key
-from cacher.keytemplate import arch_suffixed
+from cacher.cli.session import Session
 from cacher.registry import Registry
-from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, slug
-from cacher.stores.base import Store, UnavailableStore, unavailable_store
 
 STORE_GROUP = "Store options"
 
@@ -105,86 +101,9 @@ class OutputOptions:
         return Reporter(quiet=self.quiet, json_output=self.json)
 
 
-class Session:
-    """Everything one command resolves once: settings, registry, store."""
-
-    def __init__(
-        self, opts: StoreOptions | None, registry: Registry, output: OutputOptions | None = None
-    ) -> None:
-        self.opts = opts or StoreOptions()
-        self.report = (output or OutputOptions()).reporter()
-        self.environ = dict(os.environ)
-        self.registry = registry
-        self.settings = config.load(self.environ, self.opts.flags(), config_flag=self.opts.config)
-
-    @cached_property
-    def store(self) -> Store:
-        from cacher.stores.tier import open_tiered
-
-        backend = config.resolved_backend(self.settings)
-        if backend == "file" and not self.settings.bucket and not self.settings.config_found:
-            root = config.cache_dir(self.environ)
-            self.report.say(
-                f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
-            )
-        try:
-            store = open_tiered(self.settings, self.environ, backend)
-        except NoCredentials as exc:
-            if not (self.settings.read_only or self.settings.soft_fail):
-                raise
-            # A fork's pull request gets no secrets: the store is unavailable, not an error.
-            store = unavailable_store(self.settings.bucket or "", self.settings.prefix, backend, exc.message)
-        if self.settings.scope:
-            return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
-        return store
-
-    @property
-    def soft_fail(self) -> bool:
-        """Whether storage errors are misses: ``soft_fail``, or a store without credentials."""
-        return self.settings.soft_fail or isinstance(self.store, UnavailableStore)
-
-    @cached_property
-    def fallback_stores(self) -> list[tuple[str, Store]]:
-        """(scope, store) to restore from after the job's own scope, in order."""
-        own = slug(self.settings.scope) if self.settings.scope else None
-        base = self.store.with_prefix(self.settings.prefix.strip("/")) if own else self.store
-        return [
-            (name, base.with_prefix(scope_prefix(base.prefix, name)))
-            for name in fallbacks(self.settings.fallback_scopes)
-            if name != own
-        ]
-
-    def key(self, key: str) -> str:
-        """The key as stored: validated, with the arch suffix when it is on, and short enough
-        for the store (checked here, before any I/O, not as the store's own error mid-way)."""
-        validate_key(key)
-        check_unscoped_key(key)
-        stored = arch_suffixed(key) if self.settings.arch_suffix else key
-        prefix = self.settings.prefix
-        if self.settings.scope:
-            prefix = scope_prefix(prefix, slug(self.settings.scope))
-        check_key_length(config.resolved_backend(self.settings), prefix, stored)
-        return stored
-
-
-#: S3 object names are at most 1,024 bytes (UTF-8), the prefix included.
-S3_NAME_BYTES = 1024
-#: The file store writes ``.<segment>.cacher-tmp-XXXXXXXX`` (21 bytes more) in a 255-byte name.
-FILE_SEGMENT_BYTES = 255 - len(f"..cacher-tmp-{'x' * 8}")
-
-
-def check_key_length(backend: str, prefix: str, key: str) -> None:
-    """Raise `UsageError` for a key (after prefix and arch suffix) the backend cannot store."""
-    name = "/".join(p for p in (prefix, key) if p)
-    if backend == "s3" and len(name.encode()) > S3_NAME_BYTES:
-        raise UsageError(
-            f"key too long: {len(name.encode())} bytes with the prefix and suffix, "
-            f"S3 object names are at most {S3_NAME_BYTES} bytes"
-        )
-    if backend == "file":
-        for segment in name.split("/"):
-            if len(os.fsencode(segment)) > FILE_SEGMENT_BYTES:
-                raise UsageError(
-                    f"key too long: the segment {segment[:40]!r}... is {len(os.fsencode(segment))} bytes, "
-                    f"the file store takes at most {FILE_SEGMENT_BYTES} per segment"
-                )
+def open_session(
+    store: StoreOptions | None, registry: Registry, output: OutputOptions | None = None
+) -> Session:
+    """The session a command's parsed flags resolve into."""
+    opts = store or StoreOptions()
+    return Session(opts.flags(), registry, (output or OutputOptions()).reporter(), config_flag=opts.config)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from cacher import config
-from cacher.cli.options import Session, StoreOptions
+from cacher.cli.options import StoreOptions, open_session
 from cacher.cli.report import Reporter
 from cacher.errors import StorageError, UsageError
 from cacher.registry import Registry
@@ -44,7 +44,7 @@ def smoke_test(store: Store, *, read_only: bool = False) -> list[str]:
 def doctor_command(registry: Registry) -> Callable[..., int]:
     def doctor(*, store: StoreOptions | None = None) -> int:
         """Show the effective settings and run the smoke test (bucket, 1-byte canary)."""
-        session = Session(store, registry)
+        session = open_session(store, registry)
         report = session.report
         settings = session.settings
         backend = config.resolved_backend(settings)

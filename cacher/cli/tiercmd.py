@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cacher.cli.options import Session
 from cacher.cli.report import human_bytes
+from cacher.cli.session import Session
 from cacher.stores.tier import Entry, tier_of
 
 

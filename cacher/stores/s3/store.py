@@ -21,7 +21,6 @@ from cacher.stores.base import (
 )
 from cacher.stores.s3 import errors
 from cacher.stores.s3.failures import REMEMBER, FailureMemory
-from cacher.stores.s3.multipart import ParallelUpload
 from cacher.stores.s3.ranges import RangeReader
 from cacher.stores.s3.rest import Head, S3Http
 
@@ -116,6 +115,8 @@ class S3Store(Store):
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
         bucket, _, name = self.path(key).partition("/")
+        from cacher.stores.s3.multipart import ParallelUpload  # asyncio: not on the read path
+
         meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
         upload = ParallelUpload(
             self.fs,

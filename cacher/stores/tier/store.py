@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -175,7 +175,7 @@ class TieredStore(Store):
 
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
-        meta = {**(metadata or {}), WRITE_ID: uuid.uuid4().hex}
+        meta = {**(metadata or {}), WRITE_ID: os.urandom(16).hex()}
         filler = None if self.read_only else self._filler()
         if self.offline:
             if filler is None:
