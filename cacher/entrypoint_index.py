@@ -58,7 +58,7 @@ def _unpacked_per_run() -> bool:
 
 
 def index_dir(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path | None:
-    """``$XDG_CACHE_HOME/cacher-entry-points`` (default ``~/.cache``); None without an absolute
+    """``$XDG_CACHE_HOME/ci-cacher/entry-points`` (default ``~/.cache``); None without an absolute
     home for it (an empty HOME must not put files in the current directory) and in a one-file
     build."""
     if _unpacked_per_run():
@@ -69,7 +69,7 @@ def index_dir(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path |
         if not os.path.isabs(home):
             return None
         base = os.path.join(home, ".cache")
-    return Path(base) / "cacher-entry-points"
+    return Path(base) / "ci-cacher" / "entry-points"
 
 
 class EntryPointIndex:

@@ -60,8 +60,8 @@ def test_no_index_without_an_absolute_home() -> None:
     assert index_dir({"HOME": ""}) is None
     assert index_dir({"HOME": "relative"}) is None
     assert index_dir({"XDG_CACHE_HOME": "rel", "HOME": ""}) is None
-    assert index_dir({"HOME": "/h"}) == Path("/h/.cache/cacher-entry-points")
-    assert index_dir({"XDG_CACHE_HOME": "/c", "HOME": "/h"}) == Path("/c/cacher-entry-points")
+    assert index_dir({"HOME": "/h"}) == Path("/h/.cache/ci-cacher/entry-points")
+    assert index_dir({"XDG_CACHE_HOME": "/c", "HOME": "/h"}) == Path("/c/ci-cacher/entry-points")
 
 
 def test_a_plugin_installed_after_the_index_was_written_is_found(cacher, tmp_path: Path, home: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_plugin_installed_after_the_index_was_written_is_found(cacher, tmp_pat
     first = cacher("plugins", extra_env=env)
     assert first.code == 0, first
     assert "latekind" not in first.out
-    assert list((home / ".cache" / "cacher-entry-points").glob("*.json")), "no index was written"
+    assert list((home / ".cache" / "ci-cacher/entry-points").glob("*.json")), "no index was written"
     fake_distribution(
         site,
         "cacher-latekind",
@@ -85,13 +85,13 @@ def test_a_plugin_installed_after_the_index_was_written_is_found(cacher, tmp_pat
 
 def test_an_unwritable_cache_is_no_error(cacher, home: Path, tmp_path: Path) -> None:
     cache = home / ".cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache / "cacher-entry-points").write_text("a file where the directory would be")
+    (cache / "ci-cacher").mkdir(parents=True, exist_ok=True)
+    (cache / "ci-cacher/entry-points").write_text("a file where the directory would be")
     (tmp_path / "f").write_text("x")
     run = cacher("key", "k/{hash}", "--hash-from", str(tmp_path / "f"))
     assert run.code == 0, run
     assert run.out.startswith("k/")
-    assert (cache / "cacher-entry-points").read_text() == "a file where the directory would be"
+    assert (cache / "ci-cacher/entry-points").read_text() == "a file where the directory would be"
 
 
 def test_no_index_in_a_build_unpacked_per_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -103,6 +103,6 @@ def test_no_index_in_a_build_unpacked_per_run(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "executable", str(exe_dir / "cacher"))
     monkeypatch.setattr(sys, "_MEIPASS", str(exe_dir / "_internal"), raising=False)
-    assert index_dir({"HOME": "/h"}) == Path("/h/.cache/cacher-entry-points")
+    assert index_dir({"HOME": "/h"}) == Path("/h/.cache/ci-cacher/entry-points")
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "_MEI12345"))
     assert index_dir({"HOME": "/h"}) is None
