@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cacherbench import report, tier, workloads
+from cacherbench import docker, memory, parts, report, startup, tier, workloads
 from cacherbench.bench import BUCKET, Bench, Measurement
 from cacherbench.inputs import SIZES, Inputs, build_inputs
 from cacherbench.machine import describe, source_state
@@ -43,11 +43,11 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "file-upload": workloads.file_upload,
     "file-download": workloads.file_download,
     "key": workloads.key_tree,
-    "startup": workloads.startup,
-    "upload-parts": workloads.upload_parts,
-    "download-parts": workloads.download_parts,
-    "docker": workloads.docker,
-    "rss": workloads.rss,
+    "startup": startup.startup,
+    "upload-parts": parts.upload_parts,
+    "download-parts": parts.download_parts,
+    "docker": docker.docker,
+    "rss": memory.rss,
     "tier-download": tier.tier_download,
 }
 
@@ -118,7 +118,7 @@ def run_workloads(bench: Bench, inputs: Inputs, names: list[str], notes: list[st
     measurements: list[Measurement] = []
     for name in names:
         if name == "docker":
-            why = workloads.docker_engine()
+            why = docker.docker_engine()
             if why:
                 notes.append(f"docker upload/download: {why}")
                 print(f"bench: docker {why}", flush=True)
