@@ -44,6 +44,7 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "file-download": workloads.file_download,
     "key": workloads.key_tree,
     "startup": startup.startup,
+    "first-request": startup.first_request,
     "upload-parts": parts.upload_parts,
     "download-parts": parts.download_parts,
     "docker": docker.docker,
@@ -211,6 +212,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
 def write_outputs(results: dict[str, Any], peers: Peers, publish: bool) -> None:
     """JSON, chart (when publishing) and the markdown table."""
     results["comparisons"] = report.comparisons(results)
+    results["absolute"] = report.absolute(results)
     size = results["size"]
     results_json = HERE / "results" / "latest.json" if publish else WORK / "results" / f"{size}.json"
     report.write_json(results_json, results)
