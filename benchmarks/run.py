@@ -40,6 +40,10 @@ SCRATCH_MIN_FREE = 8 << 30
 WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "dir-upload": workloads.dir_upload,
     "dir-download": workloads.dir_download,
+    "dir-upload-medium": workloads.dir_upload_medium,
+    "dir-download-medium": workloads.dir_download_medium,
+    "restore-disk": workloads.restore_disk,
+    "restore-disk-medium": workloads.restore_disk_medium,
     "file-upload": workloads.file_upload,
     "file-download": workloads.file_download,
     "key": workloads.key_tree,

@@ -312,7 +312,23 @@ def input_lines(results: dict[str, Any]) -> list[str]:
         f"- `cacher key` tree: {k['files']:,} files, {_gib(k['bytes'])}, "
         "the first files of the directory tree (hardlinks)",
     ]
-    rss = results["facts"].get("rss")
+    facts = results["facts"]
+    medium = facts.get("medium_tree")
+    if medium:
+        m = medium["stats"]
+        what = (
+            "a stand-in at this size: the directory tree above"
+            if medium["stand_in"]
+            else f"`uv pip install --target` of {', '.join(medium['requested'])} "
+            f"({len(medium['packages'])} distributions with dependencies)"
+        )
+        lines.append(
+            f"- medium tree: {m['files']:,} files, {_gib(m['bytes'])} ({m['bytes']:,} bytes): {what}"
+        )
+    disk = facts.get("restore_disk")
+    if disk:
+        lines.append(f"- restores onto disk: into `{disk['dir']}` ({disk['fstype']}), `sync` before each run")
+    rss = facts.get("rss")
     if rss:
         r, t = rss["inputs"], rss["inputs"]["tree"]
         lines.append(
@@ -320,11 +336,13 @@ def input_lines(results: dict[str, Any]) -> list[str]:
             f"times over; a tree of {t['files']:,} files, {_gib(t['bytes'])}, {r['tree_copies']} copies "
             "of the directory tree (real copies); the docker image is that tree, `docker import`ed"
         )
-    stored = results["facts"].get("dir_stored_bytes")
-    if stored:
-        lines.append(
-            "- compressed directory objects: " + ", ".join(f"{tool} {_gib(n)}" for tool, n in stored.items())
-        )
+    for suffix, which in (("", "directory"), ("_medium", "medium tree")):
+        stored = facts.get(f"dir_stored_bytes{suffix}")
+        if stored:
+            lines.append(
+                f"- compressed {which} objects: "
+                + ", ".join(f"{tool} {_gib(n)}" for tool, n in stored.items())
+            )
     return lines
 
 

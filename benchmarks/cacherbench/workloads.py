@@ -1,28 +1,65 @@
-"""The transfer workloads: directories and one large file up and down, and `cacher key` of a tree."""
+"""The transfer workloads: directory trees (the size's tree and the medium one; restores onto
+tmpfs and onto disk) and one large file up and down, and `cacher key` of a tree."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cacherbench.bench import Bench, Contender, Measurement, remove
+from cacherbench.bench import BUCKET, Bench, Contender, Measurement, remove
 from cacherbench.common import ZSTD, check_tree, sha256, tar_zstd, untimed
-from cacherbench.inputs import Inputs
+from cacherbench.inputs import Inputs, TreeStats, build_medium_inputs
 from cacherbench.proc import shell
 
 # -- directories ------------------------------------------------------------------------------
 
 
-def dir_upload(bench: Bench, inputs: Inputs) -> list[Measurement]:
-    def key(tool: str, label: str) -> str:
-        return f"dir-up/{tool}/{label}.tar.zst"
+@dataclass(frozen=True)
+class Tree:
+    """A directory tree to move; ``suffix`` ends its workloads' names ("" or " medium")."""
 
-    pipe = tar_zstd(bench, inputs.tree)
+    path: Path
+    stats: TreeStats
+    suffix: str = ""
+
+    @property
+    def slug(self) -> str:
+        return self.suffix.strip().replace(" ", "-")
+
+    def key(self, base: str) -> str:
+        return f"{base}-{self.slug}" if self.slug else base
+
+
+def main_tree(bench: Bench, inputs: Inputs) -> Tree:
+    return Tree(inputs.tree, inputs.tree_stats)
+
+
+def medium_tree(bench: Bench, inputs: Inputs) -> Tree:
+    """The medium tree of this size, built on first use (a stand-in below ``full``, see inputs.py)."""
+    medium = build_medium_inputs(inputs, bench.peers)
+    bench.facts["medium_tree"] = {
+        "stats": asdict(medium.tree_stats),
+        "requested": medium.requested,
+        "packages": medium.packages,
+        "stand_in": medium.stand_in,
+    }
+    return Tree(medium.tree, medium.tree_stats, " medium")
+
+
+def _dir_upload(bench: Bench, tree: Tree) -> list[Measurement]:
+    def key(tool: str, label: str) -> str:
+        return f"{tree.key('dir-up')}/{tool}/{label}.tar.zst"
+
+    pipe = tar_zstd(bench, tree.path)
     contenders = [
         Contender(
             "cacher",
             "cacher dir upload KEY DIR",
             bench.cacher_env(),
-            lambda label: bench.cacher("dir", "upload", key("cacher", label), str(inputs.tree)),
+            lambda label: bench.cacher("dir", "upload", key("cacher", label), str(tree.path)),
         ),
         Contender(
             "s5cmd",
@@ -39,71 +76,128 @@ def dir_upload(bench: Bench, inputs: Inputs) -> list[Measurement]:
             ),
         ),
     ]
-    results = bench.compare("dir upload", contenders)
-    bench.facts["dir_stored_bytes"] = {
+    results = bench.compare(f"dir upload{tree.suffix}", contenders)
+    bench.facts[f"dir_stored_bytes{tree.suffix.replace(' ', '_')}"] = {
         tool: bench.object_size(key(tool, str(bench.runs))) for tool in ("cacher", "s5cmd", "aws")
     }
     return results
 
 
-def _prepare_dir_objects(bench: Bench, inputs: Inputs) -> tuple[str, str]:
-    ours, theirs = "dir-down/cacher.tar.zst", "dir-down/peer.tar.zst"
-    untimed(bench, bench.cacher("dir", "upload", "--force", ours, str(inputs.tree)), bench.cacher_env())
-    pipe = tar_zstd(bench, inputs.tree)
-    untimed(bench, shell(f"{pipe} | {bench.q(bench.s5('pipe', bench.url(theirs)))}"), bench.peer_env())
+def _exists(bench: Bench, key: str) -> bool:
+    try:
+        bench.client.head_object(Bucket=BUCKET, Key=key)
+    except Exception:
+        return False
+    return True
+
+
+def _dir_objects(bench: Bench, tree: Tree) -> tuple[str, str]:
+    """The tree stored by cacher and by the shell pipeline (once per run: later workloads reuse them)."""
+    ours, theirs = f"{tree.key('dir-down')}/cacher.tar.zst", f"{tree.key('dir-down')}/peer.tar.zst"
+    if not _exists(bench, ours):
+        untimed(bench, bench.cacher("dir", "upload", "--force", ours, str(tree.path)), bench.cacher_env())
+    if not _exists(bench, theirs):
+        pipe = f"{tar_zstd(bench, tree.path)} | {bench.q(bench.s5('pipe', bench.url(theirs)))}"
+        untimed(bench, shell(pipe), bench.peer_env())
     return ours, theirs
 
 
-def dir_download(bench: Bench, inputs: Inputs) -> list[Measurement]:
-    ours, theirs = _prepare_dir_objects(bench, inputs)
+def _restore(
+    bench: Bench, tree: Tree, workload: str, tools: tuple[str, ...], dest_dir: Path, sync: bool
+) -> list[Measurement]:
+    """Restore the tree into dest_dir/TOOL: cacher against ``s5cmd cat`` or ``aws s3 cp -``, each
+    piped into ``zstd -d | tar -x``. The restored tree is checked and removed after each run,
+    and with ``sync`` written back to disk before the next one starts (both untimed)."""
+    ours, theirs = _dir_objects(bench, tree)
 
     def dest(tool: str) -> Path:
-        return bench.scratch(f"dir-down-{tool}")
+        return dest_dir / f"{workload.replace(' ', '-')}-{tool}"
 
-    def check(tool: str):  # type: ignore[no-untyped-def]
+    def setup(tool: str) -> Callable[[str], None]:
         def run(label: str) -> None:
-            check_tree(dest(tool), inputs.tree_stats)
+            remove(dest(tool))
+            if tool != "cacher":
+                dest(tool).mkdir(parents=True)
+            if sync:
+                os.sync()
+
+        return run
+
+    def check(tool: str) -> Callable[[str], None]:
+        def run(label: str) -> None:
+            check_tree(dest(tool), tree.stats)
             remove(dest(tool))
 
         return run
 
-    def mkdir(tool: str):  # type: ignore[no-untyped-def]
-        return lambda label: dest(tool).mkdir()
-
     untar = "zstd -d | tar -C {} -xf -"
+    fetch = {
+        "s5cmd": ("s5cmd cat s3://B/KEY", bench.s5("cat", bench.url(theirs))),
+        "aws": ("aws s3 cp s3://B/KEY -", bench.aws("s3", "cp", bench.url(theirs), "-")),
+    }
     contenders = [
         Contender(
             "cacher",
             "cacher dir download KEY DEST",
             bench.cacher_env(),
             lambda label: bench.cacher("dir", "download", ours, str(dest("cacher"))),
+            setup=setup("cacher"),
             check=check("cacher"),
         ),
-        Contender(
-            "s5cmd",
-            "s5cmd cat s3://B/KEY | zstd -d | tar -C DEST -xf -",
-            bench.peer_env(),
-            lambda label: shell(
-                f"{bench.q(bench.s5('cat', bench.url(theirs)))} | " + untar.format(bench.q(dest("s5cmd")))
-            ),
-            setup=mkdir("s5cmd"),
-            check=check("s5cmd"),
-        ),
-        Contender(
-            "aws",
-            "aws s3 cp s3://B/KEY - | zstd -d | tar -C DEST -xf -",
-            bench.peer_env(),
-            lambda label: shell(
-                f"{bench.q(bench.aws('s3', 'cp', bench.url(theirs), '-'))} | "
-                + untar.format(bench.q(dest("aws")))
-            ),
-            setup=mkdir("aws"),
-            check=check("aws"),
+        *(
+            Contender(
+                tool,
+                f"{fetch[tool][0]} | zstd -d | tar -C DEST -xf -",
+                bench.peer_env(),
+                lambda label, tool=tool: shell(
+                    f"{bench.q(fetch[tool][1])} | {untar.format(bench.q(dest(tool)))}"
+                ),
+                setup=setup(tool),
+                check=check(tool),
+            )
+            for tool in tools
         ),
     ]
-    for tool in ("cacher", "s5cmd", "aws"):
-        remove(dest(tool))
-    return bench.compare("dir download", contenders)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    return bench.compare(workload, contenders)
+
+
+def _dir_download(bench: Bench, tree: Tree) -> list[Measurement]:
+    workload = f"dir download{tree.suffix}"
+    return _restore(bench, tree, workload, ("s5cmd", "aws"), bench.scratch_root, sync=False)
+
+
+def _restore_disk(bench: Bench, tree: Tree) -> list[Measurement]:
+    """The same restore with DEST on the disk under benchmarks/.work (not tmpfs)."""
+    disk = bench.work / "disk"
+    disk.mkdir(parents=True, exist_ok=True)
+    fs = subprocess.run(["df", "--output=fstype", str(disk)], capture_output=True, text=True, check=True)
+    bench.facts["restore_disk"] = {"dir": str(disk), "fstype": fs.stdout.split()[-1]}
+    return _restore(bench, tree, f"restore disk{tree.suffix}", ("s5cmd",), disk, sync=True)
+
+
+def dir_upload(bench: Bench, inputs: Inputs) -> list[Measurement]:
+    return _dir_upload(bench, main_tree(bench, inputs))
+
+
+def dir_download(bench: Bench, inputs: Inputs) -> list[Measurement]:
+    return _dir_download(bench, main_tree(bench, inputs))
+
+
+def dir_upload_medium(bench: Bench, inputs: Inputs) -> list[Measurement]:
+    return _dir_upload(bench, medium_tree(bench, inputs))
+
+
+def dir_download_medium(bench: Bench, inputs: Inputs) -> list[Measurement]:
+    return _dir_download(bench, medium_tree(bench, inputs))
+
+
+def restore_disk(bench: Bench, inputs: Inputs) -> list[Measurement]:
+    return _restore_disk(bench, main_tree(bench, inputs))
+
+
+def restore_disk_medium(bench: Bench, inputs: Inputs) -> list[Measurement]:
+    return _restore_disk(bench, medium_tree(bench, inputs))
 
 
 # -- one large file ---------------------------------------------------------------------------
