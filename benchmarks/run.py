@@ -25,8 +25,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cacherbench import docker, memory, parts, report, startup, tier, workloads
-from cacherbench.bench import BUCKET, Bench, Measurement
+from cacherbench import bundle, docker, memory, parts, report, startup, tier, workloads
+from cacherbench.bench import BUCKET, Bench, Measurement, Skipped
 from cacherbench.inputs import SIZES, Inputs, build_inputs
 from cacherbench.machine import describe, source_state
 from cacherbench.peers import Peers, ensure_extra, ensure_peers
@@ -54,6 +54,7 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "docker": docker.docker,
     "rss": memory.rss,
     "tier-download": tier.tier_download,
+    "bundle": bundle.bundle,
 }
 
 
@@ -130,6 +131,9 @@ def run_workloads(bench: Bench, inputs: Inputs, names: list[str], notes: list[st
                 continue
         try:
             measurements += WORKLOADS[name](bench, inputs)
+        except Skipped as why:
+            notes.append(f"{name}: {why}")
+            print(f"bench: {name} {why}", flush=True)
         except Exception as exc:
             traceback.print_exc()
             notes.append(f"{name}: failed: {str(exc).splitlines()[0]}")
@@ -186,6 +190,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
             s3.client(),
             s3.proc.pid,
             warmup_parts=args.size != "tiny",
+            build_bundle=args.size != "tiny" or "bundle" in (args.only or []),
             scratch_root=scratch,
         )
         measurements = run_workloads(bench, inputs, names, notes)

@@ -83,7 +83,7 @@ ABSOLUTE: list[tuple[str, tuple[str, str], float | None, tuple[str, str] | None]
     ("bundle: unpacking it, `tar -xzf`", ("bundle", "tar -xzf"), None, None),
     (
         "bundle: first `cacher --version` right after unpacking",
-        ("bundle", "first cacher --version"),
+        ("bundle", "cacher --version, first run"),
         None,
         None,
     ),
@@ -328,6 +328,18 @@ def input_lines(results: dict[str, Any]) -> list[str]:
     disk = facts.get("restore_disk")
     if disk:
         lines.append(f"- restores onto disk: into `{disk['dir']}` ({disk['fstype']}), `sync` before each run")
+    bundle = facts.get("bundle")
+    if bundle and "tarball" in bundle:
+        built = (
+            f"built for this run in {bundle['build_s']} s"
+            if bundle["built_now"]
+            else "built by an earlier run"
+        )
+        lines.append(
+            f"- the one-directory bundle: `{bundle['tarball']}`, {_gib(bundle['bytes'])} "
+            f"(`packaging/build-single-file.sh --onedir`, {built}; source {bundle['source']}); "
+            "unpacked on the disk under `benchmarks/.work`"
+        )
     rss = facts.get("rss")
     if rss:
         r, t = rss["inputs"], rss["inputs"]["tree"]
