@@ -218,8 +218,7 @@ def rss_table(results: dict[str, Any]) -> list[str]:
     peers = [
         m
         for m in results["measurements"]
-        if m["tool"] in ("s5cmd", "aws")
-        and m["workload"] in ("dir upload", "dir download", "file upload", "file download")
+        if m["tool"] in ("s5cmd", "aws") and m["workload"].startswith(("dir ", "file ", "restore disk"))
     ]
     if peers:
         lines += [
