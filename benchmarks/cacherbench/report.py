@@ -326,7 +326,10 @@ def input_lines(results: dict[str, Any]) -> list[str]:
         )
     disk = facts.get("restore_disk")
     if disk:
-        lines.append(f"- restores onto disk: into `{disk['dir']}` ({disk['fstype']}), `sync` before each run")
+        lines.append(
+            f"- restores onto disk: into `{disk['dir']}` ({disk['fstype']}, mounted "
+            f"`{disk.get('options', '?')}`), the previous tree removed and `sync` before each run"
+        )
     bundle = facts.get("bundle")
     if bundle and "tarball" in bundle:
         built = (

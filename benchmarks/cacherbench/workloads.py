@@ -103,7 +103,13 @@ def _dir_objects(bench: Bench, tree: Tree) -> tuple[str, str]:
 
 
 def _restore(
-    bench: Bench, tree: Tree, workload: str, tools: tuple[str, ...], dest_dir: Path, sync: bool
+    bench: Bench,
+    tree: Tree,
+    workload: str,
+    tools: tuple[str, ...],
+    dest_dir: Path,
+    sync: bool,
+    runs: int | None = None,
 ) -> list[Measurement]:
     """Restore the tree into dest_dir/TOOL: cacher against ``s5cmd cat`` or ``aws s3 cp -``, each
     piped into ``zstd -d | tar -x``. The restored tree is checked and removed after each run,
@@ -159,7 +165,7 @@ def _restore(
         ),
     ]
     dest_dir.mkdir(parents=True, exist_ok=True)
-    return bench.compare(workload, contenders)
+    return bench.compare(workload, contenders, runs=runs)
 
 
 def _dir_download(bench: Bench, tree: Tree) -> list[Measurement]:
@@ -171,9 +177,11 @@ def _restore_disk(bench: Bench, tree: Tree) -> list[Measurement]:
     """The same restore with DEST on the disk under benchmarks/.work (not tmpfs)."""
     disk = bench.work / "disk"
     disk.mkdir(parents=True, exist_ok=True)
-    fs = subprocess.run(["df", "--output=fstype", str(disk)], capture_output=True, text=True, check=True)
-    bench.facts["restore_disk"] = {"dir": str(disk), "fstype": fs.stdout.split()[-1]}
-    return _restore(bench, tree, f"restore disk{tree.suffix}", ("s5cmd",), disk, sync=True)
+    probe = ["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--target", str(disk)]
+    fstype, options = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
+    bench.facts["restore_disk"] = {"dir": str(disk), "fstype": fstype, "options": options}
+    runs = min(bench.runs, bench.parts_runs)  # a disk restore of the full tree is slow
+    return _restore(bench, tree, f"restore disk{tree.suffix}", ("s5cmd",), disk, sync=True, runs=runs)
 
 
 def dir_upload(bench: Bench, inputs: Inputs) -> list[Measurement]:
