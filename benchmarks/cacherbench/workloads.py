@@ -165,7 +165,11 @@ def _restore(
         ),
     ]
     dest_dir.mkdir(parents=True, exist_ok=True)
-    return bench.compare(workload, contenders, runs=runs)
+    try:
+        return bench.compare(workload, contenders, runs=runs)
+    finally:  # a failed run leaves no tree behind
+        for tool in ("cacher", *tools):
+            remove(dest(tool))
 
 
 def _dir_download(bench: Bench, tree: Tree) -> list[Measurement]:
