@@ -178,6 +178,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
     inputs = build_inputs(spec, peers, WORK)
     notes: list[str] = []
     scratch = scratch_root(args.scratch)
+    shutil.rmtree(workloads.disk_dir(WORK), ignore_errors=True)  # left by an interrupted run
     s3 = start_s3(WORK)
     try:
         bench = Bench(
@@ -200,6 +201,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
         s3.cleanup(grace=0)
         shutil.rmtree(WORK / "seaweed", ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(workloads.disk_dir(WORK), ignore_errors=True)  # the restore-disk rows' trees
     if machine["source"] != source_at_start:
         notes.append(f"cacher's source changed during the run: at the start {source_at_start}")
     results: dict[str, Any] = {

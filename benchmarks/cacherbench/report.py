@@ -328,7 +328,8 @@ def input_lines(results: dict[str, Any]) -> list[str]:
     if disk:
         lines.append(
             f"- restores onto disk: into `{disk['dir']}` ({disk['fstype']}, mounted "
-            f"`{disk.get('options', '?')}`), the previous tree removed and `sync` before each run"
+            f"`{disk.get('options', '?')}`), the previous tree moved aside (deleted at the end of the "
+            "run) and `sync` before each run"
         )
     bundle = facts.get("bundle")
     if bundle and "tarball" in bundle:

@@ -110,10 +110,11 @@ def _restore(
     dest_dir: Path,
     sync: bool,
     runs: int | None = None,
+    clear: Callable[[Path], None] = remove,
 ) -> list[Measurement]:
     """Restore the tree into dest_dir/TOOL: cacher against ``s5cmd cat`` or ``aws s3 cp -``, each
-    piped into ``zstd -d | tar -x``. The restored tree is checked and removed after each run,
-    and with ``sync`` written back to disk before the next one starts (both untimed)."""
+    piped into ``zstd -d | tar -x``. The restored tree is checked and cleared (``clear``) after
+    each run, and with ``sync`` written back to disk before the next one starts (all untimed)."""
     ours, theirs = _dir_objects(bench, tree)
 
     def dest(tool: str) -> Path:
@@ -121,7 +122,7 @@ def _restore(
 
     def setup(tool: str) -> Callable[[str], None]:
         def run(label: str) -> None:
-            remove(dest(tool))
+            clear(dest(tool))
             if tool != "cacher":
                 dest(tool).mkdir(parents=True)
             if sync:
@@ -132,7 +133,7 @@ def _restore(
     def check(tool: str) -> Callable[[str], None]:
         def run(label: str) -> None:
             check_tree(dest(tool), tree.stats)
-            remove(dest(tool))
+            clear(dest(tool))
 
         return run
 
@@ -169,7 +170,7 @@ def _restore(
         return bench.compare(workload, contenders, runs=runs)
     finally:  # a failed run leaves no tree behind
         for tool in ("cacher", *tools):
-            remove(dest(tool))
+            clear(dest(tool))
 
 
 def _dir_download(bench: Bench, tree: Tree) -> list[Measurement]:
@@ -177,15 +178,34 @@ def _dir_download(bench: Bench, tree: Tree) -> list[Measurement]:
     return _restore(bench, tree, workload, ("s5cmd", "aws"), bench.scratch_root, sync=False)
 
 
+def disk_dir(work: Path) -> Path:
+    """Where the ``restore-disk*`` rows restore to; run.py removes it at the end of the run."""
+    return work / "disk"
+
+
 def _restore_disk(bench: Bench, tree: Tree) -> list[Measurement]:
-    """The same restore with DEST on the disk under benchmarks/.work (not tmpfs)."""
-    disk = bench.work / "disk"
-    disk.mkdir(parents=True, exist_ok=True)
+    """The same restore with DEST on the disk under benchmarks/.work (not tmpfs).
+
+    A restored tree is moved aside into disk/trash, not deleted, until the end of the run
+    (run.py): on the ext4 here (mounted with ``discard``), restores right after deleting the
+    previous tree were several times slower in a trial, even after a ``sync``, which would time
+    the deletion rather than the restore; a CI runner restores onto a disk with no deletion of
+    ours pending. (Restores onto this shared disk still vary a lot from run to run.)
+    """
+    disk = disk_dir(bench.work)
+    trash = disk / "trash"
+    trash.mkdir(parents=True, exist_ok=True)
+
+    def aside(path: Path) -> None:
+        if path.exists():
+            path.rename(trash / f"{path.name}-{len(list(trash.iterdir()))}")
+
     probe = ["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "--target", str(disk)]
     fstype, options = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
     bench.facts["restore_disk"] = {"dir": str(disk), "fstype": fstype, "options": options}
     runs = min(bench.runs, bench.parts_runs)  # a disk restore of the full tree is slow
-    return _restore(bench, tree, f"restore disk{tree.suffix}", ("s5cmd",), disk, sync=True, runs=runs)
+    workload = f"restore disk{tree.suffix}"
+    return _restore(bench, tree, workload, ("s5cmd",), disk, sync=True, runs=runs, clear=aside)
 
 
 def dir_upload(bench: Bench, inputs: Inputs) -> list[Measurement]:
