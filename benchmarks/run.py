@@ -25,8 +25,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cacherbench import report, tier, workloads
-from cacherbench.bench import BUCKET, Bench, Measurement
+from cacherbench import bundle, docker, memory, parts, report, startup, tier, workloads
+from cacherbench.bench import BUCKET, Bench, Measurement, Skipped
 from cacherbench.inputs import SIZES, Inputs, build_inputs
 from cacherbench.machine import describe, source_state
 from cacherbench.peers import Peers, ensure_extra, ensure_peers
@@ -40,15 +40,21 @@ SCRATCH_MIN_FREE = 8 << 30
 WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "dir-upload": workloads.dir_upload,
     "dir-download": workloads.dir_download,
+    "dir-upload-medium": workloads.dir_upload_medium,
+    "dir-download-medium": workloads.dir_download_medium,
+    "restore-disk": workloads.restore_disk,
+    "restore-disk-medium": workloads.restore_disk_medium,
     "file-upload": workloads.file_upload,
     "file-download": workloads.file_download,
     "key": workloads.key_tree,
-    "startup": workloads.startup,
-    "upload-parts": workloads.upload_parts,
-    "download-parts": workloads.download_parts,
-    "docker": workloads.docker,
-    "rss": workloads.rss,
+    "startup": startup.startup,
+    "first-request": startup.first_request,
+    "upload-parts": parts.upload_parts,
+    "download-parts": parts.download_parts,
+    "docker": docker.docker,
+    "rss": memory.rss,
     "tier-download": tier.tier_download,
+    "bundle": bundle.bundle,
 }
 
 
@@ -118,13 +124,16 @@ def run_workloads(bench: Bench, inputs: Inputs, names: list[str], notes: list[st
     measurements: list[Measurement] = []
     for name in names:
         if name == "docker":
-            why = workloads.docker_engine()
+            why = docker.docker_engine()
             if why:
                 notes.append(f"docker upload/download: {why}")
                 print(f"bench: docker {why}", flush=True)
                 continue
         try:
             measurements += WORKLOADS[name](bench, inputs)
+        except Skipped as why:
+            notes.append(f"{name}: {why}")
+            print(f"bench: {name} {why}", flush=True)
         except Exception as exc:
             traceback.print_exc()
             notes.append(f"{name}: failed: {str(exc).splitlines()[0]}")
@@ -169,6 +178,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
     inputs = build_inputs(spec, peers, WORK)
     notes: list[str] = []
     scratch = scratch_root(args.scratch)
+    shutil.rmtree(workloads.disk_dir(WORK), ignore_errors=True)  # left by an interrupted run
     s3 = start_s3(WORK)
     try:
         bench = Bench(
@@ -181,6 +191,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
             s3.client(),
             s3.proc.pid,
             warmup_parts=args.size != "tiny",
+            build_bundle=args.size != "tiny" or "bundle" in (args.only or []),
             scratch_root=scratch,
         )
         measurements = run_workloads(bench, inputs, names, notes)
@@ -190,6 +201,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
         s3.cleanup(grace=0)
         shutil.rmtree(WORK / "seaweed", ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(workloads.disk_dir(WORK), ignore_errors=True)  # the restore-disk rows' trees
     if machine["source"] != source_at_start:
         notes.append(f"cacher's source changed during the run: at the start {source_at_start}")
     results: dict[str, Any] = {
@@ -211,6 +223,7 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
 def write_outputs(results: dict[str, Any], peers: Peers, publish: bool) -> None:
     """JSON, chart (when publishing) and the markdown table."""
     results["comparisons"] = report.comparisons(results)
+    results["absolute"] = report.absolute(results)
     size = results["size"]
     results_json = HERE / "results" / "latest.json" if publish else WORK / "results" / f"{size}.json"
     report.write_json(results_json, results)

@@ -25,6 +25,10 @@ REGION = "us-east-1"
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+class Skipped(Exception):
+    """A workload that cannot run here; its message says why (it goes into "Not measured")."""
+
+
 def _nothing(label: str) -> None:
     """No set-up or check."""
 
@@ -86,6 +90,7 @@ class Bench:
     client: Any
     server_pid: int
     warmup_parts: bool = True
+    build_bundle: bool = True
     scratch_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cacher-bench-")))
     parts_runs: int = 3
     cacher_python: Path = field(default_factory=lambda: Path(sys.executable))

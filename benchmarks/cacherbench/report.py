@@ -7,54 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-RSS_TARGET_MIB = 256
+from cacherbench.targets import ABSOLUTE, COMPARISONS, RSS_TARGET_MIB
 
-# (row label, cacher's (workload, tool), the peer's (workload, tool), target ratio or None)
-COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = [
-    ("dir upload", ("dir upload", "cacher"), ("dir upload", "s5cmd"), 0.9),
-    ("dir upload", ("dir upload", "cacher"), ("dir upload", "aws"), 0.5),
-    ("dir download", ("dir download", "cacher"), ("dir download", "s5cmd"), 1.0),
-    ("dir download", ("dir download", "cacher"), ("dir download", "aws"), None),
-    ("large file upload", ("file upload", "cacher"), ("file upload", "s5cmd"), 1.2),
-    ("large file upload", ("file upload", "cacher"), ("file upload", "aws"), 0.5),
-    ("large file download", ("file download", "cacher"), ("file download", "s5cmd"), 1.2),
-    ("large file download", ("file download", "cacher"), ("file download", "aws"), 0.5),
-    ("`cacher key`, tree", ("key", "cacher"), ("key", "shell"), 1.0),
-    ("`cacher --version`", ("startup", "cacher --version"), ("startup", "aws --version"), 0.35),
-    ("`cacher key`, one file", ("startup", "cacher key"), ("startup", "aws --version"), 0.35),
-    (
-        "`cacher key`, one file, cold entry-point cache",
-        ("startup", "cacher key (cold entry-point cache)"),
-        ("startup", "aws --version"),
-        None,
-    ),
-    ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "aws s3api head-object"), 1.0),
-    ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "s5cmd ls"), None),
-    ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), 1.05),
-    ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), 1.05),
-    (
-        "dir download, warm local tier vs S3",
-        ("tier download", "cacher, warm tier"),
-        ("tier download", "cacher, S3"),
-        None,
-    ),
-    (
-        "dir download, warm local tier vs `tar -x` of a local file",
-        ("tier download", "cacher, warm tier"),
-        ("tier download", "zstd -d | tar -x, local file"),
-        None,
-    ),
-]
-RSS_ROWS = [
-    ("dir upload", "cacher"),
-    ("dir download", "cacher"),
-    ("file upload", "cacher"),
-    ("file download", "cacher"),
-    ("key", "cacher"),
-    ("docker upload", "cacher"),
-    ("docker download", "cacher"),
-]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def _index(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -79,6 +34,26 @@ def comparisons(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "ratio": ratio,
                 "target": target,
                 "met": None if target is None else ratio <= target,
+            }
+        )
+    return rows
+
+
+def absolute(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every row with a target in seconds that was measured: median, target, met, the peer."""
+    index = _index(results)
+    rows = []
+    for label, ours, target, peer in ABSOLUTE:
+        if ours not in index:
+            continue
+        a = index[ours]
+        rows.append(
+            {
+                "label": label,
+                "cacher": a,
+                "peer": index.get(peer) if peer else None,
+                "target_s": target,
+                "met": None if target is None else a["median_s"] <= target,
             }
         )
     return rows
@@ -123,21 +98,49 @@ def comparison_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def absolute_table(results: dict[str, Any]) -> list[str]:
+    rows = results.get("absolute") or []
+    if not rows:
+        return []
+    lines = [
+        "| row | cacher command | s, median (min-max) | target | | for comparison | its s, median (min-max) "
+        "| others' CPUs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a, b = r["cacher"], r["peer"]
+        target = "—" if r["target_s"] is None else f"≤ {r['target_s']:.2f} s"
+        peer = ("—", "—") if b is None else (_code(b["command"]), _secs(b))
+        lines.append(
+            f"| {r['label']} | {_code(a['command'])} | {_secs(a)} | {target} | {_met(r['met'])} "
+            f"| {peer[0]} | {peer[1]} | {a['load'].get('other_cpus', '?')} |"
+        )
+    return lines
+
+
+def _cacher_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every measured cacher command (its pipeline pieces and the ``rss`` workload's apart)."""
+    return [
+        m
+        for m in results["measurements"]
+        if m["tool"].startswith("cacher")
+        and not m["workload"].endswith(" parts")
+        and not m["workload"].startswith("rss ")
+    ]
+
+
 def rss_table(results: dict[str, Any]) -> list[str]:
-    index = _index(results)
-    lines = ["| cacher command | peak RSS (max over runs) | target | |", "|---|---|---|---|"]
-    for row in RSS_ROWS:
-        if row in index:
-            m = index[row]
-            mib = m["max_rss_mib"]
-            lines.append(
-                f"| {m['command']} | {mib:.0f} MiB | ≤ {RSS_TARGET_MIB} MiB | {_met(mib <= RSS_TARGET_MIB)} |"
-            )
+    lines = ["| workload | cacher command | peak RSS (max over runs) | target | |", "|---|---|---|---|---|"]
+    for m in _cacher_rows(results):
+        mib = m["max_rss_mib"]
+        lines.append(
+            f"| {m['workload']} | {_code(m['command'])} | {mib:.0f} MiB | ≤ {RSS_TARGET_MIB} MiB "
+            f"| {_met(mib <= RSS_TARGET_MIB)} |"
+        )
     peers = [
         m
         for m in results["measurements"]
-        if m["tool"] in ("s5cmd", "aws")
-        and m["workload"] in ("dir upload", "dir download", "file upload", "file download")
+        if m["tool"] in ("s5cmd", "aws") and m["workload"].startswith(("dir ", "file ", "restore disk"))
     ]
     if peers:
         lines += [
@@ -230,7 +233,39 @@ def input_lines(results: dict[str, Any]) -> list[str]:
         f"- `cacher key` tree: {k['files']:,} files, {_gib(k['bytes'])}, "
         "the first files of the directory tree (hardlinks)",
     ]
-    rss = results["facts"].get("rss")
+    facts = results["facts"]
+    medium = facts.get("medium_tree")
+    if medium:
+        m = medium["stats"]
+        what = (
+            "a stand-in at this size: the directory tree above"
+            if medium["stand_in"]
+            else f"`uv pip install --target` of {', '.join(medium['requested'])} "
+            f"({len(medium['packages'])} distributions with dependencies)"
+        )
+        lines.append(
+            f"- medium tree: {m['files']:,} files, {_gib(m['bytes'])} ({m['bytes']:,} bytes): {what}"
+        )
+    disk = facts.get("restore_disk")
+    if disk:
+        lines.append(
+            f"- restores onto disk: into `{disk['dir']}` ({disk['fstype']}, mounted "
+            f"`{disk.get('options', '?')}`), the previous tree moved aside (deleted at the end of the "
+            "run) and `sync` before each run"
+        )
+    bundle = facts.get("bundle")
+    if bundle and "tarball" in bundle:
+        built = (
+            f"built for this run in {bundle['build_s']} s"
+            if bundle["built_now"]
+            else "built by an earlier run"
+        )
+        lines.append(
+            f"- the one-directory bundle: `{bundle['tarball']}`, {_gib(bundle['bytes'])} "
+            f"(`packaging/build-single-file.sh --onedir`, {built}; source {bundle['source']}); "
+            "unpacked on the disk under `benchmarks/.work`"
+        )
+    rss = facts.get("rss")
     if rss:
         r, t = rss["inputs"], rss["inputs"]["tree"]
         lines.append(
@@ -238,17 +273,30 @@ def input_lines(results: dict[str, Any]) -> list[str]:
             f"times over; a tree of {t['files']:,} files, {_gib(t['bytes'])}, {r['tree_copies']} copies "
             "of the directory tree (real copies); the docker image is that tree, `docker import`ed"
         )
-    stored = results["facts"].get("dir_stored_bytes")
-    if stored:
-        lines.append(
-            "- compressed directory objects: " + ", ".join(f"{tool} {_gib(n)}" for tool, n in stored.items())
-        )
+    for suffix, which in (("", "directory"), ("_medium", "medium tree")):
+        stored = facts.get(f"dir_stored_bytes{suffix}")
+        if stored:
+            lines.append(
+                f"- compressed {which} objects: "
+                + ", ".join(f"{tool} {_gib(n)}" for tool, n in stored.items())
+            )
     return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
     out = [f"Size `{results['size']}`. Reproduce with `{results['command']}`.", ""]
     out += ["### Against the targets", "", *comparison_table(results), ""]
+    absolute = absolute_table(results)
+    if absolute:
+        out += [
+            "### Against targets in seconds",
+            "",
+            "A first request is timed from just before the spawn to its first bytes at a relay "
+            "between the command and the server (CPU time and peak RSS are the whole command's).",
+            "",
+            *absolute,
+            "",
+        ]
     out += ["### Peak memory", "", *rss_table(results), ""]
     big = big_rss_table(results)
     if big:

@@ -85,7 +85,6 @@ def tar_zstd1(root: str) -> None:
         write_tree(Path(root), encoder)
 
 
-
 STAGES = {
     "tar": tar,
     "tar-zstd": tar_zstd,

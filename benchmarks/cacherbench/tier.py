@@ -19,9 +19,9 @@ import subprocess
 from pathlib import Path
 
 from cacherbench.bench import Bench, Contender, Measurement, remove
+from cacherbench.common import check_tree, tar_zstd, untimed
 from cacherbench.inputs import Inputs
 from cacherbench.proc import shell
-from cacherbench.workloads import _check_tree, _tar_zstd, _untimed
 
 WORKLOAD = "tier download"
 
@@ -29,11 +29,11 @@ WORKLOAD = "tier download"
 def tier_download(bench: Bench, inputs: Inputs) -> list[Measurement]:
     key = "tier/tree.tar.zst"
     bench.log("setup").parent.mkdir(parents=True, exist_ok=True)  # when this workload runs first
-    _untimed(bench, bench.cacher("dir", "upload", "--force", key, str(inputs.tree)), bench.cacher_env())
+    untimed(bench, bench.cacher("dir", "upload", "--force", key, str(inputs.tree)), bench.cacher_env())
     archive = bench.scratch("tier-tree.tar.zst")
     if not archive.exists():
         with open(archive, "wb") as out:
-            subprocess.run(shell(_tar_zstd(bench, inputs.tree)), stdout=out, check=True)
+            subprocess.run(shell(tar_zstd(bench, inputs.tree)), stdout=out, check=True)
     tier = bench.scratch("tier")
     remove(tier)
     tier.mkdir(mode=0o700)
@@ -58,7 +58,7 @@ def tier_download(bench: Bench, inputs: Inputs) -> list[Measurement]:
 
     def check(tool: str):  # type: ignore[no-untyped-def]
         def run(label: str) -> None:
-            _check_tree(dest(tool), inputs)
+            check_tree(dest(tool), inputs.tree_stats)
             remove(dest(tool))
 
         return run
