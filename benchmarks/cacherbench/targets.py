@@ -8,7 +8,9 @@ from __future__ import annotations
 
 RSS_TARGET_MIB = 256
 
-# (row label, cacher's (workload, tool), the peer's (workload, tool), target ratio or None)
+# (row label, cacher's (workload, tool), the peer's (workload, tool), target ratio or None).
+# Issue 17: every transfer at most 1.0x its s5cmd pipeline (the directory upload keeps the
+# earlier, stricter 0.9x); the aws targets are the first round's.
 COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = [
     ("dir upload", ("dir upload", "cacher"), ("dir upload", "s5cmd"), 0.9),
     ("dir upload", ("dir upload", "cacher"), ("dir upload", "aws"), 0.5),
@@ -25,9 +27,9 @@ COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = 
         ("restore disk medium", "s5cmd"),
         0.8,
     ),
-    ("large file upload", ("file upload", "cacher"), ("file upload", "s5cmd"), 1.2),
+    ("large file upload", ("file upload", "cacher"), ("file upload", "s5cmd"), 1.0),
     ("large file upload", ("file upload", "cacher"), ("file upload", "aws"), 0.5),
-    ("large file download", ("file download", "cacher"), ("file download", "s5cmd"), 1.2),
+    ("large file download", ("file download", "cacher"), ("file download", "s5cmd"), 1.0),
     ("large file download", ("file download", "cacher"), ("file download", "aws"), 0.5),
     ("`cacher key`, tree", ("key", "cacher"), ("key", "shell"), 1.0),
     ("`cacher --version`", ("startup", "cacher --version"), ("startup", "aws --version"), 0.35),
@@ -40,8 +42,8 @@ COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = 
     ),
     ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "aws s3api head-object"), 1.0),
     ("`cacher exists` (hit)", ("startup", "cacher exists"), ("startup", "s5cmd ls"), 1.5),
-    ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), 1.05),
-    ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), 1.05),
+    ("docker upload", ("docker upload", "cacher"), ("docker upload", "s5cmd"), 1.0),
+    ("docker download", ("docker download", "cacher"), ("docker download", "s5cmd"), 1.0),
     (
         "dir download, warm local tier vs S3",
         ("tier download", "cacher, warm tier"),
