@@ -131,6 +131,7 @@ def _upload(
     try:
         if not force and store.exists(key):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
+        store.prepare_writer()  # S3: s3fs is built while the file's digest is taken
         metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
         sha = kind.digest(targets, options) or kind.sha256(options)
         if sha:

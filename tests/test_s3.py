@@ -211,7 +211,7 @@ def test_part_size_doubles_every_thousand_parts() -> None:
     """Pure arithmetic, no store: 10,000 parts from 8 MiB hold objects up to 7.8 TiB."""
     from cacher.stores.s3.multipart import PARTS_PER_STEP, ParallelUpload
 
-    upload = ParallelUpload(None, "b", "k", part_size=8 << 20, inflight=3, metadata={})
+    upload = ParallelUpload(lambda: None, "b", "k", part_size=8 << 20, inflight=3, metadata={})
     sizes = []
     for _ in range(10_000):
         sizes.append(upload.next_part_size)
@@ -236,7 +236,7 @@ def test_fixed_upload_size_keeps_parts_equal(tmp_path: Path) -> None:
     settings = config.load({**creds, "XDG_CONFIG_HOME": os.devnull}, {}, config_flag=str(cfg))
     store = open_store(settings, creds)
     assert store.grow_parts is False  # type: ignore[attr-defined]
-    upload = ParallelUpload(None, "b", "k", part_size=8 << 20, inflight=3, metadata={}, grow=False)
+    upload = ParallelUpload(lambda: None, "b", "k", part_size=8 << 20, inflight=3, metadata={}, grow=False)
     upload.parts.extend({} for _ in range(3 * PARTS_PER_STEP))
     assert upload.next_part_size == 8 << 20
 
@@ -260,3 +260,45 @@ def test_download_does_not_import_s3fs(s3env, env: dict[str, str], tmp_path: Pat
     proc = subprocess.run([sys.executable, "-c", code], env={**env, **s3env}, capture_output=True, text=True)
     assert "HEAVY [] 0" in proc.stdout, proc
     assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+
+
+def test_s3fs_is_built_on_a_thread_while_the_upload_starts(
+    s3env: dict[str, str], seaweed_s3: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    """`prepare_writer` builds s3fs on a thread: the writer takes data before it is ready (the
+    first part waits for it), and an error of the build reaches the first request as a
+    StorageError, with nothing published."""
+    import threading
+
+    from cacher import config
+    from cacher.errors import StorageError
+    from cacher.stores import open_store
+
+    settings = config.load({**s3env, "XDG_CONFIG_HOME": str(tmp_path / "no-config")}, {})
+    store = open_store(settings, s3env)
+    real = store._factory  # type: ignore[attr-defined]
+    release = threading.Event()
+
+    def slow() -> Any:
+        assert release.wait(30)
+        return real()
+
+    store._factory = slow  # type: ignore[attr-defined]
+    store.prepare_writer()
+    with store.writer("thread/ok.bin") as out:
+        out.write(b"a" * 1000)  # not a whole part: s3fs is not needed yet
+        assert store._fs is None  # type: ignore[attr-defined]
+        release.set()
+        out.write(b"b" * (9 << 20))
+    assert seaweed_s3.get_bytes(s3_bucket, "proj/thread/ok.bin") == b"a" * 1000 + b"b" * (9 << 20)
+
+    broken = open_store(settings, s3env)
+
+    def fails() -> Any:
+        raise RuntimeError("no s3fs today")
+
+    broken._factory = fails  # type: ignore[attr-defined]
+    broken.prepare_writer()
+    with pytest.raises(StorageError, match="no s3fs today"), broken.writer("thread/bad.bin") as out:
+        out.write(b"c" * (9 << 20))
+    assert "proj/thread/bad.bin" not in seaweed_s3.list_keys(s3_bucket)

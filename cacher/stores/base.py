@@ -77,6 +77,10 @@ class Store:
         """The fsspec filesystem behind this store."""
         return self._fs
 
+    def prepare_writer(self) -> None:
+        """A hint that `writer` comes next: a store may start setting up what it needs
+        meanwhile (S3 builds s3fs on a thread). Nothing by default."""
+
     @property
     def offline_reason(self) -> str | None:
         """Why this store answers from a runner-local copy alone, without the shared store

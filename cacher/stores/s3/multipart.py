@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
@@ -36,7 +36,7 @@ class ParallelUpload:
 
     def __init__(
         self,
-        fs: Any,
+        fs: Callable[[], Any],
         bucket: str,
         key: str,
         *,
@@ -45,7 +45,7 @@ class ParallelUpload:
         metadata: dict[str, str],
         grow: bool = True,
     ) -> None:
-        self.fs, self.bucket, self.key = fs, bucket, key
+        self._fs_source, self.bucket, self.key = fs, bucket, key
         self.part_size, self.inflight, self.metadata = part_size, inflight, metadata
         self.grow = grow
         self.buffer = bytearray()
@@ -53,6 +53,11 @@ class ParallelUpload:
         self.pending: collections.deque[concurrent.futures.Future[dict[str, Any]]] = collections.deque()
         self.parts: list[dict[str, Any]] = []
         self.count = 0
+
+    @property
+    def fs(self) -> Any:
+        """s3fs, asked for only when the first request is sent (it may still be being built)."""
+        return self._fs_source()
 
     @property
     def next_part_size(self) -> int:

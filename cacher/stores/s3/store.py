@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,13 +49,23 @@ class S3Store(Store):
         self.block_size = block_size
         self.inflight = inflight
         self.grow_parts = grow_parts
+        self._fs_building: concurrent.futures.Future[Any] | None = None
 
     @property
     def fs(self) -> Any:
         """s3fs, built on first use: a HEAD alone never imports it."""
         if self._fs is None:
-            self._fs = self._factory()
+            building, self._fs_building = self._fs_building, None
+            # The thread's error, if any, is raised here, where a direct build would raise it.
+            self._fs = building.result() if building is not None else self._factory()
         return self._fs
+
+    def prepare_writer(self) -> None:
+        """Build s3fs on a thread of its own: importing s3fs and aiobotocore and setting up the
+        client takes about 0.3 s, which then overlaps the file's digest and the packing of the
+        first part instead of coming before them."""
+        if self._fs is None and self._fs_building is None:
+            self._fs_building = _in_thread(self._factory)
 
     def _answer(self, action: str, key: str, bucket: str, path: str = "") -> Head:
         with self._translate(action, key):  # inside: a 5xx after retries is remembered too
@@ -114,12 +126,13 @@ class S3Store(Store):
 
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
+        self.prepare_writer()
         bucket, _, name = self.path(key).partition("/")
         from cacher.stores.s3.multipart import ParallelUpload  # asyncio: not on the read path
 
         meta = {f"{META_PREFIX}{k}": v for k, v in (metadata or {}).items()}
         upload = ParallelUpload(
-            self.fs,
+            lambda: self.fs,  # waited for when the first part is full
             bucket,
             name,
             part_size=self.block_size,
@@ -217,3 +230,17 @@ class S3Store(Store):
             except FileNotFoundError:  # NoSuchUpload: it finished or was aborted meanwhile
                 return False
         return True
+
+
+def _in_thread(build: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    """``build()`` on a daemon thread (a command that fails meanwhile does not wait for it)."""
+    result: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            result.set_result(build())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever asks for the result
+            result.set_exception(exc)
+
+    threading.Thread(target=run, name="cacher-s3fs", daemon=True).start()
+    return result

@@ -173,6 +173,10 @@ class TieredStore(Store):
 
     # -- writing --------------------------------------------------------------------------
 
+    def prepare_writer(self) -> None:
+        if not self.offline:  # offline, the upload goes to the tier alone
+            self.inner.prepare_writer()
+
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
         meta = {**(metadata or {}), WRITE_ID: os.urandom(16).hex()}
