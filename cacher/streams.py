@@ -54,12 +54,12 @@ class BackgroundSha256:
     """A sha256 computed on a thread of its own, in the order the bytes were given.
 
     hashlib releases the GIL for buffers over 2 KiB, so a restore's digest runs beside the
-    thread that writes the files (and an upload's beside the one that reads and sends),
-    instead of adding to it: on a large file that is most of a second per GiB. Small pieces
+    thread that writes the files instead of adding to it: on a large file that is most of a
+    second per GiB. Small pieces
     are gathered into 1 MiB before they are handed over; at most ``LIMIT`` bytes wait.
     """
 
-    LIMIT = 32 << 20
+    LIMIT = 8 << 20
     GATHER = 1 << 20
 
     def __init__(self) -> None:
@@ -116,7 +116,9 @@ class CountingWriter:
         self.inner = inner
         self.count = 0
         self.progress = progress
-        self.hash = BackgroundSha256() if hashing else None
+        # Inline, not on a thread: an upload's memory is bounded tightly (the 2 GiB zstd upload
+        # sits near 256 MiB) and its pace is the store's, not the hash's.
+        self.hash: Any = hashlib.sha256() if hashing else None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self.inner.write(data)
