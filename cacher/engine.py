@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,11 @@ from cacher.scopes import in_reserved_namespace
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
 
-#: How often a download starts again when the object is replaced while it is read.
-REPLACED_RETRIES = 3
+#: How often a download starts again when the object is replaced while it is read, and the
+#: first pause before it does (doubled each time, jittered): jobs that store one key often
+#: finish together, so a reader that starts again at once can be overtaken every time.
+REPLACED_RETRIES = 5
+REPLACED_PAUSE = 0.1
 
 Outcome = Literal[
     "uploaded", "skipped", "read-only", "hit", "partial", "fetched", "fetched-not-stored", "failed", "local"
@@ -353,7 +357,10 @@ class _Download:
             try:
                 raw = self._read_into_target(chosen, info, expected)
             except ObjectChanged:
-                fresh = self.store.head(info.key) if again < REPLACED_RETRIES else None
+                if again == REPLACED_RETRIES:
+                    raise
+                time.sleep(REPLACED_PAUSE * (2**again) * random.uniform(0.5, 1.0))
+                fresh = self.store.head(info.key)
                 if fresh is None:
                     raise
                 info = fresh
