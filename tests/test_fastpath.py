@@ -128,6 +128,8 @@ def test_accepted_lines_behave_as_through_the_full_parser(
         ["download", "k", "dest", "--url="],
         ["download", "k", "dest", "--sha256", "--json"],
         ["upload", "k", "f", "--force", "--force"],
+        ["exists", "k", "-q", "--quiet"],
+        ["exists", "k", "--json", "--json"],
         ["upload", "k", "f", "--restore-key", "x"],
         ["upload", "k", ""],
         ["exists", "k", "--force"],

@@ -53,6 +53,7 @@ def _parse(tokens: list[str], verb: str, kind_cls: type[Kind]) -> _Line | None:
             line.positionals.append(token)
             continue
         name, eq, value = token.partition("=")
+        name = "--quiet" if name == "-q" else name  # one flag, two spellings
         if name in line.seen and name != "--restore-key":
             return None  # "specified multiple times": the full parser says it
         line.seen.add(name)
