@@ -65,6 +65,10 @@ class S3Store(Store):
         client takes about 0.3 s, which then overlaps the file's digest and the packing of the
         first part instead of coming before them."""
         if self._fs is None and self._fs_building is None:
+            # The writer's own imports (asyncio) come first, here: the thread then imports only
+            # what the main thread does not, so the two never wait on each other's imports.
+            from cacher.stores.s3 import multipart  # noqa: F401
+
             self._fs_building = _in_thread(self._factory)
 
     def _answer(self, action: str, key: str, bucket: str, path: str = "") -> Head:
