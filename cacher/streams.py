@@ -2,7 +2,8 @@
 wrappers that count, report progress and verify on the way.
 
 A stage needs only ``write`` (a sink) or ``read`` (a source), so any object with that method
-fits; nothing here buffers, so memory stays what the stages themselves hold.
+fits; nothing here buffers but the background hash's bounded queue (8 MiB), so memory stays
+what the stages themselves hold.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class BackgroundSha256:
 
     hashlib releases the GIL for buffers over 2 KiB, so a restore's digest runs beside the
     thread that writes the files instead of adding to it: on a large file that is most of a
-    second per GiB. Small pieces
-    are gathered into 1 MiB before they are handed over; at most ``LIMIT`` bytes wait.
+    second per GiB. Small pieces are gathered into 1 MiB before they are handed over; at most
+    ``LIMIT`` bytes wait (the one buffer of this module).
     """
 
     LIMIT = 8 << 20
