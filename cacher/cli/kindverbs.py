@@ -173,7 +173,7 @@ class KindVerbs:
         return 0 if presence.found else 1
 
     def check_build_command(self, command: Sequence[str]) -> None:
-        """``ensure`` needs a build command: checked before anything is resolved."""
+        """``ensure`` needs a build command: the caller checks it before it opens the session."""
         if not command or not command[0].strip():
             raise UsageError(
                 f"cacher {self.name} ensure needs a build command after '--'",
@@ -191,7 +191,6 @@ class KindVerbs:
         restore_key: list[str] | None = None,
         options: dict[str, Any],
     ) -> int:
-        self.check_build_command(command)
         kind, stored_key, chosen = self._setup(session, key, codec)
         document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
         restored = self._download(
