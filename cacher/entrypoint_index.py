@@ -1,12 +1,17 @@
-"""A small on-disk index of cacher's entry points, so a command starts without importing stevedore.
+"""A small on-disk index of cacher's entry points, so a command starts without importing
+``importlib.metadata``.
 
-Importing stevedore imports ``importlib.metadata`` (email, zipfile, csv...): about 35 ms of
-every command's start-up here, more than a HEAD request takes. The registry asks stevedore
-once and keeps the answer here, keyed the way stevedore keys its own cache
-(``stevedore._cache._hash_settings_for_path``): the interpreter, the prefix, and every
-``sys.path`` entry and installed ``entry_points.txt`` with its modification time. Installing,
-upgrading or removing any distribution changes the key, so the next command asks stevedore
-again. `tests/test_entrypoint_index.py` holds the key to stevedore's and the answer to its.
+Importing ``importlib.metadata`` (email, zipfile, csv...) costs every command about 35 ms of
+start-up here, more than a HEAD request takes. The registry reads the entry points once and
+keeps the answer here, keyed on the interpreter, the prefix, and every ``sys.path`` entry and
+installed ``entry_points.txt`` with its exact status (nanosecond times, size, inode): installing,
+upgrading, removing or rewriting any distribution changes the key, so the next command reads
+``importlib.metadata`` again (never stevedore's own cache, whose float32 times miss a rewrite
+within two minutes and which has no owner check).
+
+The index names modules cacher imports, so it is believed only when it is the user's own
+(`cacher.ownership`): its directory is private (0700), and a file that is a link, another
+user's, or writable by group or others is ignored and replaced.
 """
 
 from __future__ import annotations
@@ -20,29 +25,36 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from cacher.ownership import Untrusted, private_dir, read_trusted
+
 Entry = tuple[str, str, str]  # (group, name, value)
 
+_STATUS = struct.Struct("<qqqqq")
+_MISSING = _STATUS.pack(-1, -1, -1, -1, -1)
 
-def _mtime(name: str) -> float:
+
+def _status(name: str) -> bytes:
+    """The exact status of ``name``: any rewrite changes one of these, even within a second."""
     try:
-        return os.stat(name).st_mtime
-    except (FileNotFoundError, NotADirectoryError):
-        return -1.0
+        st = os.stat(name)
+    except OSError:
+        return _MISSING
+    return _STATUS.pack(st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
 def path_key(path: Sequence[str]) -> str:
-    """The hash stevedore gives this interpreter and ``path``."""
+    """The key of this interpreter, ``path`` and every entry-point file on it."""
     digest = hashlib.sha256()
-    digest.update(sys.executable.encode("utf-8"))
-    digest.update(sys.prefix.encode("utf-8"))
-    pack = struct.Struct("f").pack
+    digest.update(b"cacher-entry-points-2\0")
+    digest.update(sys.executable.encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(sys.prefix.encode("utf-8", "surrogateescape") + b"\0")
     for entry in path:
-        digest.update(entry.encode("utf-8"))
-        digest.update(pack(_mtime(entry)))
+        digest.update(entry.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(_status(entry))
         for suffix in ("*.dist-info", "*.egg-info"):
-            for ep_file in glob.iglob(os.path.join(entry, suffix, "entry_points.txt")):
-                digest.update(ep_file.encode("utf-8"))
-                digest.update(pack(_mtime(ep_file)))
+            for ep_file in sorted(glob.iglob(os.path.join(glob.escape(entry), suffix, "entry_points.txt"))):
+                digest.update(ep_file.encode("utf-8", "surrogateescape") + b"\0")
+                digest.update(_status(ep_file))
     return digest.hexdigest()
 
 
@@ -73,7 +85,8 @@ def index_dir(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path |
 
 
 class EntryPointIndex:
-    """The entry points of some groups, as stevedore listed them for the current ``sys.path``."""
+    """The entry points of some groups, as ``importlib.metadata`` listed them for the current
+    ``sys.path``."""
 
     def __init__(self, directory: Path | None, groups: Iterable[str]) -> None:
         self.groups = sorted(groups)
@@ -86,8 +99,9 @@ class EntryPointIndex:
         if self.file is None:
             return None
         try:
-            document = json.loads(self.file.read_text("utf-8"))
-        except (OSError, ValueError):
+            private_dir(self.file.parent, create=False)
+            document = json.loads(read_trusted(self.file).decode("utf-8"))
+        except (OSError, ValueError, Untrusted):
             return None
         if not isinstance(document, dict) or document.get("groups") != self.groups:
             return None
@@ -99,14 +113,21 @@ class EntryPointIndex:
         return [(g, n, v) for g, n, v in entries]
 
     def write(self, entries: Sequence[Entry]) -> None:
-        """Record ``entries``; a cache that cannot be written is no error (the next run asks again)."""
+        """Record ``entries`` (mode 0600, in the private directory), replacing whatever was
+        there; a cache that cannot be written, or a directory that is not the user's own, is no
+        error (the next run reads the entry points again)."""
         if self.file is None:
             return
         document = {"groups": self.groups, "entries": [list(e) for e in entries]}
+        try:
+            private_dir(self.file.parent)
+        except (OSError, Untrusted):
+            return
         tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(document), "utf-8")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+            with os.fdopen(os.open(tmp, flags, 0o600), "w", encoding="utf-8") as f:
+                f.write(json.dumps(document))
             os.replace(tmp, self.file)
         except OSError:
             try:

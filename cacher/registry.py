@@ -1,8 +1,9 @@
-"""Plugin discovery: the one module that talks to stevedore.
+"""Plugin discovery: the one module that reads entry points.
 
 Every kind, key function and codec, built-in or third-party, is found here by its
-entry-point name. A plugin that fails to load is remembered with its error, so it breaks only
-the commands that use it.
+entry-point name, from ``importlib.metadata`` (through the index of
+`cacher.entrypoint_index`, so a command usually does not import it). A plugin that fails to
+load is remembered with its error, so it breaks only the commands that use it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Registry:
 
     @classmethod
     def from_entry_points(cls) -> Registry:
-        """Everything installed in this environment, found through stevedore."""
+        """Everything installed in this environment, found through its entry points."""
         return cls(_discover())
 
     @classmethod
@@ -147,22 +148,20 @@ def _discover() -> list[PluginInfo]:
     index = EntryPointIndex(index_dir(), NAMESPACES.values())
     entries = index.read()
     if entries is None:
-        entries = _from_stevedore()
+        entries = _from_metadata()
         index.write(entries)
     group_of = {namespace: group for group, namespace in NAMESPACES.items()}
     return [PluginInfo(group_of[ns], name, value, "", "") for ns, name, value in entries if ns in group_of]
 
 
-def _from_stevedore() -> list[Entry]:
-    from stevedore import NamedExtensionManager
+def _from_metadata() -> list[Entry]:
+    """Every entry point of cacher's groups, read from the installed distributions themselves
+    (not from stevedore's on-disk cache: see `cacher.entrypoint_index`). Nothing is imported."""
+    from importlib import metadata
 
     entries: list[Entry] = []
     for namespace in NAMESPACES.values():
-        # With no names selected stevedore imports nothing; we load each plugin on first use.
-        manager: NamedExtensionManager[Any] = NamedExtensionManager(
-            namespace, names=[], on_missing_entrypoints_callback=None
-        )
-        entries += [(namespace, ep.name, ep.value) for ep in manager.list_entry_points()]
+        entries += [(namespace, ep.name, ep.value) for ep in metadata.entry_points(group=namespace)]
     return entries
 
 
