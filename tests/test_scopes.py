@@ -6,10 +6,14 @@
   naming the permission, or warns under ``--soft-fail``.
 - A scope's objects are invisible to another scope's exact key and restore keys; a fallback
   scope's object is restored as a partial hit naming its scope; ``_scopes`` is reserved.
+- Scope names map to prefixes injectively: names that slug alike (case, punctuation, length)
+  are different scopes, and ``cacher scope NAME`` prints the prefix each maps to.
+- ``_paths/`` is written only by the ``paths`` kind; ``exists`` and ``list`` still name it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -121,9 +125,14 @@ def test_a_scope_sees_its_own_objects_and_its_fallbacks_only(cacher, seaweed_s3,
     # Its own scope comes first: its own deps-2 before main's deps-1 through the restore key.
     run = cacher("dir", "download", "deps-9.tar.zst", str(dest), "--restore-key", "deps-", "--json", extra_env=with_fallback)
     assert run.code == 0 and json.loads(run.out)["matched_key"] == "deps-2.tar.zst", run
-    # The layout: <prefix>/_scopes/<slug>/<key>, slugged the GitLab way.
+    # The layout: <prefix>/_scopes/<segment>/<key>: a clean slug as it is, any other name as its
+    # slug, "--" and 16 hex of the sha256 of the exact name.
     listed = cacher("list", extra_env=s3(seaweed_s3, s3_bucket))
-    assert sorted(listed.out.split()) == ["_scopes/feature-x/deps-2.tar.zst", "_scopes/main/deps-1.tar.zst"], listed
+    digest = hashlib.sha256(b"Feature/X").hexdigest()[:16]
+    assert sorted(listed.out.split()) == [
+        f"_scopes/feature-x--{digest}/deps-2.tar.zst",
+        "_scopes/main/deps-1.tar.zst",
+    ], listed
 
 
 def test_scoped_names_are_reserved_and_empty_scopes_refused(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
@@ -159,3 +168,104 @@ def test_a_job_without_credentials_finds_the_store_unavailable(cacher, seaweed_s
         up = cacher("dir", "upload", "new.tar.zst", str(tmp_path / "t"), extra_env=env)
         assert up.code == 0 and "error:" not in up.err, up
     assert cacher("exists", "new.tar.zst", extra_env=rw).code == 1  # nothing was written
+
+
+# Names that GitLab's slug folds together: case, punctuation, a trailing '-', and two long names
+# that share their first 63 characters.
+LONG = "a" * 63
+COLLIDING = [
+    ("main", "Main"),
+    ("main", "MAIN"),
+    ("main", "main."),
+    ("main", "main-"),
+    ("release/1.0", "release-1.0"),
+    (LONG + "-one", LONG + "-two"),
+]
+
+
+def test_names_that_slug_alike_are_different_scopes(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    """`Main` cannot overwrite what `main` restores: every pair lands on two prefixes."""
+    good, evil = tmp_path / "good.txt", tmp_path / "evil.txt"
+    good.write_text("good")
+    evil.write_text("evil")
+    for number, (victim, attacker) in enumerate(COLLIDING):
+        key = f"tool-{number}"
+        up = cacher("upload", key, str(good), extra_env=s3(seaweed_s3, s3_bucket, CACHER_SCOPE=victim))
+        assert up.code == 0, up
+        up = cacher("upload", "--force", key, str(evil), extra_env=s3(seaweed_s3, s3_bucket, CACHER_SCOPE=attacker))
+        assert up.code == 0, up
+        out = tmp_path / f"out-{number}"
+        down = cacher("download", key, str(out), extra_env=s3(seaweed_s3, s3_bucket, CACHER_SCOPE=victim))
+        assert down.code == 0, down
+        assert out.read_text() == "good", (victim, attacker)
+    prefixes: dict[str, str] = {}
+    for name in {name for pair in COLLIDING for name in pair}:
+        shown = cacher("scope", name, extra_env=s3(seaweed_s3, s3_bucket))
+        assert shown.code == 0, shown
+        prefixes[name] = shown.out.strip()
+    assert len(set(prefixes.values())) == len(prefixes), prefixes
+    # A clean slug keeps its readable prefix (existing objects of `main` stay where they are);
+    # what `cacher scope` prints is where the objects are.
+    assert prefixes["main"] == "proj/_scopes/main"
+    listed = cacher("list", extra_env=s3(seaweed_s3, s3_bucket))
+    assert listed.code == 0, listed
+    stored = {f"proj/{k.rsplit('/', 1)[0]}" for k in listed.out.split()}
+    assert stored == set(prefixes.values()), listed
+    for name, prefix in prefixes.items():
+        assert len(prefix.rsplit("/", 1)[1]) <= 63, prefix
+        if name != "main":
+            assert "--" in prefix, prefix
+
+
+def test_a_clean_name_cannot_take_a_digested_names_prefix(cacher, tmp_path: Path) -> None:
+    """The separator "--" never appears in a clean slug, so naming a scope after another's
+    segment gives a third prefix; `cacher scope` says which, as text and JSON."""
+    lossy = cacher("scope", "Feature/X", "--prefix", "proj")
+    assert lossy.code == 0, lossy
+    segment = lossy.out.strip().rsplit("/", 1)[1]
+    assert segment == f"feature-x--{hashlib.sha256(b'Feature/X').hexdigest()[:16]}"
+    mimic = cacher("scope", segment, "--prefix", "proj", "--json")
+    assert mimic.code == 0, mimic
+    document = json.loads(mimic.out)
+    assert document["command"] == "scope" and document["scope"] == segment
+    assert document["prefix"] not in (lossy.out.strip(), f"proj/_scopes/{segment}")
+    assert document["prefix"] == f"proj/_scopes/{document['segment']}"
+    configured = cacher("scope", extra_env={"CACHER_SCOPE": "main", "CACHER_PREFIX": "p"})
+    assert (configured.code, configured.out) == (0, "p/_scopes/main\n"), configured
+    assert_one_error_line(cacher("scope"), "needs a scope name")
+    assert_one_error_line(cacher("scope", "///"), "names no scope")
+
+
+def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    """`_paths/` holds the paths kind's objects: another kind's upload there is a usage error
+    before anything runs; `exists` and `list` still name such keys (the Action's lookup-only)."""
+    env = s3(seaweed_s3, s3_bucket)
+    f = tmp_path / "f"
+    f.write_text("planted")
+    marker = tmp_path / "built"
+    runs = {
+        "upload": cacher("upload", "_paths/abc/y", str(f), extra_env=env),
+        "fast path with json": cacher("upload", "_paths/abc/y", str(f), "--json", extra_env=env),
+        "dir upload": cacher("dir", "upload", "_paths/abc/y.tar.zst", str(tree(tmp_path / "t", "x")), extra_env=env),
+        "docker upload": cacher("docker", "upload", "_paths/abc/img", "probe/a:1", extra_env=env),
+        "dir ensure": cacher(
+            "dir", "ensure", "_paths/abc/z.tar.zst", str(tmp_path / "out"), "--",
+            "sh", "-c", f"touch {marker}", extra_env=env,
+        ),
+    }
+    for run in runs.values():
+        assert_one_error_line(run, "'_paths'", "only the paths kind writes")
+    assert not marker.exists(), "the build ran"
+    assert cacher("list", extra_env=env).out == ""
+    # The owner writes there; exists and list name its objects.
+    work = tmp_path / "w"
+    (work / "deps").mkdir(parents=True)
+    (work / "deps" / "a").write_text("a")
+    up = cacher("paths", "upload", "k", "deps", extra_env=env, cwd=work)
+    assert up.code == 0, up
+    listed = cacher("list", "_paths/", extra_env=env)
+    assert listed.code == 0 and len(listed.out.split()) == 1, listed
+    stored = listed.out.strip()
+    assert stored.startswith("_paths/") and stored.endswith("/k"), stored
+    assert cacher("exists", stored, extra_env=env).code == 0
+    assert cacher("exists", "_paths/abc/y", extra_env=env).code == 1

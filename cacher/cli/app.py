@@ -12,6 +12,7 @@ from cacher.cli.completion import completion_command
 from cacher.cli.keycmd import key_command
 from cacher.cli.objects import delete_command, list_command, prune_command, stats_command
 from cacher.cli.pluginscmd import plugins_command
+from cacher.cli.scopecmd import scope_command
 from cacher.cli.verbs import make_verbs
 from cacher.errors import PluginError
 from cacher.registry import Registry
@@ -66,6 +67,7 @@ def _core_commands(registry: Registry) -> dict[str, Callable[[], Any]]:
         "stats": lambda: stats_command(registry),
         "prune": lambda: prune_command(registry),
         "key": lambda: key_command(registry),
+        "scope": lambda: scope_command(registry),
         "plugins": lambda: plugins_command(registry),
         "init": lambda: setup.init_command(registry),
         "doctor": lambda: setup.doctor_command(registry),

@@ -19,6 +19,7 @@ from cacher.errors import CacheMiss, CacherError, ConfigError, ExitCode, UsageEr
 from cacher.keytemplate import fits_this_machine
 from cacher.kind import Kind
 from cacher.registry import Registry
+from cacher.scopes import check_owner
 
 
 def choose_codec(registry: Registry, kind: Kind, key: str, override: str | None, level: int | None) -> Codec:
@@ -142,6 +143,7 @@ class KindVerbs:
         codec: str | None = None,
         options: dict[str, Any],
     ) -> int:
+        check_owner(key, self.name)
         kind, stored_key, chosen = self._setup(session, key, codec)
         if not targets or not all(targets):
             raise UsageError(f"cacher {self.name} upload needs {kind.upload_target.metavar}")
@@ -191,6 +193,7 @@ class KindVerbs:
         restore_key: list[str] | None = None,
         options: dict[str, Any],
     ) -> int:
+        check_owner(key, self.name)
         kind, stored_key, chosen = self._setup(session, key, codec)
         document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
         restored = self._download(

@@ -17,7 +17,7 @@ from cacher.errors import NoCredentials, UsageError
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
-from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, slug
+from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
 from cacher.stores.base import Store, UnavailableStore, unavailable_store
 
 
@@ -57,7 +57,7 @@ class Session:
             # A fork's pull request gets no secrets: the store is unavailable, not an error.
             store = unavailable_store(self.settings.bucket or "", self.settings.prefix, backend, exc.message)
         if self.settings.scope:
-            return store.with_prefix(scope_prefix(store.prefix, slug(self.settings.scope)))
+            return store.with_prefix(scope_prefix(store.prefix, segment(self.settings.scope)))
         return store
 
     @property
@@ -68,7 +68,7 @@ class Session:
     @cached_property
     def fallback_stores(self) -> list[tuple[str, Store]]:
         """(scope, store) to restore from after the job's own scope, in order."""
-        own = slug(self.settings.scope) if self.settings.scope else None
+        own = segment(self.settings.scope) if self.settings.scope else None
         base = self.store.with_prefix(self.settings.prefix.strip("/")) if own else self.store
         return [
             (name, base.with_prefix(scope_prefix(base.prefix, name)))
@@ -84,7 +84,7 @@ class Session:
         stored = arch_suffixed(key) if self.settings.arch_suffix else key
         prefix = self.settings.prefix
         if self.settings.scope:
-            prefix = scope_prefix(prefix, slug(self.settings.scope))
+            prefix = scope_prefix(prefix, segment(self.settings.scope))
         check_key_length(config.resolved_backend(self.settings), prefix, stored)
         return stored
 
