@@ -317,11 +317,107 @@ def test_docker_load_failure_reports_dockers_message(dk, engine: DockerEngine, l
     assert (local_root / "garbage.tar.zst").read_bytes() == garbage
 
 
-def test_loaded_archive_without_the_named_image(dk, engine: DockerEngine, name: str) -> None:
+def test_an_image_the_archive_does_not_hold_is_refused_and_nothing_is_loaded(
+    dk, engine: DockerEngine, name: str, local_root: Path
+) -> None:
+    # The object holds {name}-a:1; the engine then holds another image under that tag and its
+    # own {name}-b:1. Asking for either other image must load nothing: the archive's {name}-a:1
+    # would replace the engine's, and the engine's own {name}-b:1 would pass for a hit.
+    held, own = f"{name}-a:1", f"{name}-b:1"
+    make_image(engine, held)
+    assert dk("upload", "other.tar.zst", held).code == 0
+    engine.docker("rmi", held)
+    local_held = build_scratch_image(engine, held, {"local.txt": b"the engine's own"}, method="import")
+    own_id = make_image(engine, own)
+    before = engine.image_ids()
+    for asked in (own, f"{name}-c:1", f"docker.io/library/{name}-a:1"):
+        run = dk("download", "other.tar.zst", asked)
+        assert_one_error_line(run, f"does not hold {asked}", held)
+        assert "hit" not in run.err, run
+        assert engine.image_ids() == before, asked
+        assert engine.image_id(held) == local_held, asked
+        assert engine.image_id(own) == own_id, asked
+    assert engine.image_id(f"{name}-c:1") is None
+    assert stored(local_root) == ["other.tar.zst"]
+
+
+def test_ensure_of_an_image_the_archive_does_not_hold_builds_it(
+    cacher, docker_env: dict[str, str], engine: DockerEngine, name: str
+) -> None:
+    held, wanted = f"{name}-a:1", f"{name}-b:1"
+    held_id = make_image(engine, held)
+    assert cacher("docker", "upload", "e.tar.zst", held, extra_env=docker_env).code == 0
+    engine.docker("rmi", held)
+    wanted_id = make_image(engine, f"{name}-src:1")
+    build = [engine.docker_cli, "tag", wanted_id, wanted]
+    run = cacher("docker", "ensure", "e.tar.zst", wanted, "--", *build, extra_env=docker_env)
+    assert run.code == 0, run
+    assert "refused" in run.err, run
+    assert engine.image_id(wanted) == wanted_id
+    assert engine.image_id(held) is None  # the refused archive was not loaded
+    engine.docker("rmi", wanted)
+    run = cacher("docker", "download", "e.tar.zst", wanted, extra_env=docker_env)
+    assert run.code == 0 and "hit" in run.err, run
+    assert engine.image_id(wanted) == wanted_id
+    assert held_id != wanted_id
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "bad image name!!",
+        "t/Upper:1",
+        "t/x:1:2",
+        "t/x:",
+        "t/x@sha256:abc",
+        "t//x",
+        "t/x:" + "a" * 129,
+        "t/x:1\nevil",
+        "UPPER:1",
+    ],
+)
+def test_an_invalid_image_reference_is_a_usage_error_before_any_io(
+    dk, engine: DockerEngine, name: str, local_root: Path, tmp_path: Path, image: str
+) -> None:
+    run = dk("download", "absent.tar.zst", image)  # a miss were the store asked first
+    assert_one_error_line(run, "not a valid image reference")
     make_image(engine, f"{name}:1")
-    assert dk("upload", "other.tar.zst", f"{name}:1").code == 0
-    run = dk("download", "other.tar.zst", f"{name}:2")
-    assert_one_error_line(run, f"does not hold {name}:2")
+    assert dk("upload", "present.tar.zst", f"{name}:1").code == 0
+    before = engine.image_ids()
+    cli = wrapper(tmp_path, engine, 'echo $$ >> "$PIDS"')
+    for args in (("download", "present.tar.zst", image), ("upload", "new.tar.zst", image)):
+        run = dk(*args, "--docker-cli", str(cli))
+        assert_one_error_line(run, "not a valid image reference")
+    assert recorded_pids(tmp_path) == []  # docker was never started
+    assert engine.image_ids() == before
+    assert stored(local_root) == ["present.tar.zst"]
+
+
+def test_the_names_an_image_goes_by_are_held(dk, engine: DockerEngine, name: str) -> None:
+    ref = f"{name}:latest"
+    image_id = make_image(engine, ref)
+    assert dk("upload", "forms.tar.zst", ref).code == 0
+    for asked in (ref, name, f"docker.io/{name}:latest", f"index.docker.io/{name}", image_id, image_id[7:19]):
+        engine.docker("rmi", ref)
+        run = dk("download", "forms.tar.zst", asked)
+        assert run.code == 0 and "hit" in run.err, (asked, run)
+        assert engine.image_id(ref) == image_id, asked
+
+
+def test_the_loaded_image_id_is_checked(dk, engine: DockerEngine, name: str, tmp_path: Path) -> None:
+    # Between the load and the check, something else tags another image with the same name:
+    # the image under IMAGE is not the one the archive held, and the restore says so.
+    ref = f"{name}:1"
+    image_id = make_image(engine, ref)
+    intruder = make_image(engine, f"{name}-intruder:1")
+    assert dk("upload", "id.tar.zst", ref).code == 0
+    engine.docker("rmi", ref)
+    cli = wrapper(
+        tmp_path, engine, f'if [ "$1" = load ]; then "$REAL" "$@" && "$REAL" tag {intruder} {ref}; exit; fi'
+    )
+    run = dk("download", "id.tar.zst", ref, "--docker-cli", str(cli))
+    assert_one_error_line(run, ref, intruder, image_id)
+    assert engine.image_id(ref) == intruder
 
 
 # -- the CLI to run ----------------------------------------------------------------------------

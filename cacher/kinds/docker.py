@@ -16,6 +16,8 @@ from typing import Any, BinaryIO
 
 from cacher.errors import ArtifactError, UsageError
 from cacher.kind import Kind, Option, Target
+from cacher.kinds.docker_archive import ArchiveWatch
+from cacher.kinds.docker_refs import valid_reference
 from cacher.piped import CHUNK, PipedProcess
 from cacher.streams import Writable
 
@@ -74,18 +76,23 @@ class DockerKind(Kind):
 
         The last chunk read is held back until the next read succeeds, so the archive's end
         reaches docker only once the codec has verified the whole stream; on any error docker
-        load is killed mid-archive and loads nothing.
+        load is killed mid-archive and loads nothing. With IMAGE, each chunk is watched before
+        docker gets it (`ArchiveWatch`): an archive whose manifest does not list IMAGE is refused
+        before docker could load it, and after the load IMAGE must have the ID the archive gave it.
         """
         cli = _cli(options)
+        watch = ArchiveWatch(target)
         with PipedProcess([cli, "load"], stdin=subprocess.PIPE) as load:
             pipe = load.pipe(load.proc.stdin)
             held = b""
             stopped = False
             try:
                 while chunk := source.read(CHUNK):
+                    watch.feed(chunk)
                     if held:
                         pipe.write(held)
                     held = chunk
+                watch.finish()
                 pipe.write(held)
             except BrokenPipeError:
                 stopped = True  # docker load quit early; finish() says why
@@ -93,8 +100,7 @@ class DockerKind(Kind):
             if stopped:
                 raise ArtifactError(f"{load.what} stopped reading before the end of the archive")
         if target:
-            with PipedProcess([cli, "image", "inspect", target]) as seen:
-                seen.finish(f"the archive was loaded but does not hold {target}")
+            _check_loaded_id(cli, target, watch.image_ids())
 
     def fallback_requested(self, options: Mapping[str, Any]) -> bool:
         return bool(options.get("pull"))
@@ -121,6 +127,24 @@ def _cli(options: Mapping[str, Any]) -> str:
 
 
 def _check_image(image: str) -> None:
-    """Refuse an image name the CLI would read as a flag (``--output=...``)."""
-    if not image or image.startswith("-"):
-        raise UsageError(f"not an image name: {image!r}")
+    """Refuse, before any I/O, a name docker would not parse as an image (or one it would read
+    as a flag, ``--output=...``)."""
+    if not valid_reference(image):
+        raise UsageError(
+            f"not a valid image reference: {image!r}",
+            hint="name an image as [HOST[:PORT]/]NAME[:TAG][@DIGEST], lowercase, or by its ID",
+        )
+
+
+def _check_loaded_id(cli: str, target: str, expected: set[str]) -> None:
+    """Raise unless ``target`` now names one of the ``expected`` image IDs (hex)."""
+    what = f"docker image inspect {target}"
+    with PipedProcess(
+        [cli, "image", "inspect", "--format", "{{.Id}}", target], stdout=subprocess.PIPE, what=what
+    ) as seen:
+        out = seen.pipe(seen.proc.stdout).read(4096)
+        seen.finish(f"the archive was loaded but does not hold {target}")
+    got = out.decode("utf-8", "replace").strip()
+    if got.removeprefix("sha256:") not in expected:
+        wanted = " or ".join(f"sha256:{i}" for i in sorted(expected))
+        raise ArtifactError(f"after the load, {target} is image {got}, not {wanted} from the archive")
