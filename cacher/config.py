@@ -4,10 +4,15 @@ The config file is ``$XDG_CONFIG_HOME/cacher/config.toml`` (``~/.config/cacher/c
 or the file named by ``--config`` / ``CACHER_CONFIG``. Credentials are not settings: they come
 from ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else from ``key_file`` / ``secret_file``
 (with ``session_token``), else from the standard AWS chain (`cacher.stores.s3.credentials`).
+
+The config file is obeyed only when it is the user's own (`cacher.ownership`: not another
+user's, not writable by group or others), and every number a setting takes is checked here,
+finite and in its range, before any command does I/O.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,21 +23,30 @@ import tomli_w
 
 from cacher.errors import ConfigError, UsageError
 from cacher.keyrules import validate_prefix
+from cacher.ownership import read_config, readable_by_others
 
 
 @dataclass(frozen=True)
 class Field:
-    """One setting: its type, default and help (the docs' configuration table comes from here)."""
+    """One setting: its type, default and help (the docs' configuration table comes from here);
+    a number's range is ``low`` to ``high`` (inclusive; ``low_open``: more than ``low``)."""
 
     name: str
     type: type
     default: Any
     help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
 
     @property
     def env(self) -> str:
         return f"CACHER_{self.name.upper()}"
 
+
+#: The longest timeout a setting takes (seconds): longer is a mistake, and far longer
+#: overflows the clock arithmetic of the transfer code.
+_WEEK = 7 * 86400
 
 FIELDS: tuple[Field, ...] = (
     Field("backend", str, None, "Store backend: s3, file, memory, or any fsspec protocol."),
@@ -56,26 +70,36 @@ FIELDS: tuple[Field, ...] = (
         "CA certificates (PEM file) that verify the S3 endpoint; default AWS_CA_BUNDLE, "
         "then SSL_CERT_FILE, then the system store.",
     ),
-    Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store."),
-    Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer."),
+    Field(
+        "connect_timeout", float, 5.0, "Seconds to wait for a connection to the store.", 0, _WEEK, True
+    ),
+    Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer.", 0, _WEEK, True),
     Field(
         "request_timeout",
         float,
         300.0,
         "Seconds one store request may take in all (bounds a trickling or stuck transfer).",
+        0,
+        _WEEK,
+        True,
     ),
     Field(
         "metadata_timeout",
         float,
         7.5,
         "Seconds a HEAD, LIST or DELETE may take in all (a silent store fails fast).",
+        0,
+        _WEEK,
+        True,
     ),
-    Field("max_attempts", int, 3, "Attempts per store request, the first included."),
+    Field("max_attempts", int, 3, "Attempts per store request, the first included.", 1, 100),
     Field(
         "part_size_mb",
         int,
         8,
         "Part size of S3 multipart uploads and ranged downloads, in MiB (doubled every 1,000 parts).",
+        5,
+        5120,
     ),
     Field("soft_fail", bool, False, "Storage errors become a warning: a miss on download, exit 0 on upload."),
     Field(
@@ -139,6 +163,8 @@ class Settings:
     config_path: Path = Path()
     config_found: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    #: One-line warnings for the command's reporter (a secret file others can read).
+    warnings: tuple[str, ...] = ()
 
     @property
     def values(self) -> dict[str, Any]:
@@ -190,7 +216,7 @@ def read_file(path: Path, *, named_by: str | None = None) -> tuple[dict[str, Any
     named it: then a missing file is an error, never a silent fall-back to the local store.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_config(path)[0].decode("utf-8")
     except FileNotFoundError:
         if named_by:
             raise ConfigError(f"the config file {path} (from {named_by}) does not exist") from None
@@ -272,25 +298,70 @@ def load(
     except UsageError as exc:
         raise ConfigError(f"prefix: {exc}") from None
     settings = Settings(
-        **values, sources=sources, config_path=path, config_found=path.exists(), options=options
+        **values,
+        sources=sources,
+        config_path=path,
+        config_found=path.exists(),
+        options=options,
+        warnings=_secret_warnings(path, file_values, values),
     )
     _check_values(settings)
     return settings
 
 
+def _secret_warnings(
+    path: Path, file_values: Mapping[str, Any], values: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """Warnings for files holding a secret that group or others can read: the config file when
+    it holds ``session_token``, and the ``secret_file``."""
+    found = []
+    if "session_token" in file_values:
+        found.append(readable_by_others(path, "config file (it holds session_token)"))
+    if values.get("secret_file"):
+        found.append(readable_by_others(Path(values["secret_file"]).expanduser(), "secret file"))
+    return tuple(w for w in found if w)
+
+
+def _check_number(settings: Settings, spec: Field) -> None:
+    """A number setting is finite and in its range; `ConfigError` naming it and its origin."""
+    value = settings.values[spec.name]
+    if value is None:
+        return
+    low = "" if spec.low is None else f"more than {spec.low:g}" if spec.low_open else f"at least {spec.low:g}"
+    high = "" if spec.high is None else f"at most {spec.high:g}"
+    wanted = " and ".join(filter(None, (low, high)))
+    too_low = spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low)
+    too_high = spec.high is not None and value > spec.high
+    if not math.isfinite(value) or too_low or too_high:
+        raise ConfigError(
+            f"{spec.name} {value!r} ({origin(settings, spec.name)}) is out of range: "
+            f"give a finite number{' ' + wanted if wanted else ''}"
+        )
+
+
 def _check_values(settings: Settings) -> None:
-    for name in ("connect_timeout", "read_timeout", "request_timeout", "metadata_timeout"):
-        if settings.values[name] <= 0:
-            raise ConfigError(f"{name} must be positive ({settings.sources[name]})")
-    if settings.values["max_attempts"] < 1:
-        raise ConfigError(f"max_attempts must be at least 1 ({settings.sources['max_attempts']})")
-    if settings.values["part_size_mb"] < 5:
-        raise ConfigError("part_size_mb must be at least 5 (the S3 minimum part size)")
+    for spec in FIELDS:
+        if spec.type in (int, float):
+            _check_number(settings, spec)
+    _check_size(settings, "local_tier_max")
     endpoint = settings.values["endpoint"]
     if endpoint and not str(endpoint).lower().startswith(("http://", "https://")):
         raise ConfigError(
             f"endpoint {endpoint!r} ({origin(settings, 'endpoint')}) must start with http:// or https://"
         )
+
+
+def _check_size(settings: Settings, name: str) -> None:
+    """A size setting (``20GiB``) is one the local tier reads (the tier's own parser)."""
+    from cacher.stores.tier.disk import parse_size
+
+    text = str(settings.values[name] or "20GiB")
+    try:
+        parse_size(text, setting=name)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} ({origin(settings, name)})", hint=exc.hint) from None
+    except (OverflowError, ValueError):  # more digits than a float holds
+        raise ConfigError(f"{name} {text[:40]!r}... ({origin(settings, name)}) is out of range") from None
 
 
 def origin(settings: Settings, name: str) -> str:

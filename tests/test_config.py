@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_settings_has_one_typed_attribute_per_field() -> None:
     """Settings is a frozen dataclass: a Field without its attribute (or the reverse) fails here."""
     import dataclasses
 
-    own = {f.name for f in dataclasses.fields(config.Settings)} - {"sources", "config_path", "config_found", "options"}
+    own = {f.name for f in dataclasses.fields(config.Settings)} - {"sources", "config_path", "config_found", "options", "warnings"}
     assert own == {f.name for f in config.FIELDS}
     settings = config.load({}, {}, config_flag=os.devnull)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -142,7 +143,7 @@ def _write_config(home: Path, text: str) -> Path:
         ('bucket = "a"\nregion = \n', ["invalid TOML", "line 2"]),
         ('bucket = "a"\ncolour = "blue"\n', ["unknown field 'colour'"]),
         ('arch_suffix = "yes"\n', ["'arch_suffix' must be a bool"]),
-        ("max_attempts = 0\n", ["max_attempts must be at least 1"]),
+        ("max_attempts = 0\n", ["max_attempts 0", "at least 1"]),
         ('prefix = "../x"\n', ["prefix", "'..'"]),
     ],
 )
@@ -188,3 +189,145 @@ def test_configuration_doc_lists_every_field() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     for spec in config.FIELDS:
         assert f"| `{spec.name}` | `{spec.env}` |" in doc, spec.name
+
+
+# -- numbers: finite and in range, checked before any I/O, naming the setting ------------------
+
+BAD_NUMBERS: list[tuple[str, str, str]] = [
+    # (setting, how it is given, the value's text)
+    ("connect_timeout", "flag", "nan"),
+    ("read_timeout", "flag", "1e400"),
+    ("request_timeout", "flag", "inf"),
+    ("metadata_timeout", "flag", "-1"),
+    ("connect_timeout", "flag", "0"),
+    ("max_attempts", "flag", "0"),
+    ("max_attempts", "flag", "1000000"),
+    ("metadata_timeout", "env", "nan"),
+    ("read_timeout", "env", "inf"),
+    ("request_timeout", "env", "1e400"),
+    ("connect_timeout", "env", "-inf"),
+    ("part_size_mb", "env", "0"),
+    ("part_size_mb", "env", "99999999"),
+    ("connect_timeout", "file", "nan"),
+    ("read_timeout", "file", "inf"),
+    ("request_timeout", "file", "-inf"),
+    ("metadata_timeout", "file", "1e300"),
+    ("max_attempts", "file", "-3"),
+    ("part_size_mb", "file", "4"),
+    ("local_tier_max", "flag", "nan"),
+    ("local_tier_max", "env", "1e400"),
+    ("local_tier_max", "file", '"' + "9" * 400 + 'TiB"'),
+    ("local_tier_max", "file", '"0"'),
+]
+
+
+@pytest.mark.parametrize(("name", "given", "text"), BAD_NUMBERS)
+def test_a_number_out_of_range_exits_2_naming_the_setting_before_any_io(
+    cacher, home: Path, local_root: Path, tmp_path: Path, name: str, given: str, text: str
+) -> None:
+    spec = config.FIELD_BY_NAME[name]
+    flag = f"--{name.replace('_', '-')}"
+    f = tmp_path / "f"
+    f.write_text("data")
+    args: list[str] = ["upload", "k", str(f)]
+    env: dict[str, str] = {}
+    if given == "flag":
+        args += [flag, text]
+        where = flag
+    elif given == "env":
+        env[spec.env] = text
+        where = spec.env
+    else:
+        path = _write_config(home, f"{name} = {text}\n")
+        path.chmod(0o600)
+        where = f"config file {path}"
+    run = cacher(*args, extra_env=env)
+    assert run.code == 2, run
+    assert_one_error_line(run, name, where)
+    assert "Traceback" not in run.err
+    assert not local_root.exists(), "nothing may be written before the settings are checked"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("connect_timeout", "0.5"), ("read_timeout", "604800"), ("max_attempts", "1"), ("part_size_mb", "5120")],
+)
+def test_numbers_at_the_edges_of_their_range_are_taken(cacher, tmp_path: Path, name: str, text: str) -> None:
+    f = tmp_path / "f"
+    f.write_text("data")
+    run = cacher("upload", "k", str(f), extra_env={config.FIELD_BY_NAME[name].env: text})
+    assert run.code == 0, run
+
+
+# -- the config file is obeyed only when it is the user's own -------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_a_config_file_others_can_write_is_refused(
+    cacher, home: Path, local_root: Path, tmp_path: Path, mode: int
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    path = _write_config(home, f'backend = "file"\nbucket = "{elsewhere}"\n')
+    path.chmod(mode)
+    f = tmp_path / "f"
+    f.write_text("data")
+    run = cacher("upload", "k", str(f))
+    assert run.code == 2, run
+    assert_one_error_line(run, str(path), "writable by group or others", f"chmod go-w {path}")
+    assert not elsewhere.exists() and not local_root.exists()
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode, "the file is refused, not changed"
+
+
+def test_a_config_file_of_another_user_is_refused(cacher, home: Path, local_root: Path, tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("chown to another user needs root")
+    elsewhere = tmp_path / "elsewhere"
+    path = _write_config(home, f'backend = "file"\nbucket = "{elsewhere}"\n')
+    path.chmod(0o644)
+    os.chown(path, 12345, 12345)
+    f = tmp_path / "f"
+    f.write_text("data")
+    for args, env in [(["upload", "k", str(f)], {}), (["exists", "k", "--config", str(path)], {})]:
+        run = cacher(*args, extra_env=env)
+        assert run.code == 2, run
+        assert_one_error_line(run, str(path), "belongs to another user")
+    assert not elsewhere.exists() and not local_root.exists()
+
+
+def test_a_linked_config_file_of_the_users_own_is_obeyed(cacher, home: Path, tmp_path: Path) -> None:
+    """A dotfiles checkout links its config: the file behind the link is what is checked."""
+    store = tmp_path / "store"
+    real = tmp_path / "dotfiles" / "config.toml"
+    real.parent.mkdir()
+    real.write_text(f'backend = "file"\nbucket = "{store}"\n')
+    real.chmod(0o644)
+    link = home / ".config" / "cacher" / "config.toml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    f = tmp_path / "f"
+    f.write_text("data")
+    run = cacher("upload", "k", str(f))
+    assert run.code == 0, run
+    assert "warning" not in run.err
+    assert (store / "k").exists()
+
+
+def test_a_secret_others_can_read_is_warned_about_on_stderr(cacher, home: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t")
+    secret.chmod(0o644)
+    path = _write_config(home, f'backend = "file"\nbucket = "{tmp_path / "store"}"\nsession_token = "tok"\n')
+    path.chmod(0o644)
+    run = cacher("exists", "k", "--json", "--secret-file", str(secret))
+    assert run.code == 1, run
+    json.loads(run.out)  # stdout stays one JSON document
+    warnings = [line for line in run.err.splitlines() if "warning" in line]
+    assert len(warnings) == 2, run.err
+    assert any(str(secret) in w and f"chmod go-r {secret}" in w for w in warnings), run.err
+    assert any(str(path) in w and "session_token" in w for w in warnings), run.err
+    assert "s3cr3t" not in run.err + run.out and "tok" not in run.out
+    secret.chmod(0o600)
+    path.chmod(0o600)
+    quiet = cacher("exists", "k", "--secret-file", str(secret))
+    assert quiet.code == 1, quiet
+    assert "warning" not in quiet.err, quiet.err

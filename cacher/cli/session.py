@@ -38,6 +38,8 @@ class Session:
         self.environ = dict(os.environ)
         self.registry = registry
         self.settings = config.load(self.environ, dict(flags), config_flag=config_flag)
+        for warning in self.settings.warnings:  # a secret file others can read (cacher.ownership)
+            report.warn(warning)
 
     @cached_property
     def store(self) -> Store:
