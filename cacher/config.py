@@ -70,9 +70,7 @@ FIELDS: tuple[Field, ...] = (
         "CA certificates (PEM file) that verify the S3 endpoint; default AWS_CA_BUNDLE, "
         "then SSL_CERT_FILE, then the system store.",
     ),
-    Field(
-        "connect_timeout", float, 5.0, "Seconds to wait for a connection to the store.", 0, _WEEK, True
-    ),
+    Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store.", 0, _WEEK, True),
     Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer.", 0, _WEEK, True),
     Field(
         "request_timeout",

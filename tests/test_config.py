@@ -53,7 +53,13 @@ def test_settings_has_one_typed_attribute_per_field() -> None:
     """Settings is a frozen dataclass: a Field without its attribute (or the reverse) fails here."""
     import dataclasses
 
-    own = {f.name for f in dataclasses.fields(config.Settings)} - {"sources", "config_path", "config_found", "options", "warnings"}
+    own = {f.name for f in dataclasses.fields(config.Settings)} - {
+        "sources",
+        "config_path",
+        "config_found",
+        "options",
+        "warnings",
+    }
     assert own == {f.name for f in config.FIELDS}
     settings = config.load({}, {}, config_flag=os.devnull)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -278,7 +284,9 @@ def test_a_config_file_others_can_write_is_refused(
     assert stat.S_IMODE(os.stat(path).st_mode) == mode, "the file is refused, not changed"
 
 
-def test_a_config_file_of_another_user_is_refused(cacher, home: Path, local_root: Path, tmp_path: Path) -> None:
+def test_a_config_file_of_another_user_is_refused(
+    cacher, home: Path, local_root: Path, tmp_path: Path
+) -> None:
     if os.getuid() != 0:
         pytest.skip("chown to another user needs root")
     elsewhere = tmp_path / "elsewhere"
