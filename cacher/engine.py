@@ -110,27 +110,26 @@ def upload(
     *,
     force: bool = False,
     soft_fail: bool = False,
-    read_only: bool = False,
     progress: Progress | None = None,
 ) -> Result:
     """Pack ``targets`` under ``key``; skip when the key exists unless ``force``. With
     ``soft_fail``, a store that fails gives outcome ``failed`` and the reason, not an error.
-    With ``read_only``, nothing is sent: the outcome is ``read-only``."""
+    A store that is not ``writable`` (the read-only gate) gets nothing: the outcome is
+    ``read-only``, decided before the kind packs anything."""
     kind.check_upload(targets, options)
     return _upload(
         bound_store(store, kind, targets, options), kind, codec, key, targets, options,
-        force=force, soft_fail=soft_fail, read_only=read_only, progress=progress,
+        force=force, soft_fail=soft_fail, progress=progress,
     )
 
 
 def _upload(
     store: Store, kind: Kind, codec: Codec, key: str, targets: Sequence[str], options: Mapping[str, Any],
-    *, force: bool = False, soft_fail: bool = False, read_only: bool = False,
-    progress: Progress | None = None,
+    *, force: bool = False, soft_fail: bool = False, progress: Progress | None = None,
 ) -> Result:
     """`upload` into ``store`` as it is (already bound to the kind's namespace, if any)."""
     started = time.monotonic()
-    if read_only:
+    if not store.writable:
         return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
         if not force and store.exists(key):
@@ -175,7 +174,6 @@ def download(
     progress: Progress | None = None,
     refused_is_miss: bool = False,
     fits: Callable[[str, str], bool] | None = None,
-    read_only: bool = False,
     fallback_stores: Sequence[tuple[str, Store]] = (),
 ) -> Result:
     """Restore ``key`` into ``target``: the exact key, else the newest object under each
@@ -189,7 +187,7 @@ def download(
     replace it. With ``soft_fail``, a storage error is also a miss, and a failed upload after
     the fallback only a note. After the job's own store, each of ``fallback_stores`` (other
     scopes, read only) is tried the same way, exact key before restore keys; what the fallback
-    makes is stored in the job's own store only, and never with ``read_only``.
+    makes is stored in the job's own store only, and never when it is not ``writable``.
     """
     if any(not prefix for prefix in restore_keys):
         raise UsageError("a restore key must not be empty: it would match every key in the store")
@@ -199,7 +197,7 @@ def download(
     fallback_stores = [(scope, bound_store(other, kind, bound, options)) for scope, other in fallback_stores]
     run = _Download(store, kind, codec, key, target, options)
     run.codecs, run.soft_fail, run.progress = codecs, soft_fail, progress
-    run.refused_is_miss, run.fits, run.read_only = refused_is_miss, fits, read_only
+    run.refused_is_miss, run.fits = refused_is_miss, fits
     found = run.look_up()
     if found is not None:
         return run.restore(found, "hit") or run.fallback()
@@ -230,7 +228,6 @@ class _Download:
     soft_fail = False
     progress: Progress | None = None
     refused_is_miss = False
-    read_only = False
     fits: Callable[[str, str], bool] | None = None
 
     def __init__(
@@ -408,7 +405,7 @@ class _Download:
             raise self.miss()
         raw_bytes = stored_bytes = 0
         outcome: Outcome = "fetched"
-        if self.read_only:
+        if not self.store.writable:
             self.notes.append("read-only: what was made is not stored")
             self.store_ok = False
         if self.store_ok:

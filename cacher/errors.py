@@ -87,7 +87,7 @@ class ArtifactError(CacherError):
 
 class NoCredentials(ConfigError):
     """No credentials anywhere for a store that needs them. A job that only reads
-    (``read_only``) or tolerates an absent store (``soft_fail``) — a fork's pull request gets no
+    (a read-only job) or tolerates an absent store (``soft_fail``) — a fork's pull request gets no
     secrets — finds the store unavailable instead: restores miss with a warning."""
 
     error_kind = "config"

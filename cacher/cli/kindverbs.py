@@ -79,7 +79,6 @@ class KindVerbs:
                 options,
                 force=force,
                 soft_fail=session.soft_fail,
-                read_only=bool(session.settings.read_only),
                 progress=progress,
             )
         finally:
@@ -117,7 +116,6 @@ class KindVerbs:
                 progress=progress,
                 refused_is_miss=refused_is_miss,
                 fits=fits_this_machine if session.settings.arch_suffix else None,
-                read_only=bool(session.settings.read_only),
                 fallback_stores=session.fallback_stores,
             )
         except CacheMiss as miss:

@@ -83,7 +83,7 @@ def delete_command(registry: Registry) -> Callable[..., int]:
         """Remove KEY from the store; exit 1 if it was not there."""
         session = open_session(store, registry, output)
         stored_key = session.key(key)
-        if session.settings.read_only:
+        if not session.store.writable:
             document = {"command": "delete", "key": stored_key, "deleted": False, "outcome": "read-only"}
             session.report.emit(document)
             session.report.say(f"read-only: {stored_key} not deleted")
@@ -197,7 +197,7 @@ def prune_command(registry: Registry) -> Callable[..., int]:
             reverse=True,
         )
         doomed = [o for o in objects[keep_last:] if o.modified is not None and o.modified < cutoff]
-        if session.settings.read_only and not dry_run:
+        if not session.store.writable and not dry_run:
             session.report.say(f"read-only: nothing deleted ({len(doomed)} objects would have been)")
             dry_run = True  # what follows only reports
         for obj in doomed:

@@ -13,12 +13,12 @@ from typing import Any
 
 from cacher import config
 from cacher.cli.report import Reporter
-from cacher.errors import NoCredentials, UsageError
+from cacher.errors import UsageError
 from cacher.keyrules import validate_key
 from cacher.keytemplate import arch_suffixed
 from cacher.registry import Registry
 from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
-from cacher.stores.base import Store, UnavailableStore, unavailable_store
+from cacher.stores.base import Store
 
 
 class Session:
@@ -43,7 +43,8 @@ class Session:
 
     @cached_property
     def store(self) -> Store:
-        from cacher.stores.tier import open_tiered
+        """The job's store, through the read-only gate, under its scope's prefix."""
+        from cacher.stores.readonly import open_for_job
 
         backend = config.resolved_backend(self.settings)
         if backend == "file" and not self.settings.bucket and not self.settings.config_found:
@@ -51,13 +52,7 @@ class Session:
             self.report.say(
                 f"no configuration, using the local cache in {root} (run 'cacher init' to use S3)"
             )
-        try:
-            store = open_tiered(self.settings, self.environ, backend)
-        except NoCredentials as exc:
-            if not (self.settings.read_only or self.settings.soft_fail):
-                raise
-            # A fork's pull request gets no secrets: the store is unavailable, not an error.
-            store = unavailable_store(self.settings.bucket or "", self.settings.prefix, backend, exc.message)
+        store = open_for_job(self.settings, self.environ, backend)
         if self.settings.scope:
             return store.with_prefix(scope_prefix(store.prefix, segment(self.settings.scope)))
         return store
@@ -65,7 +60,7 @@ class Session:
     @property
     def soft_fail(self) -> bool:
         """Whether storage errors are misses: ``soft_fail``, or a store without credentials."""
-        return self.settings.soft_fail or isinstance(self.store, UnavailableStore)
+        return self.settings.soft_fail or not self.store.reachable
 
     @cached_property
     def fallback_stores(self) -> list[tuple[str, Store]]:

@@ -16,16 +16,17 @@ from cacher.errors import StorageError, UsageError
 from cacher.registry import Registry
 from cacher.stores import open_store
 from cacher.stores.base import Store
+from cacher.stores.readonly import gate
 from cacher.stores.s3.credentials import resolve
 
 
-def smoke_test(store: Store, *, read_only: bool = False) -> list[str]:
-    """HEAD the bucket, then write, read back and delete a 1-byte canary (with ``read_only``,
-    list instead: a read-only job checks reads only)."""
+def smoke_test(store: Store) -> list[str]:
+    """HEAD the bucket, then write, read back and delete a 1-byte canary (a store behind the
+    read-only gate is listed instead: a read-only job checks reads only)."""
     lines = []
     store.check_bucket()
     lines.append(f"bucket reachable: {store.url()}")
-    if read_only:
+    if not store.writable:
         listed = store.list("")
         lines.append(f"read-only: listed {len(listed)} objects; no canary written")
         return lines
@@ -51,8 +52,11 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
         found = "found" if settings.config_found else "not found"
         report.say(f"config file: {settings.config_path} ({found})")
         report.say(f"backend: {backend} ({settings.sources['backend']})")
-        for name in ("endpoint", "region", "bucket", "prefix", "arch_suffix", "read_only", "scope"):
-            report.say(f"{name}: {settings.values[name]!r} ({settings.sources[name]})")
+        for field in config.FIELDS[1:]:  # every setting but the backend, shown above
+            value = settings.values[field.name]
+            shown = "(set)" if field.name == "session_token" and value else repr(value)
+            source = settings.sources[field.name]
+            report.say(f"{field.name}: {shown} ({field.env if source == 'env' else source})")
         if backend == "s3":
             from cacher.stores.s3.transport import resolve as resolve_transport
 
@@ -61,7 +65,7 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
             report.say(f"CA bundle: {transport.ca_bundle or 'the system store'} ({transport.ca_source})")
             proxy = transport.proxy
             report.say(f"proxy: {f'{proxy.host}:{proxy.port}' if proxy else 'none'}")
-        for line in smoke_test(session.store, read_only=bool(settings.read_only)):
+        for line in smoke_test(session.store):
             report.say(line)
         report.say("ok")
         return 0
@@ -93,7 +97,10 @@ def init_command(registry: Registry) -> Callable[..., int]:
             settings = config.load({**_without_cacher_vars(environ)}, values, config_flag=os.devnull)
             if config.resolved_backend(settings) == "s3":
                 resolve(settings, environ)
-            for line in smoke_test(open_store(settings, environ), read_only=bool(settings.read_only)):
+            # The store is the one being written to the file; whether this job may write to it
+            # is the job's own settings' word (CACHER_READ_ONLY included), through the gate.
+            job = config.load(environ, values, config_flag=os.devnull)
+            for line in smoke_test(gate(open_store(settings, environ), job)):
                 report.say(line)
         config.write(path, values)
         report.say(f"wrote {path}")

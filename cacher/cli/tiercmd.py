@@ -10,6 +10,7 @@ from typing import Any
 
 from cacher.cli.report import human_bytes
 from cacher.cli.session import Session
+from cacher.stores.readonly import allows_writes
 from cacher.stores.tier import Entry, tier_of
 
 
@@ -24,7 +25,7 @@ def _doc(entry: Entry) -> dict[str, Any]:
 
 
 def local_stats(session: Session, prefix: str) -> int:
-    tier = tier_of(session.settings)
+    tier = tier_of(session.settings, writable=allows_writes(session.settings))
     entries = [e for e in tier.describe() if e.key.startswith(prefix)]
     on_disk = tier.used_bytes()  # the whole tier, trailers included: what the bound counts
     unfinished = tier.stale_temporaries()
@@ -67,12 +68,13 @@ def local_stats(session: Session, prefix: str) -> int:
 def local_prune(session: Session, prefix: str, age: float, keep_last: int, dry_run: bool) -> int:
     """Remove copies not used for ``age`` seconds (keeping the ``keep_last`` most recently
     used), passing over copies being read, and the leftovers of killed writers."""
-    tier = tier_of(session.settings)
+    writable = allows_writes(session.settings)
+    tier = tier_of(session.settings, writable=writable)
     entries = [e for e in tier.describe() if e.key.startswith(prefix)]
     newest_first = sorted(entries, key=lambda e: e.used, reverse=True)
     cutoff = datetime.now(UTC).timestamp() - age
     doomed = [e for e in newest_first[keep_last:] if e.used < cutoff]
-    if session.settings.read_only and not dry_run:
+    if not writable and not dry_run:
         session.report.say(
             f"read-only: nothing removed from the local tier ({len(doomed)} copies would have been)"
         )

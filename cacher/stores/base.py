@@ -60,6 +60,11 @@ class UnavailableStore:
 class Store:
     """Objects under ``<bucket>/<prefix>/`` of one fsspec filesystem."""
 
+    #: False for a store behind the read-only gate (`cacher.stores.readonly`): writes are refused.
+    writable = True
+    #: False for a store that cannot be reached at all (`unavailable_store`).
+    reachable = True
+
     def __init__(self, fs: Any, bucket: str, prefix: str = "", *, protocol: str = "") -> None:
         self._fs = fs
         self.bucket = bucket.rstrip("/") if bucket != "/" else bucket
@@ -295,6 +300,8 @@ def unavailable_store(bucket: str, prefix: str, protocol: str, reason: str) -> S
     credentials but needs none to run: read-only or soft-failing jobs miss with a warning."""
 
     class _Unavailable(UnavailableStore, Store):
+        reachable = False
+
         def _fail(self, *args: Any, **kwargs: Any) -> Any:
             raise StorageError(reason)
 

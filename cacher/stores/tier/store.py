@@ -25,13 +25,15 @@ class TieredStore(Store):
         tier: LocalTier,
         location: str,
         *,
-        read_only: bool = False,
+        keeps_copies: bool = True,
         offline: bool = False,
         soft_fail: bool = False,
     ) -> None:
+        """``keeps_copies`` False (a read-only job, decided by the gate): the tier is read and
+        never written: no copy kept, dropped or touched."""
         super().__init__(None, inner.bucket, inner.prefix, protocol=inner.protocol)
         self.inner, self.tier, self.location = inner, tier, location
-        self.read_only, self.offline, self.soft_fail = read_only, offline, soft_fail
+        self.keeps_copies, self.offline, self.soft_fail = keeps_copies, offline, soft_fail
         self._down: str | None = None
         self._damaged_ids: set[str] = set()
         self._read_locally: set[str] = set()
@@ -39,7 +41,7 @@ class TieredStore(Store):
     def with_prefix(self, prefix: str) -> Store:
         return TieredStore(
             self.inner.with_prefix(prefix), self.tier, self.location,
-            read_only=self.read_only, offline=self.offline, soft_fail=self.soft_fail,
+            keeps_copies=self.keeps_copies, offline=self.offline, soft_fail=self.soft_fail,
         )
 
     @property
@@ -103,7 +105,7 @@ class TieredStore(Store):
                 def drop() -> None:
                     # Passed over for the rest of this command; removed unless read-only.
                     self._damaged_ids.add(copy_id)
-                    if not self.read_only:
+                    if self.keeps_copies:
                         self.tier.drop(entry, fd)
 
                 reader = _CopyReader(drop, entry, fd, fallback=not local_only)
@@ -120,7 +122,7 @@ class TieredStore(Store):
                     raise ObjectChanged(
                         f"the local copy of {key} failed verification ({exc.message}); dropped"
                     ) from None
-                if not self.read_only:  # read-only jobs never write the tier, its times included
+                if self.keeps_copies:  # read-only jobs never write the tier, its times included
                     self.tier.touch(entry)
                 self._read_locally.add(key)
                 return
@@ -128,7 +130,7 @@ class TieredStore(Store):
             raise ObjectChanged(f"the local copy of {key} went away while it was read")
         self._read_locally.discard(key)
         with self.inner.open_read(key, info) as stored:
-            filler = None if self.read_only else self._filler()
+            filler = self._filler() if self.keeps_copies else None
             reading = _FillingReader(stored, filler)
             try:
                 yield reading  # type: ignore[misc]
@@ -180,7 +182,7 @@ class TieredStore(Store):
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
         meta = {**(metadata or {}), WRITE_ID: os.urandom(16).hex()}
-        filler = None if self.read_only else self._filler()
+        filler = self._filler() if self.keeps_copies else None
         if self.offline:
             if filler is None:
                 raise StorageError(f"cannot write {key} to the local tier {self.tier.root} (offline)")
@@ -228,13 +230,14 @@ class TieredStore(Store):
         return self.inner.remove_leftover(leftover)
 
 
-def tier_of(settings: Any) -> LocalTier:
-    """The local tier the settings name (for ``stats --local``, ``prune --local``)."""
+def tier_of(settings: Any, *, writable: bool) -> LocalTier:
+    """The local tier the settings name (for ``stats --local``, ``prune --local``); not
+    created when it may not be ``writable``."""
     root = settings.values.get("local_tier")
     if not root:
         raise ConfigError("no local tier is set (local_tier, --local-tier or CACHER_LOCAL_TIER)")
     max_bytes = parse_size(str(settings.values.get("local_tier_max") or DEFAULT_MAX))
-    return LocalTier.open(Path(root), max_bytes, create=not settings.values.get("read_only"))
+    return LocalTier.open(Path(root), max_bytes, create=writable)
 
 
 def location_of(backend: str, endpoint: str | None, bucket: str) -> str:
@@ -242,7 +245,7 @@ def location_of(backend: str, endpoint: str | None, bucket: str) -> str:
     return "|".join((backend, (endpoint or "").rstrip("/").lower(), bucket))
 
 
-def open_tiered(settings: Any, environ: Any, backend: str) -> Store:
+def open_tiered(settings: Any, environ: Any, backend: str, *, writable: bool) -> Store:
     """`open_store` behind the local tier the settings name. Offline, a store that cannot even
     be built (no credentials on a runner that only restores from its tier) is not needed: a
     stand-in with its bucket and prefix names the tier's copies."""
@@ -254,11 +257,12 @@ def open_tiered(settings: Any, environ: Any, backend: str) -> Store:
         if not (settings.values.get("offline") and settings.values.get("local_tier") and settings.bucket):
             raise
         store = Store(None, settings.bucket, settings.prefix, protocol=backend)
-    return tiered(store, settings, backend)
+    return tiered(store, settings, backend, writable=writable)
 
 
-def tiered(store: Store, settings: Any, backend: str) -> Store:
-    """``store`` behind the local tier the settings name; ``store`` itself when none is set."""
+def tiered(store: Store, settings: Any, backend: str, *, writable: bool) -> Store:
+    """``store`` behind the local tier the settings name; ``store`` itself when none is set.
+    Not ``writable`` (the gate's word), the tier is read only and never created."""
     root = settings.values.get("local_tier")
     offline = bool(settings.values.get("offline"))
     max_bytes = parse_size(str(settings.values.get("local_tier_max") or DEFAULT_MAX))
@@ -268,15 +272,14 @@ def tiered(store: Store, settings: Any, backend: str) -> Store:
                 "--offline needs a local tier (local_tier, --local-tier or CACHER_LOCAL_TIER)"
             )
         return store
-    read_only = bool(settings.values.get("read_only"))
-    if read_only and not offline and not Path(root).expanduser().exists():
+    if not writable and not offline and not Path(root).expanduser().exists():
         return store  # nothing to read, and a read-only job creates nothing
-    tier = LocalTier.open(Path(root), max_bytes, create=not read_only)
+    tier = LocalTier.open(Path(root), max_bytes, create=writable)
     return TieredStore(
         store,
         tier,
         location_of(backend, settings.values.get("endpoint"), store.bucket),
-        read_only=read_only,
+        keeps_copies=writable,
         offline=offline,
         soft_fail=bool(settings.values.get("soft_fail")),
     )
