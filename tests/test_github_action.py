@@ -95,6 +95,7 @@ class Runner:
     workspace: Path
     temp: Path
     ref: str = "feature/x"
+    ref_type: str = "branch"
     default_branch: str = "main"
     steps: int = 0
     logs: list[str] = field(default_factory=list)
@@ -120,6 +121,7 @@ class Runner:
             "GITHUB_ACTIONS": "true",
             "GITHUB_WORKSPACE": str(self.workspace),
             "GITHUB_REF_NAME": self.ref,
+            "GITHUB_REF_TYPE": self.ref_type,
             "GITHUB_EVENT_PATH": str(event),
             "RUNNER_TEMP": str(self.temp),
             "GITHUB_OUTPUT": str(files / "output"),
@@ -193,6 +195,15 @@ PATH_INPUT = "deps\n~/.toolcache\n"
 PATTERNS = ["deps", "~/.toolcache"]
 
 
+def segment(scope: str) -> str:
+    """Where a scope's objects live (docs/security.md): a clean slug as it is, any other name
+    as its slug, "--" and 16 hex of the sha256 of the exact name."""
+    made = re.sub(r"[^a-z0-9]+", "-", scope.lower())[:63].strip("-")
+    if made == scope:
+        return scope
+    return f"{made[:45].rstrip('-')}--{hashlib.sha256(scope.encode()).hexdigest()[:16]}"
+
+
 def stored_keys(seaweed_s3: Any, bucket: str) -> list[str]:
     return sorted(seaweed_s3.list_keys(bucket))
 
@@ -220,7 +231,7 @@ def test_miss_save_then_exact_hit_without_save(runner: Runner, store: dict[str, 
     post = runner.post(inputs, main)
     assert post.code == 0, post
     assert "Cache saved with key: deps-v1" in post.log
-    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/feature-x/{namespace_of(PATTERNS)}/deps-v1"]
+    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
 
     wipe(runner, home)  # the next run of the job, on a fresh runner
     main = runner.main(inputs)
@@ -233,7 +244,7 @@ def test_miss_save_then_exact_hit_without_save(runner: Runner, store: dict[str, 
     post = runner.post(dead, main)
     assert post.code == 0, post
     assert "Cache hit occurred on the primary key deps-v1, not saving cache." in post.log
-    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/feature-x/{namespace_of(PATTERNS)}/deps-v1"]
+    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
     assert_no_secret(runner, store["secret-access-key"])
 
 
@@ -260,7 +271,7 @@ def test_partial_hit_from_restore_keys_and_the_default_branch(
     assert post.code == 0, post
     ns = namespace_of(PATTERNS)
     assert stored_keys(seaweed_s3, s3_bucket) == [
-        f"proj/_scopes/123-merge/{ns}/deps-v2",
+        f"proj/_scopes/{segment('123/merge')}/{ns}/deps-v2",
         f"proj/_scopes/main/{ns}/deps-v1",
     ]
 
@@ -346,12 +357,67 @@ def test_secrets_from_the_environment_are_masked_and_never_logged(runner: Runner
     main = runner.main(inputs, extra_env=creds)
     assert main.code == 0, main
     assert f"::add-mask::{seaweed_s3.secret}" in main.log
+    assert f"::add-mask::{seaweed_s3.key_id}" in main.log
     assert runner.post(inputs, main, extra_env=creds).code == 0
     # A wrong secret: the store refuses, the error is logged, the secret is not.
     wrong = {**creds, "CACHER_S3_SECRET": "wrong-" + uuid.uuid4().hex}
     step = runner.main({**inputs, "soft-fail": "false"}, extra_env=wrong)
     assert step.code == 1, step
-    assert_no_secret(runner, seaweed_s3.secret, wrong["CACHER_S3_SECRET"])
+    assert_no_secret(runner, seaweed_s3.secret, wrong["CACHER_S3_SECRET"], seaweed_s3.key_id)
+
+
+#: What the runner reads as a workflow command right before the injected text: a line that
+#: starts (after blanks) with `::name ...::`, or `##[name ...]` anywhere in it.
+BARE_COMMAND = re.compile(r"^\s*::[A-Za-z-]+[^:]*::INJECTED|##\[[A-Za-z-]+[^\]]*\]INJECTED")
+
+
+def test_user_text_never_issues_a_workflow_command(runner: Runner, store: dict[str, str], home: Path) -> None:
+    """Keys, restore keys and paths reach the log (the action's lines and cacher's stderr):
+    their CR/LF never start a line, and nothing in them is read as `::warning::` or `##[...]`.
+    The access key id given as an input is masked as the secret is."""
+    make_deps(runner, home)
+    inputs = {
+        **store,
+        "path": "deps\n##[warning]INJECTED-path\n",
+        "key": "k1\n::warning::INJECTED-key\r::error::INJECTED-cr",
+        "restore-keys": "::warning::INJECTED-restore\n  ::notice::INJECTED-indented",
+    }
+    main = runner.main(inputs)
+    assert main.code == 0, main
+    assert main.outputs["cache-hit"] == "false"
+    post = runner.post(inputs, main)
+    assert post.code == 0, post
+    save = runner.run("main", {**inputs, "key": "k2\n::warning::INJECTED-save"}, sub="save")
+    assert save.code == 0, save
+    lookup = runner.main({**inputs, "lookup-only": "true"})
+    assert lookup.code == 0, lookup
+    for log in runner.logs:
+        assert "INJECTED" in log
+        for line in log.replace("\r", "\n").splitlines():
+            assert not BARE_COMMAND.search(line), f"a workflow command from user text: {line!r}"
+    assert "Cache not found for input keys: k1\\x0a::warning::INJECTED-key" in main.log, main
+    assert f"::add-mask::{store['access-key-id']}" in main.log, main
+    assert_no_secret(runner, store["secret-access-key"], store["access-key-id"])
+
+
+def test_a_tag_is_not_the_branch_of_the_same_name(
+    runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str
+) -> None:
+    """A tag's job writes `tag:NAME`'s scope; the branch of that name never restores it."""
+    make_deps(runner, home, "from-tag")
+    runner.ref, runner.ref_type = "main", "tag"
+    inputs = {**store, "path": PATH_INPUT, "key": "deps-v1", "restore-keys": "deps-"}
+    main = runner.main(inputs)
+    assert main.code == 0, main
+    assert runner.post(inputs, main).code == 0
+    ns = namespace_of(PATTERNS)
+    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('tag:main')}/{ns}/deps-v1"]
+    wipe(runner, home)
+    runner.ref_type = "branch"
+    branch = runner.main(inputs)
+    assert branch.code == 0, branch
+    assert branch.outputs["cache-hit"] == "false" and "cache-matched-key" not in branch.outputs, branch
+    assert not (runner.workspace / "deps").exists()
 
 
 def test_read_only_restores_and_never_saves(runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str) -> None:

@@ -16,6 +16,23 @@ export const State = {
 /** An error that ends the step only when soft failure is off (store, install, cacher). */
 export class CacheError extends Error {}
 
+/** Text made safe for one log line: control characters (CR and LF above all, which would
+ * start a new line) shown as `\xNN`, and nothing the runner reads as a workflow command: no
+ * `##[` anywhere and no `::` at the start of the line (the runner trims leading blanks first).
+ * Keys, paths and cacher's own output are user text: none of it may issue `::warning::`,
+ * `::add-mask::` or `::stop-commands::` on the action's behalf. */
+export function safeLine(text) {
+  return String(text)
+    .replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+    .replace(/##\[/g, "#\\x23[")
+    .replace(/^(\s*):/, "$1\\x3a");
+}
+
+/** `core.info` of a line that may hold user text (core.warning and core.error escape their own). */
+export function info(message) {
+  core.info(safeLine(message));
+}
+
 export function getList(name) {
   return core
     .getInput(name)
@@ -54,10 +71,16 @@ function eventPayload() {
   }
 }
 
-/** The job's scope: `scope`, else the ref name (the branch; `123/merge` for a pull request,
- * as actions/cache scopes it). cacher slugs it. */
+/** The job's scope: `scope`, else the ref name with its type: the branch as it is (`main`;
+ * `123/merge` for a pull request, as actions/cache scopes it), a tag as `tag:NAME`, so a tag
+ * named `main` is not the branch `main` (git forbids `:` in branch names). cacher maps the
+ * name to its own prefix (`cacher scope NAME` prints it). */
 export function scopeOf() {
-  return core.getInput("scope") || process.env.GITHUB_REF_NAME || "";
+  const given = core.getInput("scope");
+  if (given) return given;
+  const name = process.env.GITHUB_REF_NAME || "";
+  if (name && process.env.GITHUB_REF_TYPE === "tag") return `tag:${name}`;
+  return name;
 }
 
 /** `fallback-scopes`, else a pull request's base branch and the repository's default branch. */
@@ -71,7 +94,15 @@ export function fallbackScopesOf() {
   return [...new Set(out)];
 }
 
-const SECRET_VARIABLES = ["CACHER_S3_SECRET", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
+// The key id too: with it, a leaked secret is usable, and the docs promise credentials masked.
+const SECRET_VARIABLES = [
+  "CACHER_S3_KEY_ID",
+  "CACHER_S3_SECRET",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_SESSION_TOKEN",
+  "CACHER_SESSION_TOKEN",
+];
 
 /** The environment cacher runs in: the store settings from the inputs as CACHER_* variables
  * (inputs win over the environment), every secret masked in the log. */
@@ -119,19 +150,27 @@ function onPath(name) {
   return null;
 }
 
-/** Run a program; stderr goes to the log as it comes (its last line is kept for errors). */
+/** Run a program; stderr goes to the log line by line as it comes, each line made safe
+ * (`safeLine`: it may echo keys and paths), and is kept for errors. */
 export function run(program, args, env) {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
+    let pending = "";
     child.stdout.on("data", (d) => (out += d));
+    child.stderr.setEncoding("utf8");
     child.stderr.on("data", (d) => {
       err += d;
-      process.stderr.write(d);
+      const lines = (pending + d).split("\n");
+      pending = lines.pop();
+      for (const line of lines) process.stderr.write(`${safeLine(line.replace(/\r$/, ""))}\n`);
     });
     child.on("error", (e) => reject(new CacheError(`cannot run ${program}: ${e.message}`)));
-    child.on("close", (code, signal) => resolve({ code: code ?? 128, signal, out, err }));
+    child.on("close", (code, signal) => {
+      if (pending) process.stderr.write(`${safeLine(pending)}\n`);
+      resolve({ code: code ?? 128, signal, out, err });
+    });
   });
 }
 
@@ -158,7 +197,7 @@ export async function findCacher() {
   const bin = path.join(venv, process.platform === "win32" ? "Scripts" : "bin");
   const cacher = path.join(bin, "cacher");
   if (existsSync(cacher)) return cacher;
-  core.info(`cacher is not on PATH: installing ${spec} into ${venv}`);
+  info(`cacher is not on PATH: installing ${spec} into ${venv}`);
   mkdirSync(path.dirname(venv), { recursive: true });
   const uv = onPath("uv");
   const python = onPath("python3") || onPath("python");
@@ -256,13 +295,13 @@ export async function restore({ keepState }) {
       if (failOnMiss) {
         throw new Error(`Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: ${key}`);
       }
-      core.info(`Cache not found for input keys: ${[key, ...restoreKeys].join(", ")}`);
+      info(`Cache not found for input keys: ${[key, ...restoreKeys].join(", ")}`);
       return;
     }
     if (keepState) core.saveState(State.matchedKey, matched);
     core.setOutput("cache-matched-key", matched);
     core.setOutput("cache-hit", String(matched === key));
-    core.info(lookupOnly ? `Cache found and can be restored from key: ${matched}` : `Cache restored from key: ${matched}`);
+    info(lookupOnly ? `Cache found and can be restored from key: ${matched}` : `Cache restored from key: ${matched}`);
   } catch (error) {
     core.setFailed(error.message);
   }
@@ -278,7 +317,7 @@ export async function save({ fromState }) {
     if (fromState) {
       const matched = core.getState(State.matchedKey);
       if (matched && matched === key) {
-        core.info(`Cache hit occurred on the primary key ${key}, not saving cache.`);
+        info(`Cache hit occurred on the primary key ${key}, not saving cache.`);
         return;
       }
     }
@@ -288,9 +327,9 @@ export async function save({ fromState }) {
       const r = await cacherJson(cacher, ["paths", "upload", "--json", "--", key, ...paths], env);
       if (r.code !== 0) throw new CacheError(`cacher exited ${r.code}: ${lastError(r)}`);
       const outcome = r.doc?.outcome;
-      if (outcome === "uploaded") core.info(`Cache saved with key: ${key}`);
-      else if (outcome === "skipped") core.info(`Cache with key ${key} is already stored, not saving cache.`);
-      else if (outcome === "read-only") core.info(`Read-only: cache not saved with key: ${key}`);
+      if (outcome === "uploaded") info(`Cache saved with key: ${key}`);
+      else if (outcome === "skipped") info(`Cache with key ${key} is already stored, not saving cache.`);
+      else if (outcome === "read-only") info(`Read-only: cache not saved with key: ${key}`);
       // "failed": a soft failure, already a warning
     } catch (error) {
       if (error instanceof CacheError && soft) core.warning(`Failed to save: ${error.message}`);
