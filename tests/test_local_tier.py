@@ -1,7 +1,7 @@
 """The runner-local tier, through the installed cacher on SeaweedFS behind a recording proxy.
 
-- A restore whose object is unchanged (same ETag, or the write id of the upload that made the
-  copy) reads the local copy: one HEAD, no GET.
+- A restore whose object is unchanged (same ETag; the upload that made a copy records the ETag
+  the store answered) reads the local copy: one HEAD, no GET.
 - A replaced object is never served stale; a damaged local copy is dropped and read again from
   the store, never a failed job.
 - A tier writable by group or others is refused; read-only jobs never write it.
@@ -132,6 +132,34 @@ def test_a_replaced_object_is_never_served_stale(cacher, seaweed_s3, s3_bucket, 
     assert tree_files(tmp_path / "e") == {"sub/f.txt": b"two"}
     assert len(copies(tier)) == 1
 
+
+
+def test_a_replacement_carrying_the_old_write_id_is_not_served_stale(
+    cacher, seaweed_s3, s3_bucket, tmp_path: Path
+) -> None:
+    """Issue 25 item 8: the write id is metadata, and a copy of another object can carry it
+    (S3 CopyObject with the metadata given): only the ETag the upload answered names the copy."""
+    tier = tmp_path / "tier"
+    tiered = s3(seaweed_s3, s3_bucket, seaweed_s3.endpoint, tier)
+    plain = s3(seaweed_s3, s3_bucket, seaweed_s3.endpoint)
+    one, two = tmp_path / "one.bin", tmp_path / "two.bin"
+    one.write_bytes(os.urandom(50_000))
+    two.write_bytes(os.urandom(50_000))  # random: both compress to the same size
+    assert cacher("upload", "deps.bin", str(one), extra_env=tiered).code == 0
+    assert cacher("upload", "other.bin", str(two), extra_env=plain).code == 0
+    client = seaweed_s3.client()
+    old = client.head_object(Bucket=s3_bucket, Key="proj/deps.bin")
+    new = client.head_object(Bucket=s3_bucket, Key="proj/other.bin")
+    assert old["ContentLength"] == new["ContentLength"]
+    client.copy_object(
+        Bucket=s3_bucket, Key="proj/deps.bin",
+        CopySource={"Bucket": s3_bucket, "Key": "proj/other.bin"},
+        Metadata={**new["Metadata"], "cacher-write-id": old["Metadata"]["cacher-write-id"]},
+        MetadataDirective="REPLACE",
+    )
+    run = cacher("download", "deps.bin", str(tmp_path / "d.bin"), extra_env=tiered)
+    assert run.code == 0, run
+    assert (tmp_path / "d.bin").read_bytes() == two.read_bytes()
 
 @pytest.mark.parametrize("where", ["data", "end"])
 def test_a_damaged_local_copy_is_healed(cacher, seaweed_s3, s3_bucket, tmp_path: Path, where: str) -> None:

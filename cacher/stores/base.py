@@ -232,8 +232,18 @@ class Store:
             raise StorageError(f"cannot {action} {self.url(key)}: {reason(exc)}") from exc
 
 
+def written_etag(stream: Any) -> str | None:
+    """The ETag the store answered for the object a `Store.writer` stream made, once its block
+    ended; None where the store gives none (the file store)."""
+    etag = getattr(stream, "etag", None)
+    return etag if isinstance(etag, str) and etag else None
+
+
 class TranslatingWriter:
     """Writes to a store upload, translating backend errors into `StorageError`."""
+
+    #: Set by the store when the upload completed: the ETag it answered (see `written_etag`).
+    etag: str | None = None
 
     def __init__(self, inner: Any, store: Store, key: str) -> None:
         self.inner, self.store, self.key = inner, store, key

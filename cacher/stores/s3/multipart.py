@@ -107,29 +107,35 @@ class ParallelUpload:
         )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
+    #: The ETag the store answered for the finished object (None until `commit`).
+    etag: str | None = None
+
     def commit(self) -> None:
-        """Send what is left and complete the upload (a single PUT for a small object)."""
+        """Send what is left and complete the upload (a single PUT for a small object);
+        keep the ETag the store answered, so a copy of what was sent can name the object."""
         if self.upload_id is None:
-            self.fs.call_s3(
+            response = self.fs.call_s3(
                 "put_object",
                 Bucket=self.bucket,
                 Key=self.key,
                 Body=bytes(self.buffer),
                 Metadata=self.metadata,
             )
+            self.etag = response.get("ETag")
             return
         if self.buffer:
             self._send(bytes(self.buffer))
             self.buffer.clear()
         while self.pending:
             self.parts.append(self.pending.popleft().result())
-        self.fs.call_s3(
+        response = self.fs.call_s3(
             "complete_multipart_upload",
             Bucket=self.bucket,
             Key=self.key,
             UploadId=self.upload_id,
             MultipartUpload={"Parts": sorted(self.parts, key=lambda p: p["PartNumber"])},
         )
+        self.etag = response.get("ETag")
 
     def abort(self) -> None:
         """Stop the parts in flight and abort the multipart upload, so no part is kept."""

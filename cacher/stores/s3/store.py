@@ -144,10 +144,12 @@ class S3Store(Store):
             metadata=meta,
             grow=self.grow_parts,
         )
+        stream = TranslatingWriter(upload, self, key)
         try:
-            yield TranslatingWriter(upload, self, key)  # type: ignore[misc]
+            yield stream  # type: ignore[misc]
             with self._translate("write", key):
                 upload.commit()
+            stream.etag = upload.etag
         except BaseException:
             with ignore_errors():
                 upload.abort()

@@ -78,11 +78,13 @@ class Entry:
         return ObjectInfo(self.key, self.size, self.modified, dict(self.metadata), self.etag)
 
     def matches(self, info: ObjectInfo) -> bool:
-        """Whether this copy holds the object a HEAD just described."""
+        """Whether this copy holds the object a HEAD just described. A store that gives ETags
+        is believed on its ETag alone: a write id is metadata, which a copy of another object
+        can carry, so it names the object only on stores without ETags (the file store)."""
         if info.size != self.size:
             return False
-        if info.etag and self.etag:
-            return info.etag == self.etag
+        if info.etag:
+            return self.etag is not None and _bare_etag(info.etag) == _bare_etag(self.etag)
         wid = info.metadata.get(WRITE_ID)
         if wid and self.metadata.get(WRITE_ID):
             return wid == self.metadata[WRITE_ID]
@@ -345,3 +347,8 @@ def _evict(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _bare_etag(value: str) -> str:
+    """An ETag without a weak marker or quotes (proxies may add the first, drop the second)."""
+    return value.removeprefix("W/").strip('"')

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefused, StorageError
 from cacher.keyrules import validate_key, validate_list_prefix
-from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store
+from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store, written_etag
 from cacher.stores.tier.copying import _CopyReader, _Filler, _FillingReader, _TeeWriter
 from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier, parse_size
 
@@ -208,8 +208,9 @@ class TieredStore(Store):
                 filler.discard()
             raise
         if tee.filler is not None:
-            # The store's ETag is not known here; the write id in its metadata names it.
-            written = ObjectInfo(key, tee.filler.count, None, meta)
+            # The ETag the store answered names the object; a store without ETags (the file
+            # store) is named by the write id in its metadata.
+            written = ObjectInfo(key, tee.filler.count, None, meta, written_etag(stored))
             tee.filler.publish(self._id(key), self._entry(key, written))
 
     def delete(self, key: str) -> bool:
