@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +272,51 @@ def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket,
     assert stored.startswith("_paths/") and stored.endswith("/k"), stored
     assert cacher("exists", stored, extra_env=env).code == 0
     assert cacher("exists", "_paths/abc/y", extra_env=env).code == 1
+
+
+def security_section(title: str) -> str:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    return next(p for p in re.split(r"^## ", text, flags=re.M) if p.split("\n", 1)[0].strip() == title)
+
+
+def test_the_security_page_shows_what_cacher_scope_prints(cacher) -> None:
+    """docs/security.md's `cacher scope` examples and named segments are what cacher prints."""
+    section = security_section("Scopes")
+    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.S)
+    assert blocks
+    for block in blocks:
+        lines = block.strip().splitlines()
+        for command, expected in zip(lines[::2], lines[1::2], strict=True):
+            assert command.startswith("$ cacher ")
+            run = cacher(*shlex.split(command[len("$ cacher ") :]))
+            assert (run.code, run.out.strip()) == (0, expected), command
+    for name, made in re.findall(r"`([^`]+)` is `([a-z0-9-]+--[0-9a-f]{16})`", section):
+        run = cacher("scope", name)
+        assert (run.code, run.out.strip()) == (0, f"_scopes/{made}"), name
+
+
+def shell_value(expression: str, env: dict[str, str]) -> str:
+    """What bash makes of a double-quoted recipe expression in this environment."""
+    shell = subprocess.run(["bash", "-c", f'printf %s "{expression}"'], env=env, capture_output=True, text=True)
+    assert shell.returncode == 0, shell.stderr
+    return shell.stdout
+
+
+def test_the_recipes_give_a_tag_its_own_scope(cacher) -> None:
+    """The GitLab and Buildkite recipes pass the exact ref name, a tag as tag:NAME; GitHub's
+    checks the ref type."""
+    recipes = security_section("Recipes")
+    assert "CI_COMMIT_REF_SLUG\n" not in recipes and "CACHER_SCOPE: $CI_COMMIT_REF_SLUG" not in recipes
+    assert "github.ref_type == 'tag' && format('tag:{0}', github.ref_name) || github.ref_name" in recipes
+    gitlab = re.search(r'export CACHER_SCOPE="([^"]+)"', recipes)
+    buildkite = re.search(r'`CACHER_SCOPE="([^"]+)"`', recipes)
+    assert gitlab and buildkite
+    for expression, tag_variable, ref_variable in (
+        (gitlab.group(1), "CI_COMMIT_TAG", "CI_COMMIT_REF_NAME"),
+        (buildkite.group(1), "BUILDKITE_TAG", "BUILDKITE_BRANCH"),
+    ):
+        branch = shell_value(expression, {ref_variable: "Main"})
+        tag = shell_value(expression, {ref_variable: "main", tag_variable: "main"})
+        assert (branch, tag) == ("Main", "tag:main")
+        shown = {cacher("scope", name).out for name in (branch, tag, "main")}
+        assert len(shown) == 3, shown
