@@ -339,3 +339,18 @@ def test_a_secret_others_can_read_is_warned_about_on_stderr(cacher, home: Path, 
     quiet = cacher("exists", "k", "--secret-file", str(secret))
     assert quiet.code == 1, quiet
     assert "warning" not in quiet.err, quiet.err
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "nans", "1e400s", "9" * 400 + "s", "-1d", "1", "1.5.5s"])
+def test_a_duration_that_is_not_finite_and_in_range_exits_2_in_one_short_line(
+    cacher, local_root: Path, tmp_path: Path, text: str
+) -> None:
+    f = tmp_path / "f"
+    f.write_text("data")
+    up = cacher("upload", "p/a", str(f))
+    assert up.code == 0, up
+    run = cacher("prune", "p/", "--older-than", text)
+    assert run.code == 2, run
+    assert_one_error_line(run, "invalid duration")
+    assert len(run.err) < 200, run.err
+    assert (local_root / "p" / "a").read_text() == "data", "nothing is pruned"
