@@ -47,6 +47,8 @@ class Field:
 #: The longest timeout a setting takes (seconds): longer is a mistake, and far longer
 #: overflows the clock arithmetic of the transfer code.
 _WEEK = 7 * 86400
+#: The shortest: a millisecond (less is zero in all but name: every request would fail).
+_MS = 0.001
 
 FIELDS: tuple[Field, ...] = (
     Field("backend", str, None, "Store backend: s3, file, memory, or any fsspec protocol."),
@@ -70,25 +72,23 @@ FIELDS: tuple[Field, ...] = (
         "CA certificates (PEM file) that verify the S3 endpoint; default AWS_CA_BUNDLE, "
         "then SSL_CERT_FILE, then the system store.",
     ),
-    Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store.", 0, _WEEK, True),
-    Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer.", 0, _WEEK, True),
+    Field("connect_timeout", float, 5.0, "Seconds to wait for a connection to the store.", _MS, _WEEK),
+    Field("read_timeout", float, 60.0, "Seconds to wait for the store to answer.", _MS, _WEEK),
     Field(
         "request_timeout",
         float,
         300.0,
         "Seconds one store request may take in all (bounds a trickling or stuck transfer).",
-        0,
+        _MS,
         _WEEK,
-        True,
     ),
     Field(
         "metadata_timeout",
         float,
         7.5,
         "Seconds a HEAD, LIST or DELETE may take in all (a silent store fails fast).",
-        0,
+        _MS,
         _WEEK,
-        True,
     ),
     Field("max_attempts", int, 3, "Attempts per store request, the first included.", 1, 100),
     Field(
