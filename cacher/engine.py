@@ -375,7 +375,9 @@ class _Download:
 
     def miss(self) -> CacheMiss:
         """The miss, saying what was looked up: the exact key, the restore keys, the store."""
-        where = self.store.url()
+        url = where = self.store.url()
+        if self.store.offline_reason == "offline":
+            where = f"the local tier (offline: {url} not asked)"
         if not self.looked_up:
             message = f"miss, {self.key} not looked up: the store {where} failed (soft failure)"
         elif not self.store_ok:
@@ -393,7 +395,7 @@ class _Download:
             message,
             notes=tuple(self.notes),
             key=self.key,
-            store=where,
+            store=url,
             restore_keys=tuple(searched),
             looked_up=self.looked_up,
         )

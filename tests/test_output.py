@@ -324,3 +324,33 @@ def test_a_scoped_miss_names_the_scopes_searched(cacher, seaweed_s3: Any, s3_buc
     document = one_document(run)
     assert (document["outcome"], document["looked_up"], document["restore_keys"]) == ("miss", True, ["deps-"])
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("argv", [["--json"], ["-q"], ["-q", "--json"], ["--soft-fail"]])
+def test_a_global_flag_alone_asks_for_a_command(cacher, argv: list[str]) -> None:
+    """Issue 25 item 14: was 'Unknown command "--json"'."""
+    run = cacher(*argv)
+    assert_one_error_line(run, "needs a command after it", "cacher --help")
+    if "--json" in argv:
+        assert one_document(run)["error"]["kind"] == "usage"
+
+
+def test_an_argument_after_double_dash_is_one_too_many(cacher, tmp_path: Path) -> None:
+    """Issue 25 item 14: was 'Unknown option: --prefix. Did you mean --prefix?'."""
+    f = tmp_path / "f"
+    f.write_text("x")
+    run = cacher("upload", "k", str(f), "--", "--prefix")
+    assert_one_error_line(run, "unexpected argument --prefix")
+    assert "Did you mean" not in run.err
+    assert cacher("exists", "k").code == 1  # nothing uploaded
+
+
+def test_an_offline_miss_names_the_tier_not_the_store(cacher, tmp_path: Path) -> None:
+    """Issue 25 item 14: an --offline miss said 'nothing under K in <store>', a store it never asked."""
+    tier = tmp_path / "tier"
+    tier.mkdir(mode=0o700)
+    run = cacher("download", "nokey", str(tmp_path / "out"), "--offline", "--local-tier", str(tier), "--json")
+    assert run.code == 3, run
+    assert "in the local tier (offline:" in run.err and "not asked" in run.err, run
+    assert one_document(run)["outcome"] == "miss"
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -144,6 +145,16 @@ class _Outcome:
         return code
 
 
+_SAME_SUGGESTION = re.compile(r'Unknown option: "?(\S+?)"?\. Did you mean "?\1"?\?')
+
+
+def _usage_message(text: str) -> str:
+    """cyclopts's parse error on one line. An argument after ``--`` that looks like an option is
+    one too many positional argument, not an unknown option that is its own suggestion."""
+    text = " ".join(text.split())
+    return _SAME_SUGGESTION.sub(r"unexpected argument \1: the command takes no more arguments", text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (0 ok, 1 miss, 2 error, 3 download miss)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -151,9 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(version_text())
         return ExitCode.OK
     debug = _debug(args)
+    alone = bool(args) and all(a in GLOBAL_FLAGS for a in args)
     args = hoist_global_flags(args)
     end = _Outcome(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if alone:
+        return end.error(
+            "usage", f"{' '.join(args)} needs a command after it",
+            hint="e.g. cacher --json exists KEY; cacher --help lists the commands",
+        )
     try:
         if args[:1] == ["key"]:
             from cacher.cli.keyrun import fast_key
@@ -178,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
         except cyclopts.CycloptsError as exc:
-            return end.error("usage", " ".join(str(exc).split()))
+            return end.error("usage", _usage_message(str(exc)))
         return int(result) if isinstance(result, int) else ExitCode.OK
     except BrokenPipeError:
         # stdout's reader went away (`cacher list | head`): not an error of ours.
