@@ -7,6 +7,8 @@ no image loaded, no docker child left running.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -418,6 +420,100 @@ def test_the_loaded_image_id_is_checked(dk, engine: DockerEngine, name: str, tmp
     run = dk("download", "id.tar.zst", ref, "--docker-cli", str(cli))
     assert_one_error_line(run, ref, intruder, image_id)
     assert engine.image_id(ref) == intruder
+
+
+def repack(saved: bytes, fmt: int, edit: Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]) -> bytes:
+    """``docker save`` output written again by Python's tarfile in ``fmt``, members edited first."""
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
+        for info in tar.getmembers():
+            data = tar.extractfile(info).read() if info.isfile() else b""  # type: ignore[union-attr]
+            members.append((info, data))
+    edit(members)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return out.getvalue()
+
+
+def put_object(local_root: Path, key: str, plain: bytes) -> None:
+    local_root.mkdir(parents=True, exist_ok=True)
+    (local_root / key).write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(plain))
+
+
+def member(name: str, data: bytes = b"", *, link: str | None = None) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    if link is None:
+        info.size = len(data)
+    else:
+        info.type, info.linkname = tarfile.SYMTYPE, link
+    return info, data
+
+
+@pytest.mark.parametrize("layout", ["pax", "gnu-long-names", "ustar-prefix"])
+def test_archives_in_other_tar_layouts_are_followed(
+    dk, engine: DockerEngine, name: str, local_root: Path, layout: str
+) -> None:
+    # The stream watch reads tar headers itself: PAX records (a path among them), GNU long
+    # names and ustar's prefix field must not lose its place before the manifest.
+    ref = f"{name}:1"
+    image_id = make_image(engine, ref)
+    saved = engine.docker("save", ref).stdout
+
+    def edit(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        for info, _ in members:
+            info.pax_headers = {"comment": "x" * 700} if layout == "pax" else {}
+        extra = "d" * 90 + "/" + "e" * 60 if layout == "ustar-prefix" else "n" * 150 + "/" + "m" * 150
+        members.insert(len(members) - 2, member(extra, os.urandom(1500)))
+
+    fmt = {"pax": tarfile.PAX_FORMAT, "gnu-long-names": tarfile.GNU_FORMAT}.get(layout, tarfile.USTAR_FORMAT)
+    put_object(local_root, "laid-out.tar.zst", repack(saved, fmt, edit))
+    engine.docker("rmi", ref)
+    before = engine.image_ids()
+    run = dk("download", "laid-out.tar.zst", f"{name}:2")
+    assert_one_error_line(run, f"does not hold {name}:2", ref)
+    assert engine.image_ids() == before
+    run = dk("download", "laid-out.tar.zst", ref)
+    assert run.code == 0 and "hit" in run.err, run
+    assert engine.image_id(ref) == image_id
+
+
+@pytest.mark.parametrize("craft", ["manifest-is-a-link", "config-renamed", "config-relinked", "no-manifest"])
+def test_a_crafted_archive_is_refused_before_the_load(
+    dk, engine: DockerEngine, name: str, local_root: Path, craft: str
+) -> None:
+    # Archives docker would load, but not as the image their manifest names: the engine's own
+    # image under the name must stay as it was.
+    ref = f"{name}:1"
+    make_image(engine, ref)
+    saved = engine.docker("save", ref).stdout
+    engine.docker("rmi", ref)
+    local_id = build_scratch_image(engine, ref, {"local.txt": b"the engine's own"}, method="import")
+    before = engine.image_ids()
+
+    def edit(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        names = [info.name for info, _ in members]
+        at = names.index("manifest.json")
+        manifest = members[at][1]
+        config = json.loads(manifest)[0]["Config"]
+        if craft == "manifest-is-a-link":
+            members[at] = member("manifest.json", link="m.json")
+            members.insert(at, member("m.json", manifest))
+        elif craft == "config-renamed":  # docker would give the image another ID than its name says
+            fake = "0" * 64 + ".json"
+            members[names.index(config)][0].name = fake
+            members[at] = member("manifest.json", manifest.replace(config.encode(), fake.encode()))
+        elif craft == "config-relinked":  # a later member replaces the config with a link
+            members.insert(at, member(config, link="elsewhere.json"))
+        else:
+            del members[at]
+
+    put_object(local_root, "crafted.tar.zst", repack(saved, tarfile.PAX_FORMAT, edit))
+    run = dk("download", "crafted.tar.zst", ref)
+    assert_one_error_line(run, f"does not hold {ref}")
+    assert engine.image_ids() == before
+    assert engine.image_id(ref) == local_id
 
 
 # -- the CLI to run ----------------------------------------------------------------------------

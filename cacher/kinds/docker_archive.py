@@ -10,10 +10,12 @@ killed, before it could load anything: no tag in the engine is created or replac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from cacher.errors import ObjectRefused
 from cacher.kinds.docker_refs import is_id_prefix, normalized
@@ -25,6 +27,8 @@ KEPT_MAX = 16 << 20  # manifest.json / index.json / a PAX header larger than thi
 KEPT = ("manifest.json", "index.json")
 HEADER_ONLY = frozenset(b"123456")  # links, devices, directories, fifos: no data (as Go's tar)
 _HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+#: Members that may be an image config, named by its digest (docker's own layout, then OCI's).
+_CONFIG_NAME = re.compile(r"([0-9a-f]{64})\.json|blobs/sha256/([0-9a-f]{64})", re.ASCII)
 _NAME_ANNOTATION = "io.containerd.image.name"
 
 
@@ -37,6 +41,7 @@ class _Member:
     left: int = 0
     padding: int = 0
     kept: bytearray | None = None
+    hashed: Any = None  # a sha256 of the data, for a member that may be a config
 
 
 @dataclass
@@ -55,6 +60,8 @@ class ArchiveWatch:
     _next: dict[str, str] = field(default_factory=dict)  # PAX / GNU long-name overrides
     _ended: bool = False
     _config_ids: set[str] = field(default_factory=set)
+    _configs: dict[str, str] = field(default_factory=dict)  # the target's config member -> its ID
+    _digests_ok: dict[str, bool] = field(default_factory=dict)  # config-like member -> digest matches
     _index: bytes | None = None
     _held: bool = False
     _wanted: set[str | None] | None = None
@@ -75,17 +82,25 @@ class ArchiveWatch:
             if len(self._header) == BLOCK:
                 self._begin(bytes(self._header))
                 self._header.clear()
-        if self._ended and not self._held:
-            raise self._refused("holds no manifest.json that lists it")
+        if self._ended:
+            self._check_end()
 
     def finish(self) -> None:
         """The stream ended: refuse a target that no complete manifest listed."""
         if self.target is None:
             return
+        if self._held and (self._header or self._member.left or self._member.padding):
+            raise self._refused("is cut short in the middle of a member")
+        self._check_end()
+
+    def _check_end(self) -> None:
+        """At the archive's end: the manifest listed the target, and its config was there with
+        the digest its name claims (the ID docker will give the image)."""
         if not self._held:
             raise self._refused("holds no manifest.json that lists it")
-        if self._header or self._member.left or self._member.padding:
-            raise self._refused("is cut short in the middle of a member")
+        for name in self._configs:
+            if not self._digests_ok.get(name):
+                raise self._refused(f"has no config {name} whose sha256 is the one its name says")
 
     def image_ids(self) -> set[str]:
         """The IDs (hex) the target may have once loaded: its config's digest (docker's image
@@ -110,6 +125,8 @@ class ArchiveWatch:
             take = min(member.left, len(view) - at)
             if member.kept is not None:
                 member.kept += view[at : at + take]
+            if member.hashed is not None:
+                member.hashed.update(view[at : at + take])
             member.left -= take
             at += take
             if not member.left:
@@ -137,6 +154,10 @@ class ArchiveWatch:
         if keep and size > KEPT_MAX:
             raise self._refused(f"has a {name or 'header'} of {size} bytes")
         self._member = _Member(name, typeflag, size, -size % BLOCK, bytearray() if keep else None)
+        if _CONFIG_NAME.fullmatch(name):  # hashed when a file, else it replaces one: not a config
+            self._digests_ok[name] = False
+            if typeflag in b"0\x007" and size <= KEPT_MAX:
+                self._member.hashed = hashlib.sha256()
         if name == "manifest.json" and typeflag not in b"0\x007":
             raise self._refused("has a manifest.json that is not a file")
         if not size:
@@ -145,6 +166,10 @@ class ArchiveWatch:
     def _end_of_data(self) -> None:
         member = self._member
         kept = bytes(member.kept) if member.kept is not None else b""
+        if member.hashed is not None:
+            found = _CONFIG_NAME.fullmatch(member.name)
+            assert found is not None
+            self._digests_ok[member.name] = member.hashed.hexdigest() == (found[1] or found[2])
         if member.typeflag == ord("x"):
             self._next.update(_pax(kept))
         elif member.typeflag == ord("L"):
@@ -160,7 +185,7 @@ class ArchiveWatch:
             images = [(str(e["Config"]), [str(t) for t in e.get("RepoTags") or []]) for e in entries]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise self._refused("has a manifest.json that cannot be read") from None
-        self._config_ids = set()
+        self._config_ids, self._configs = set(), {}
         for config, tags in images:
             found = _HEX64.search(config)
             if any(self._names_target(tag) for tag in tags) or (
@@ -169,6 +194,7 @@ class ArchiveWatch:
                 if not found:
                     raise self._refused(f"names its config {config!r}, which is not an image ID")
                 self._config_ids.add(found[0])
+                self._configs[posixpath.normpath("/" + config).lstrip("/")] = found[0]
         if not self._config_ids:
             held = [tag for _, tags in images for tag in tags] or [c for c, _ in images]
             listed = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
