@@ -45,9 +45,15 @@ RESERVED_OWNERS = {"_paths": "paths"}
 RESERVED_SEGMENTS = frozenset({RESERVED, *RESERVED_OWNERS})
 
 
+def _first_segment(key: str) -> str:
+    """A key's first segment, case-folded: on a case-insensitive file store ``_Paths`` is
+    ``_paths``, so the reserved names are refused in every case."""
+    return key.split("/", 1)[0].casefold()
+
+
 def in_reserved_namespace(key: str) -> bool:
     """Whether ``key`` (relative to a store's prefix) lies under a reserved first segment."""
-    return key.split("/", 1)[0] in RESERVED_SEGMENTS
+    return _first_segment(key) in RESERVED_SEGMENTS
 
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
@@ -96,15 +102,14 @@ def scope_prefix(prefix: str, scope_segment: str) -> str:
 
 def check_unscoped_key(key: str) -> None:
     """A key a user names may not start with the reserved segment (scoped objects stay unreachable)."""
-    if key.split("/", 1)[0] == RESERVED:  # `_paths/<h>/KEY` stays nameable: the action looks it up
+    if _first_segment(key) == RESERVED:  # `_paths/<h>/KEY` stays nameable: the action looks it up
         raise UsageError(f"key {key!r} starts with {RESERVED!r}, which is reserved (scopes: use --scope)")
 
 
 def check_owner(key: str, kind: str) -> None:
     """Refuse a write of ``key`` by ``kind`` into a namespace another kind owns (``_paths/``
     holds the ``paths`` kind's objects: anything else written there would be restored by it)."""
-    owner = RESERVED_OWNERS.get(key.split("/", 1)[0])
+    first = _first_segment(key)
+    owner = RESERVED_OWNERS.get(first)
     if owner is not None and owner != kind:
-        raise UsageError(
-            f"key {key!r} starts with {key.split('/', 1)[0]!r}, which only the {owner} kind writes"
-        )
+        raise UsageError(f"key {key!r} is in {first + '/'!r}, which only the {owner} kind writes")

@@ -144,6 +144,9 @@ def test_scoped_names_are_reserved_and_empty_scopes_refused(cacher, seaweed_s3, 
     plain = s3(seaweed_s3, s3_bucket)
     run = cacher("upload", "_scopes/main/k.bin", str(f), extra_env=plain)
     assert_one_error_line(run, "which is reserved (scopes: use --scope)")
+    run = cacher("download", "_Scopes/main/k.bin", str(tmp_path / "out"), extra_env=plain)
+    assert_one_error_line(run, "which is reserved (scopes: use --scope)")  # a case-insensitive store
+    assert not (tmp_path / "out").exists()
     run = cacher("upload", "k.bin", str(f), extra_env={**plain, "CACHER_SCOPE": "///"})
     assert_one_error_line(run, "names no scope")
     assert cacher("list", extra_env=plain).out == ""
@@ -249,6 +252,7 @@ def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket,
     runs = {
         "upload": cacher("upload", "_paths/abc/y", str(f), extra_env=env),
         "fast path with json": cacher("upload", "_paths/abc/y", str(f), "--json", extra_env=env),
+        "any case": cacher("upload", "_PATHS/abc/y", str(f), extra_env=env),
         "dir upload": cacher("dir", "upload", "_paths/abc/y.tar.zst", str(tree(tmp_path / "t", "x")), extra_env=env),
         "docker upload": cacher("docker", "upload", "_paths/abc/img", "probe/a:1", extra_env=env),
         "dir ensure": cacher(
@@ -257,7 +261,7 @@ def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket,
         ),
     }
     for run in runs.values():
-        assert_one_error_line(run, "'_paths'", "only the paths kind writes")
+        assert_one_error_line(run, "_paths", "only the paths kind writes")
     assert not marker.exists(), "the build ran"
     assert cacher("list", extra_env=env).out == ""
     # The owner writes there; exists and list name its objects.
