@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import assert_one_error_line, tree_files
 from tests.realparts.recording_proxy import RecordingProxy
@@ -324,3 +326,29 @@ def test_the_recipes_give_a_tag_its_own_scope(cacher) -> None:
         assert (branch, tag) == ("Main", "tag:main")
         shown = {cacher("scope", name).out for name in (branch, tag, "main")}
         assert len(shown) == 3, shown
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.from_regex(r"[a-z0-9][a-z0-9-]{0,70}", fullmatch=True),
+            st.text(alphabet=st.sampled_from("aAbB09-_./:é "), min_size=1, max_size=80),
+        ),
+        min_size=2,
+        max_size=6,
+        unique=True,
+    )
+)
+def test_the_mapping_is_injective_and_keeps_clean_names(names: list[str]) -> None:
+    """No two names share a segment; a clean slug is its own segment; a segment is always a
+    single path segment of a-z, 0-9 and '-', at most 63 characters."""
+    from cacher.scopes import segment, slug
+
+    made = {}
+    for name in names:
+        if not re.search(r"[A-Za-z0-9]", name):
+            continue
+        made[name] = segment(name)
+        assert re.fullmatch(r"[a-z0-9]+(-{1,2}[a-z0-9]+)*", made[name]) and len(made[name]) <= 63, made
+        assert (made[name] == name) == (slug(name) == name)
+    assert len(set(made.values())) == len(made), made
