@@ -244,7 +244,7 @@ def test_a_clean_name_cannot_take_a_digested_names_prefix(cacher, tmp_path: Path
     assert_one_error_line(cacher("scope", "///"), "names no scope")
 
 
-def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket, tmp_path: Path, http) -> None:
     """`_paths/` holds the paths kind's objects: another kind's upload there is a usage error
     before anything runs; `exists` and `list` still name such keys (the Action's lookup-only)."""
     env = s3(seaweed_s3, s3_bucket)
@@ -255,6 +255,9 @@ def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket,
         "upload": cacher("upload", "_paths/abc/y", str(f), extra_env=env),
         "fast path with json": cacher("upload", "_paths/abc/y", str(f), "--json", extra_env=env),
         "any case": cacher("upload", "_PATHS/abc/y", str(f), extra_env=env),
+        "download --url": cacher(
+            "download", "_paths/abc/u", str(tmp_path / "fetched"), "--url", http.put("tool", b"x"), extra_env=env
+        ),
         "dir upload": cacher("dir", "upload", "_paths/abc/y.tar.zst", str(tree(tmp_path / "t", "x")), extra_env=env),
         "docker upload": cacher("docker", "upload", "_paths/abc/img", "probe/a:1", extra_env=env),
         "dir ensure": cacher(
@@ -265,6 +268,7 @@ def test_only_the_paths_kind_writes_its_namespace(cacher, seaweed_s3, s3_bucket,
     for run in runs.values():
         assert_one_error_line(run, "_paths", "only the paths kind writes")
     assert not marker.exists(), "the build ran"
+    assert not (tmp_path / "fetched").exists()
     assert cacher("list", extra_env=env).out == ""
     # The owner writes there; exists and list name its objects.
     work = tmp_path / "w"

@@ -159,6 +159,8 @@ class KindVerbs:
         options: dict[str, Any],
     ) -> int:
         kind, stored_key, chosen = self._setup(session, key, codec)
+        if kind.fallback_requested(options):  # --url, --pull: a miss stores what they make
+            check_owner(key, self.name)
         target = "\n".join(targets) if targets else None  # several (Target.many): one per line
         restore = restore_key or []
         found = self._download(session, kind, stored_key, chosen, target, options, restore, "download")
