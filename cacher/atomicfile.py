@@ -21,13 +21,22 @@ TEMP_MARK = ".cacher-tmp-"
 
 
 @contextmanager
-def atomic_write(dest: Path, *, fsync: bool = True) -> Iterator[BinaryIO]:
-    """Yield a file beside ``dest``; rename it over ``dest`` only if the block succeeds."""
+def atomic_write(dest: Path, *, fsync: bool = True, restore: bool = True) -> Iterator[BinaryIO]:
+    """Yield a file beside ``dest``; rename it over ``dest`` only if the block succeeds.
+
+    A restore (the default) never lands in cacher's own store or local tier
+    (`cacher.staging.check_restore_file`); only a store writing its own objects passes
+    ``restore=False``.
+    """
     parent = dest.parent
     if not parent.is_dir():
         raise UsageError(f"cannot write {dest}: the directory {parent} does not exist")
     if dest.is_dir():
         raise UsageError(f"cannot write {dest}: it is a directory")
+    if restore:
+        from cacher.staging import check_restore_file
+
+        check_restore_file(dest)
     remove_stale_siblings(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}{TEMP_MARK}", dir=parent)
     try:

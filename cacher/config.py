@@ -122,6 +122,14 @@ FIELDS: tuple[Field, ...] = (
         "Bound of the local tier (20GiB, 500MB); least recently used goes first.",
     ),
     Field("offline", bool, False, "Ask no store: restore from the local tier alone, keep uploads there."),
+    Field(
+        "lock_timeout",
+        float,
+        300.0,
+        "Seconds a restore waits for another holding the same place's lock (then exit 2).",
+        _MS,
+        _WEEK,
+    ),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 _TRUE = {"1", "true", "yes", "on"}
@@ -157,6 +165,7 @@ class Settings:
     local_tier: str | None
     local_tier_max: str
     offline: bool
+    lock_timeout: float
     sources: dict[str, str] = field(default_factory=dict)
     config_path: Path = Path()
     config_found: bool = False
@@ -301,21 +310,27 @@ def load(
         config_path=path,
         config_found=path.exists(),
         options=options,
-        warnings=_secret_warnings(path, file_values, values),
+        warnings=_secret_warnings(path, file_values, values, environ),
     )
     _check_values(settings)
     return settings
 
 
 def _secret_warnings(
-    path: Path, file_values: Mapping[str, Any], values: Mapping[str, Any]
+    path: Path, file_values: Mapping[str, Any], values: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[str, ...]:
-    """Warnings for files holding a secret that group or others can read: the config file when
-    it holds ``session_token``, and the ``secret_file``."""
+    """Warnings for the files holding a secret this command uses that group or others can read
+    (as ssh warns of the key it loads): the config file when it holds ``session_token``, and the
+    ``secret_file`` unless ``CACHER_S3_KEY_ID``/``CACHER_S3_SECRET`` take its place. Only for
+    the s3 backend: no other reads them."""
+    backend = values.get("backend") or ("s3" if values.get("endpoint") or values.get("bucket") else "file")
+    if backend != "s3":
+        return ()
     found = []
     if "session_token" in file_values:
         found.append(readable_by_others(path, "config file (it holds session_token)"))
-    if values.get("secret_file"):
+    env_keys = environ.get("CACHER_S3_KEY_ID") or environ.get("CACHER_S3_SECRET")
+    if values.get("secret_file") and not env_keys:
         found.append(readable_by_others(Path(values["secret_file"]).expanduser(), "secret file"))
     return tuple(w for w in found if w)
 

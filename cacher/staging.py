@@ -25,8 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cacher import locks
 from cacher.config import runtime_dir
 from cacher.errors import ArtifactError, UsageError
+from cacher.ownership import Untrusted, distrust, private_dir
 
 STAGING_MARK = ".cacher-staging-"
 OLD_MARK = ".cacher-old-"
@@ -63,12 +65,26 @@ def keep_out(path: str | os.PathLike[str], what: str) -> None:
     _KEPT[Path(os.path.realpath(path))] = what
 
 
+def _kept_conflict(resolved: Path, *, replaces_tree: bool) -> str | None:
+    """How ``resolved`` meets a directory cacher keeps: it is one, is inside one, or (for a
+    restore that replaces a whole tree) contains one; None when it meets none."""
+    for path, what in _KEPT.items():
+        if resolved == path:
+            return f"it is {what}"
+        if resolved.is_relative_to(path):
+            return f"it is inside {what} ({path})"
+        if replaces_tree and path.is_relative_to(resolved):
+            return f"it contains {what}"
+    return None
+
+
 def check_restore_target(target: str | os.PathLike[str]) -> Path:
     """The directory a restore into ``target`` would replace, or `UsageError` if it must not.
 
     The path is resolved (its final symlink included), then refused when it is empty, ``/``,
-    HOME or an ancestor of HOME, the current directory or one of its ancestors, or a directory
-    that holds cacher's own store or local tier (`keep_out`).
+    HOME or an ancestor of HOME, the current directory or one of its ancestors, or the
+    directory of cacher's own store or local tier, a directory inside one or holding one
+    (`keep_out`).
     """
     raw = os.fspath(target)
     if not raw.strip():
@@ -95,11 +111,32 @@ def check_restore_target(target: str | os.PathLike[str]) -> Path:
     protected = [("the current directory", cwd)]
     if home not in ("", "~"):
         protected.append(("the home directory", Path(os.path.realpath(home))))
-    protected += [(what, path) for path, what in _KEPT.items()]
     for what, path in protected:
         if path is not None and path.is_relative_to(resolved):
             raise refuse(f"it is {what}" if path == resolved else f"it contains {what}")
+    why = _kept_conflict(resolved, replaces_tree=True)
+    if why is not None:
+        raise refuse(why)
     return resolved
+
+
+def check_restore_file(dest: str | os.PathLike[str]) -> Path:
+    """Where a file restored to ``dest`` lands (its directory resolved, its own name kept: a
+    link there is replaced, not followed), or `UsageError` when that is cacher's own store or
+    local tier, or inside one (a download there would overwrite a cached object)."""
+    raw = os.fspath(dest)
+    path = Path(raw)
+    landing = Path(os.path.realpath(path.parent)) / path.name
+    why = _kept_conflict(landing, replaces_tree=False)
+    if why is None and os.path.isdir(landing):
+        why = _kept_conflict(Path(os.path.realpath(landing)), replaces_tree=True)
+    if why is not None:
+        shown = repr(raw) if raw == str(landing) else f"{raw!r} ({landing})"
+        raise UsageError(
+            f"refusing to restore into {shown}: {why}",
+            hint="name a path outside cacher's own directories",
+        )
+    return landing
 
 
 def lock_path(target: Path) -> Path:
@@ -110,25 +147,29 @@ def lock_path(target: Path) -> Path:
 
 @contextmanager
 def restore_lock(target: Path) -> Iterator[None]:
-    """Hold the exclusive lock of restores into ``target`` (a resolved path)."""
+    """Hold the exclusive lock of restores into ``target`` (a resolved path); a wait is
+    bounded and told (`cacher.locks.hold`)."""
     path = lock_path(target)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         base = path.parent.parent
-        owner = os.lstat(base).st_uid
-        if owner != os.getuid():  # a shared temp dir: someone else's directory is not ours to trust
-            raise ArtifactError(f"cannot use {base} for restore locks: it belongs to uid {owner}")
+        private_dir(base)
+        private_dir(path.parent)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except Untrusted as exc:
+        raise ArtifactError(f"cannot use {base} for restore locks: {exc.message}") from None
     except OSError as exc:
         raise ArtifactError(f"cannot create the restore lock {path}: {exc.strerror}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        why = distrust(os.fstat(fd))
+        if why is not None:
+            raise ArtifactError(f"cannot use the restore lock {path}: {why}")
+        with locks.hold(fd, path, f"restores into {target}"):
+            yield
     finally:
         os.close(fd)  # releases the lock
 
 
-def _lock_dir(path: Path, *, wait: bool = False) -> int | None:
+def lock_dir(path: Path, *, wait: bool = False) -> int | None:
     """An fd holding an exclusive flock on directory ``path``; None if another process holds one."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -152,7 +193,7 @@ def remove_leftovers(target: Path) -> list[Path]:
         return removed
     for path in entries:
         try:
-            fd = _lock_dir(path)
+            fd = lock_dir(path)
         except OSError:
             continue
         if fd is None:
@@ -192,7 +233,7 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         owner: int | None = None
         try:  # one handler from here on: a signal while the lock is taken leaves nothing behind
             try:
-                owner = _lock_dir(staging)
+                owner = lock_dir(staging)
                 umask = os.umask(0)
                 os.umask(umask)
                 os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it 0700; a restored tree is not private
@@ -233,7 +274,7 @@ def swap_into_place(staging: Path, target: Path) -> None:
         raise ArtifactError(f"cannot move the restored tree into {target}: {exc.strerror}") from None
     if moved:
         try:
-            held = _lock_dir(aside) if aside.is_dir() and not aside.is_symlink() else None
+            held = lock_dir(aside) if aside.is_dir() and not aside.is_symlink() else None
         except OSError:
             held = None
         try:

@@ -42,6 +42,7 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "local_tier": ("/file/t", "/env/t", "/flag/t", "/env/t"),
     "local_tier_max": ("1GiB", "2GiB", "3GiB", "2GiB"),
     "offline": (True, False, True, "0"),
+    "lock_timeout": (10.0, 20.0, 30.0, "20"),
 }
 
 

@@ -124,8 +124,12 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             for name, objs in sorted(groups.items())
         }
         leftovers = session.store.leftovers(prefix)
+        from cacher.scratch import scratch_leftovers
+
+        scratch = scratch_leftovers(remove=False)  # this machine's, as staging leftovers are
         summary: dict[str, Any] = {
             "unfinished_uploads": _leftover_doc(leftovers),
+            "restore_scratch": {"count": len(scratch), "bytes": sum(size for _p, size in scratch)},
             "objects": len(objects),
             "bytes": total,
             "oldest": _iso(min(times)) if times else None,
@@ -147,6 +151,9 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         if leftovers:
             doc = summary["unfinished_uploads"]
             print(f"unfinished uploads of killed jobs: {doc['count']}, {human_bytes(doc['bytes'])}")
+        if scratch:
+            doc = summary["restore_scratch"]
+            print(f"scratch of killed restores: {doc['count']}, {human_bytes(doc['bytes'])}")
         return 0
 
     return stats

@@ -40,6 +40,9 @@ class Session:
         self.settings = config.load(self.environ, dict(flags), config_flag=config_flag)
         for warning in self.settings.warnings:  # a secret file others can read (cacher.ownership)
             report.warn(warning)
+        from cacher import locks
+
+        locks.configure(self.settings.lock_timeout, report.warn)  # bounded, told lock waits
 
     @cached_property
     def store(self) -> Store:

@@ -13,6 +13,7 @@ from cacher.atomicfile import atomic_write
 from cacher.errors import ArtifactError, UsageError
 from cacher.fetch import check_sha256, stream_url
 from cacher.kind import Kind, Option, Target
+from cacher.staging import check_restore_file
 from cacher.streams import Writable
 
 CHUNK = 1 << 20
@@ -50,6 +51,7 @@ class FileKind(Kind):
                 f"cannot write {dest}: it is not a regular file, and a download replaces DEST",
                 hint="name a file path (a download writes a new file and renames it over DEST)",
             )
+        check_restore_file(dest)  # not in the store's or the tier's directory; atomic_write checks again
 
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
         path = targets[0]

@@ -19,17 +19,13 @@ patterns given now point: an archive naming any other place is refused.
 
 from __future__ import annotations
 
-import errno
 import glob
 import hashlib
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,7 +33,9 @@ from typing import Any, BinaryIO
 from cacher.errors import ArtifactError, ObjectRefused, UsageError
 from cacher.globs import glob_regex
 from cacher.kind import Kind, Target
-from cacher.staging import check_restore_target, force_rmtree, staged_directory
+from cacher.kinds.paths_place import Planned, link_in_parents, put_in_place
+from cacher.scratch import scratch_directory
+from cacher.staging import check_restore_file, check_restore_target
 from cacher.streams import Writable
 from cacher.tar.extract import extract_tree
 from cacher.tar.write import TarWriter
@@ -46,7 +44,6 @@ MANIFEST = "cacher-paths.json"
 NAMESPACE = "_paths"
 ROOTS = ("workspace", "home", "root")
 _MAGIC = re.compile(r"[*?[]")
-_TEMP_MARK = ".cacher-paths-"
 
 
 def patterns_of(targets: Sequence[str]) -> list[str]:
@@ -91,6 +88,13 @@ class Entry:
     @property
     def name(self) -> str:
         return f"{self.root}/{self.rel}"
+
+
+def _real(path: str, is_dir: bool) -> str:
+    """Where ``path`` is once links are followed: a directory's own link too, a file's not."""
+    if is_dir:
+        return os.path.realpath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
 class PathSet:
@@ -155,24 +159,45 @@ class PathSet:
         """What the patterns match now, outermost first; nothing nested twice."""
         found: dict[str, tuple[bool, str]] = {}
         for pattern, root in zip(self.includes, self.classes, strict=True):
-            hits = glob.glob(pattern, recursive=True, include_hidden=True) if _MAGIC.search(pattern) else (
-                [pattern] if os.path.lexists(pattern) else []
+            hits = (
+                glob.glob(pattern, recursive=True, include_hidden=True)
+                if _MAGIC.search(pattern)
+                else ([pattern] if os.path.lexists(pattern) else [])
             )
             for hit in hits:
                 path = os.path.normpath(hit)
                 if not self._excluded_or_below(path) and path not in found:
                     found[path] = (os.path.isdir(path), root)
-        entries: list[Entry] = []
         kept_dirs: list[str] = []
+        survivors: list[str] = []
         for path in sorted(found, key=lambda p: os.fsencode(p)):
             if any(path.startswith(d.rstrip("/") + "/") for d in kept_dirs):
                 continue  # inside a directory already archived whole
+            if found[path][0]:
+                kept_dirs.append(path)
+            survivors.append(path)
+        # Once links are followed, two matches may be one place (``link`` and the ``real`` it
+        # names, or a file inside it): archive it once, preferring the path without a link.
+        real = {p: _real(p, found[p][0]) for p in survivors}
+        kept_real: list[str] = []
+        entries: list[Entry] = []
+        for path in sorted(survivors, key=lambda p: (os.fsencode(real[p]), real[p] != p, os.fsencode(p))):
+            if any(real[path] == r or real[path].startswith(r.rstrip("/") + "/") for r in kept_real):
+                continue
             is_dir, root = found[path]
+            entry = self.entry(path, is_dir, root)
+            base = self.bases[entry.root] if entry.root != "root" else "/"
+            link = link_in_parents(base, entry.rel)
+            if link is not None:  # a restore would refuse it: refuse now, not then
+                raise UsageError(
+                    f"cannot store {path}: {link} is a symbolic link, and a restore never writes through one",
+                    hint="name the directory the link points to",
+                )
             if is_dir:
                 check_restore_target(path)  # a restore would replace it: refuse now, not then
-                kept_dirs.append(path)
-            entries.append(self.entry(path, is_dir, root))
-        return entries
+                kept_real.append(real[path])
+            entries.append(entry)
+        return sorted(entries, key=lambda e: os.fsencode(e.path))
 
     def skip_below(self, entry: Entry) -> Callable[[str, bool], bool]:
         """The tree writer's filter for one directory entry: the excludes, by absolute path."""
@@ -208,9 +233,12 @@ class PathsKind(Kind):
 
     def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
         paths = PathSet([target or ""])
-        for pattern in paths.includes:  # literal directories are checked before any I/O
-            if not _MAGIC.search(pattern) and os.path.isdir(pattern):
-                check_restore_target(pattern)
+        for pattern in paths.includes:  # literal paths are checked before any I/O
+            if not _MAGIC.search(pattern):
+                if os.path.isdir(pattern):
+                    check_restore_target(pattern)
+                else:
+                    check_restore_file(pattern)
 
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
         paths = PathSet(targets)
@@ -237,20 +265,9 @@ class PathsKind(Kind):
 
     def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
         paths = PathSet([target or ""])
-        scratch = Path(tempfile.mkdtemp(prefix=_TEMP_MARK))
-        try:
+        with scratch_directory() as scratch:
             extract_tree(source, scratch)  # to the end of the stream: verified before anything moves
-            planned = _plan(scratch, paths)
-            _put_in_place(planned)
-        finally:
-            force_rmtree(scratch)
-
-
-@dataclass(frozen=True)
-class _Planned:
-    source: Path
-    dest: str
-    is_dir: bool
+            put_in_place(_plan(scratch, paths))
 
 
 def _read_manifest(scratch: Path) -> dict[str, Any]:
@@ -265,12 +282,12 @@ def _read_manifest(scratch: Path) -> dict[str, Any]:
     return data
 
 
-def _plan(scratch: Path, paths: PathSet) -> list[_Planned]:
+def _plan(scratch: Path, paths: PathSet) -> list[Planned]:
     """Every entry of the archive and where it goes; refused unless the patterns name it."""
     manifest = _read_manifest(scratch)
     if manifest.get("patterns") != paths.patterns:
         raise ObjectRefused("the stored archive was made for other paths")
-    planned: list[_Planned] = []
+    planned: list[Planned] = []
     for item in manifest["entries"]:
         if not isinstance(item, dict):
             raise ObjectRefused(f"the stored archive's {MANIFEST} has an invalid entry")
@@ -287,84 +304,11 @@ def _plan(scratch: Path, paths: PathSet) -> list[_Planned]:
         st = source.lstat() if os.path.lexists(source) else None
         if st is None or stat.S_ISDIR(st.st_mode) != (kind == "dir"):
             raise ObjectRefused(f"the stored archive lacks the {kind} it lists as {root}/{rel}")
-        planned.append(_Planned(source, dest, kind == "dir"))
+        base = paths.bases[str(root)] if root != "root" else "/"
+        planned.append(Planned(source, base, rel, kind == "dir"))
     dirs = sorted(p.dest for p in planned if p.is_dir)
     for p in planned:
         inside = [d for d in dirs if p.dest != d and p.dest.startswith(d.rstrip("/") + "/")]
         if inside or sum(1 for q in planned if q.dest == p.dest) > 1:
             raise ObjectRefused(f"the stored archive lists {p.dest} twice or inside another entry")
     return planned
-
-
-def _move(source: Path, dest: Path) -> None:
-    """Rename, or copy across filesystems (links stay links; the scratch copy is removed later).
-
-    A directory moved to another parent must be writable by its owner (its ``..`` changes):
-    a read-only one (Go's module cache is 0555) is opened up for the move and closed after.
-    """
-    st = source.lstat()
-    locked = stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR
-    try:
-        if locked:
-            os.chmod(source, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-        os.rename(source, dest)
-        if locked:
-            os.chmod(dest, stat.S_IMODE(st.st_mode))
-        return
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
-    try:
-        if source.is_dir() and not source.is_symlink():
-            shutil.copytree(source, dest, symlinks=True)
-        else:
-            if os.path.lexists(dest) and not os.path.isdir(dest):
-                os.unlink(dest)  # the placeholder: a link is made, not written through
-            shutil.copy2(source, dest, follow_symlinks=False)
-    except OSError as exc:
-        raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
-
-
-def _put_in_place(planned: Sequence[_Planned]) -> None:
-    """Stage every directory and file beside its destination, then swap them all in."""
-    for p in planned:  # before anything is touched
-        if p.is_dir:
-            check_restore_target(p.dest)
-        elif os.path.isdir(p.dest) and not os.path.islink(p.dest):
-            raise ArtifactError(f"cannot restore the file {p.dest}: a directory is in its place")
-    files: list[tuple[Path, Path]] = []
-    with ExitStack() as stack:
-        for p in sorted(planned, key=lambda q: q.dest):  # one order: locks are taken alike
-            dest = Path(p.dest)
-            if p.is_dir:
-                staging = stack.enter_context(staged_directory(dest))
-                st = p.source.lstat()
-                os.chmod(p.source, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)  # a 0555 tree lets go
-                for child in sorted(p.source.iterdir()):
-                    _move(child, staging / child.name)
-                os.chmod(staging, stat.S_IMODE(st.st_mode))
-                os.utime(staging, (st.st_mtime, st.st_mtime))
-            else:
-                try:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    fd, name = tempfile.mkstemp(prefix=f".{dest.name}{_TEMP_MARK}", dir=dest.parent)
-                    os.close(fd)
-                except OSError as exc:
-                    raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
-                tmp = Path(name)
-                stack.callback(_unlink_quietly, tmp)
-                _move(p.source, tmp)  # replaces the placeholder mkstemp made
-                files.append((tmp, dest))
-        for tmp, dest in files:  # everything is staged: now swap in
-            try:
-                os.replace(tmp, dest)
-            except OSError as exc:
-                raise ArtifactError(f"cannot replace {dest}: {exc.strerror or exc}") from None
-
-
-def _unlink_quietly(path: Path) -> None:
-    """Remove a staged file that was not swapped in (gone already once it was)."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -36,7 +36,7 @@ class LocalStore(Store):
         dest = Path(self.path(key))
         with self._translate("write", key):
             dest.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(dest, fsync=True) as f:
+        with atomic_write(dest, fsync=True, restore=False) as f:
             yield f
             for name, value in (metadata or {}).items():
                 with _ignore_oserror():
