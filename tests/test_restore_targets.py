@@ -224,6 +224,13 @@ def test_paths_restore_never_writes_through_a_linked_parent(cacher, tmp_path: Pa
     assert (ws / "sub").is_symlink()
 
 
+def test_paths_upload_of_a_match_below_a_link_is_refused(cacher, linked: Path, local_root: Path) -> None:
+    """A restore would refuse it: the upload says so, and stores nothing."""
+    run = cacher("paths", "upload", "k.tar.zst", "link/x.txt", cwd=linked)
+    assert_one_error_line(run, "symbolic link", "link")
+    assert not list(local_root.rglob("k.tar.zst"))
+
+
 # --- item 9: the scratch space of a SIGKILLed paths download -------------------------------------
 
 

@@ -11,10 +11,10 @@ The pattern list is bound into the key (`PathsKind.key_namespace`): the object l
 ``_paths/<16 hex of the sha256 of the patterns, one per line>/<key>``, so a changed list is a
 miss, never a restore of another layout (actions/cache puts ``path:`` into its cache version
 for the same reason). A restore reads and verifies the whole archive into a scratch directory
-first, then stages every directory beside its destination with the ``dir`` kind's rules
-(`staged_directory`: never ``/``, HOME, the current directory or their ancestors) and every
-file beside its own, and swaps them in only once all are staged. It restores only where the
-patterns given now point: an archive naming any other place is refused.
+first (`cacher.scratch`), then puts every path in place (`cacher.kinds.paths_place`: never
+through a link in a parent, never ``/``, HOME, the current directory, cacher's store or tier),
+and swaps them in only once all are staged. It restores only where the patterns given now
+point: an archive naming any other place is refused.
 """
 
 from __future__ import annotations
