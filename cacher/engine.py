@@ -135,7 +135,8 @@ def _upload(
         if not force and store.exists(key):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
         store.prepare_writer()  # S3: s3fs is built while the file's digest is taken
-        metadata = {"kind": kind.name, "codec": codec.name, "version": __version__}
+        metadata = {**kind.metadata(targets, options), "kind": kind.name, "codec": codec.name}
+        metadata["version"] = __version__
         sha = kind.digest(targets, options) or kind.sha256(options)
         if sha:
             metadata["sha256"] = sha.lower()
@@ -345,6 +346,7 @@ class _Download:
         stored_kind = info.metadata.get("kind")
         if stored_kind and not self.kind.restores(stored_kind):
             raise ObjectRefused(f"{info.key} was stored by {stored_kind!r}, not {self.kind.name!r}")
+        self.kind.check_stored(info.metadata, self.target, self.options)
         for again in range(REPLACED_RETRIES + 1):
             chosen = self.codec
             recorded = info.metadata.get("codec")

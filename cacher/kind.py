@@ -110,6 +110,19 @@ class Kind(abc.ABC):
         kinds whose codec verifies the stream (archives) or that cannot know it in advance."""
         return None
 
+    def metadata(self, targets: Sequence[str], options: Mapping[str, Any]) -> Mapping[str, str]:
+        """Fields the kind records with the object, known before packing (a store may take an
+        object's metadata when its upload starts). The engine's own fields (``kind``, ``codec``,
+        ``version``, ``sha256``) win over these. Keep them short: S3 allows 2 KB in all."""
+        return {}
+
+    def check_stored(
+        self, metadata: Mapping[str, str], target: str | None, options: Mapping[str, Any]
+    ) -> None:
+        """Raise `cacher.errors.ObjectRefused` when what `metadata` recorded shows that the object
+        cannot restore ``target``, before a byte of it is read. Objects stored without the
+        record (older versions) pass; `unpack` still checks what it reads."""
+
     def key_namespace(self, targets: Sequence[str], options: Mapping[str, Any]) -> str | None:
         """Key segments binding what the targets name into the stored key, or None.
 

@@ -343,6 +343,34 @@ def test_an_image_the_archive_does_not_hold_is_refused_and_nothing_is_loaded(
     assert stored(local_root) == ["other.tar.zst"]
 
 
+def test_the_recorded_images_refuse_before_the_object_is_read(
+    dk, engine: DockerEngine, name: str, local_root: Path, tmp_path: Path
+) -> None:
+    # The object records the images it was saved from and their IDs: a restore of another
+    # image is refused before a byte is read (docker is not even started).
+    held, own = f"{name}-a:1", f"{name}-b:1"
+    held_id = make_image(engine, held)
+    own_id = make_image(engine, own)
+    assert dk("upload", "rec.tar.zst", held).code == 0
+    assert (
+        os.getxattr(local_root / "rec.tar.zst", "user.cacher-docker-images")
+        == f"{held}={held_id[7:]}".encode()
+    )
+    cli = wrapper(tmp_path, engine, 'echo $$ >> "$PIDS"')
+    run = dk("download", "rec.tar.zst", own, "--docker-cli", str(cli))
+    assert_one_error_line(run, f"does not hold {own}", f"saved from {held}")
+    assert recorded_pids(tmp_path) == []
+    assert engine.image_id(own) == own_id
+    # A repository saved without a tag holds all its tags: the record does not refuse them.
+    engine.docker("tag", held_id, f"{name}-a:latest")
+    engine.docker("tag", held_id, f"{name}-a:2")
+    assert dk("upload", "repo.tar.zst", f"{name}-a").code == 0
+    engine.docker("rmi", held, f"{name}-a:2", f"{name}-a:latest")
+    run = dk("download", "repo.tar.zst", f"{name}-a:2")
+    assert run.code == 0 and "hit" in run.err, run
+    assert engine.image_id(f"{name}-a:2") == held_id
+
+
 def test_ensure_of_an_image_the_archive_does_not_hold_builds_it(
     cacher, docker_env: dict[str, str], engine: DockerEngine, name: str
 ) -> None:
@@ -544,7 +572,7 @@ def test_cli_from_env_and_a_stderr_flood(dk, engine: DockerEngine, name: str, tm
     engine.docker("rmi", ref)
     assert dk("download", "flood.tar.zst", ref, extra_env=env, timeout=60).code == 0
     assert engine.image_id(ref) == image_id
-    assert len(recorded_pids(tmp_path)) == 3  # save, load, image inspect: all through $CACHER_DOCKER_CLI
+    assert len(recorded_pids(tmp_path)) == 4  # inspect, save; load, inspect: all through $CACHER_DOCKER_CLI
 
 
 # -- the conformance kit that every kind passes ---------------------------------------------------

@@ -14,16 +14,18 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
-from cacher.errors import ArtifactError, UsageError
+from cacher.errors import ArtifactError, ObjectRefused, UsageError
 from cacher.kind import Kind, Option, Target
 from cacher.kinds.docker_archive import ArchiveWatch
-from cacher.kinds.docker_refs import valid_reference
+from cacher.kinds.docker_refs import covers, is_id_prefix, valid_reference
 from cacher.piped import CHUNK, PipedProcess
 from cacher.streams import Writable
 
 TAR_BLOCK = 512
 TAR_END = bytes(2 * TAR_BLOCK)  # a complete tar archive ends with two zero blocks
 CLI_ENV = "CACHER_DOCKER_CLI"
+RECORD = "docker-images"  # the metadata field recording IMAGE=ID for each image saved
+RECORD_MAX = 1024
 
 
 class DockerKind(Kind):
@@ -57,6 +59,37 @@ class DockerKind(Kind):
         if target:
             _check_image(target)
         _cli(options)
+
+    def metadata(self, targets: Sequence[str], options: Mapping[str, Any]) -> Mapping[str, str]:
+        """``docker-images``: each IMAGE as given and the ID it names (``app:1=<hex> ...``), so a
+        restore of an image the object cannot hold is refused before it is read. None when
+        docker cannot say (``docker save`` then fails with its own message) or when the record
+        would not fit S3's 2 KB of metadata."""
+        argv = [_cli(options), "image", "inspect", "--format", "{{.Id}}", *targets]
+        try:
+            with PipedProcess(argv, stdout=subprocess.PIPE) as seen:
+                out = seen.pipe(seen.proc.stdout).read(RECORD_MAX * 2)
+                seen.finish()
+        except ArtifactError:
+            return {}
+        ids = [line.strip().removeprefix("sha256:") for line in out.decode("ascii", "replace").split()]
+        record = " ".join(f"{image}={image_id}" for image, image_id in zip(targets, ids, strict=False))
+        if len(ids) != len(targets) or len(record) > RECORD_MAX:
+            return {}
+        return {RECORD: record}
+
+    def check_stored(
+        self, metadata: Mapping[str, str], target: str | None, options: Mapping[str, Any]
+    ) -> None:
+        """Refuse an object whose record says it was saved from images that cannot include ``target``."""
+        record = metadata.get(RECORD)
+        if not target or not record:
+            return
+        saved = [entry.rpartition("=") for entry in record.split()]
+        if any(covers(image, target) or is_id_prefix(target, image_id) for image, _, image_id in saved):
+            return
+        listed = ", ".join(image for image, _, _ in saved)
+        raise ObjectRefused(f"the stored archive does not hold {target}: it was saved from {listed}")
 
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
         """Stream ``docker save`` into ``sink``; raise unless it exited 0 with a whole tar archive."""

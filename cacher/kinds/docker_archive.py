@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cacher.errors import ObjectRefused
-from cacher.kinds.docker_refs import is_id_prefix, normalized
+from cacher.kinds.docker_refs import is_id_prefix, names_of, normalized
 
 __all__ = ["ArchiveWatch"]
 
@@ -64,7 +64,7 @@ class ArchiveWatch:
     _digests_ok: dict[str, bool] = field(default_factory=dict)  # config-like member -> digest matches
     _index: bytes | None = None
     _held: bool = False
-    _wanted: set[str | None] | None = None
+    _wanted: set[str] | None = None
 
     def feed(self, data: bytes) -> None:
         """Follow ``data``; raise `ObjectRefused` once the archive cannot hold the target."""
@@ -202,14 +202,8 @@ class ArchiveWatch:
         self._held = True
 
     def _names_target(self, tag: str) -> bool:
-        """Whether a recorded tag is the target. A name without a registry host is also looked
-        for under ``localhost/``, where podman records the images it built."""
         if self._wanted is None:
-            target = str(self.target)
-            self._wanted = {normalized(target)}
-            if normalized(target) == normalized(f"docker.io/{target}"):  # no registry host named
-                self._wanted.add(normalized(f"localhost/{target}"))
-            self._wanted.discard(None)
+            self._wanted = names_of(str(self.target))
         return normalized(tag) in self._wanted
 
     def _refused(self, why: str) -> ObjectRefused:

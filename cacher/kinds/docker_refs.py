@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_id_prefix", "normalized", "valid_reference"]
+__all__ = ["covers", "is_id_prefix", "names_of", "normalized", "valid_reference"]
 
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|-+)"
@@ -64,3 +64,26 @@ def is_id_prefix(image: str, image_id: str) -> bool:
     whole ID, with or without ``sha256:``, or a prefix of it."""
     found = _ID_PREFIX.fullmatch(image)
     return found is not None and image_id.startswith(found[1])
+
+
+def names_of(image: str) -> set[str]:
+    """The full forms ``image`` may name: its own, and for a name without a registry host also
+    ``localhost/NAME``, where podman records the images it built."""
+    found = {normalized(image)}
+    if normalized(image) == normalized(f"{DEFAULT_DOMAIN}/{image}"):  # no registry host named
+        found.add(normalized(f"localhost/{image}"))
+    return {name for name in found if name is not None}
+
+
+def covers(saved: str, image: str) -> bool:
+    """Whether ``docker save SAVED`` may write ``image`` into its archive: the same name, or
+    SAVED names a repository without a tag (docker then saves every tag of it)."""
+    found = _REFERENCE.fullmatch(saved)
+    if found is None:
+        return False
+    if names_of(saved) & names_of(image):
+        return True
+    if found["tag"] is None and found["digest"] is None:
+        repos = {name.removesuffix(":latest") for name in names_of(saved)}
+        return any(name.rpartition(":")[0] in repos for name in names_of(image) if "@" not in name)
+    return False
