@@ -258,7 +258,12 @@ def test_a_number_out_of_range_exits_2_naming_the_setting_before_any_io(
 
 @pytest.mark.parametrize(
     ("name", "text"),
-    [("connect_timeout", "0.001"), ("read_timeout", "604800"), ("max_attempts", "1"), ("part_size_mb", "5120")],
+    [
+        ("connect_timeout", "0.001"),
+        ("read_timeout", "604800"),
+        ("max_attempts", "1"),
+        ("part_size_mb", "5120"),
+    ],
 )
 def test_numbers_at_the_edges_of_their_range_are_taken(cacher, tmp_path: Path, name: str, text: str) -> None:
     f = tmp_path / "f"
@@ -322,25 +327,53 @@ def test_a_linked_config_file_of_the_users_own_is_obeyed(cacher, home: Path, tmp
     assert (store / "k").exists()
 
 
-def test_a_secret_others_can_read_is_warned_about_on_stderr(cacher, home: Path, tmp_path: Path) -> None:
-    secret = tmp_path / "secret"
-    secret.write_text("s3cr3t")
+def test_a_secret_others_can_read_is_warned_about_on_stderr(
+    cacher, home: Path, tmp_path: Path, moto_s3: Any
+) -> None:
+    """Like ssh's warning for the key it loads: the secret this command uses (the s3 backend's
+    secret_file, a config file's session_token), one line on stderr, never on --json stdout."""
+    moto_bucket = "secret-warnings"
+    moto_s3.make_bucket(moto_bucket)
+    key_id, secret = tmp_path / "key-id", tmp_path / "secret"
+    key_id.write_text(moto_s3.key_id)
+    secret.write_text(moto_s3.secret)
     secret.chmod(0o644)
-    path = _write_config(home, f'backend = "file"\nbucket = "{tmp_path / "store"}"\nsession_token = "tok"\n')
+    path = _write_config(
+        home,
+        f'endpoint = "{moto_s3.endpoint}"\nbucket = "{moto_bucket}"\nkey_file = "{key_id}"\n'
+        'session_token = "tok-in-config"\n',
+    )
     path.chmod(0o644)
     run = cacher("exists", "k", "--json", "--secret-file", str(secret))
     assert run.code == 1, run
-    json.loads(run.out)  # stdout stays one JSON document
-    warnings = [line for line in run.err.splitlines() if "warning" in line]
-    assert len(warnings) == 2, run.err
+    assert json.loads(run.out)["exists"] is False  # stdout stays one JSON document
+    warnings = [line for line in run.err.splitlines() if line.startswith("cacher: warning:")]
+    assert len(warnings) == 2 and len(run.err.splitlines()) == 2, run.err
     assert any(str(secret) in w and f"chmod go-r {secret}" in w for w in warnings), run.err
     assert any(str(path) in w and "session_token" in w for w in warnings), run.err
-    assert "s3cr3t" not in run.err + run.out and "tok" not in run.out
+    assert moto_s3.secret not in run.err + run.out and "tok-in-config" not in run.err + run.out
+    quiet = cacher("exists", "k", "-q", "--secret-file", str(secret))
+    assert quiet.code == 1, quiet
+    assert quiet.err == "", quiet.err
     secret.chmod(0o600)
     path.chmod(0o600)
-    quiet = cacher("exists", "k", "--secret-file", str(secret))
-    assert quiet.code == 1, quiet
-    assert "warning" not in quiet.err, quiet.err
+    private = cacher("exists", "k", "--secret-file", str(secret))
+    assert private.code == 1, private
+    assert "warning" not in private.err, private.err
+
+
+def test_a_secret_this_command_does_not_use_gets_no_warning(cacher, home: Path, tmp_path: Path) -> None:
+    """The file backend reads no secret, and CACHER_S3_KEY_ID/CACHER_S3_SECRET take the
+    secret_file's place: no warning then (an expected error stays one line)."""
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t")
+    secret.chmod(0o644)
+    run = cacher("exists", "k", "--secret-file", str(secret), "--key-file", str(secret))
+    assert run.code == 1, run
+    assert "warning" not in run.err, run.err
+    env = {"CACHER_ENDPOINT": "http://127.0.0.1:9", "CACHER_BUCKET": "b", "CACHER_S3_KEY_ID": "id"}
+    half = cacher("exists", "k", "--secret-file", str(secret), extra_env=env)
+    assert_one_error_line(half, "CACHER_S3_SECRET is not set")
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "nans", "1e400s", "9" * 400 + "s", "-1d", "1", "1.5.5s"])
