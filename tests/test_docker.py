@@ -371,6 +371,29 @@ def test_the_recorded_images_refuse_before_the_object_is_read(
     assert engine.image_id(f"{name}-a:2") == held_id
 
 
+def test_the_record_on_s3(dk, engine: DockerEngine, name: str, seaweed_s3: Any, s3_bucket: str) -> None:
+    # On S3 the record is user metadata (x-amz-meta-cacher-docker-images), set when the upload
+    # starts; a download of another image is refused from the HEAD alone.
+    s3 = {
+        "CACHER_ENDPOINT": seaweed_s3.endpoint,
+        "CACHER_BUCKET": s3_bucket,
+        "CACHER_S3_KEY_ID": seaweed_s3.key_id,
+        "CACHER_S3_SECRET": seaweed_s3.secret,
+        "CACHER_REGION": "us-east-1",
+    }
+    held, other = f"{name}-a:1", f"{name}-b:1"
+    held_id = make_image(engine, held)
+    assert dk("upload", "s3.tar.zst", held, extra_env=s3).code == 0
+    head = seaweed_s3.client().head_object(Bucket=s3_bucket, Key="s3.tar.zst")
+    assert head["Metadata"]["cacher-docker-images"] == f"{held}={held_id[7:]}"
+    run = dk("download", "s3.tar.zst", other, extra_env=s3)
+    assert_one_error_line(run, f"does not hold {other}", f"saved from {held}")
+    engine.docker("rmi", held)
+    run = dk("download", "s3.tar.zst", held, extra_env=s3)
+    assert run.code == 0 and "hit" in run.err, run
+    assert engine.image_id(held) == held_id
+
+
 def test_ensure_of_an_image_the_archive_does_not_hold_builds_it(
     cacher, docker_env: dict[str, str], engine: DockerEngine, name: str
 ) -> None:
