@@ -196,7 +196,7 @@ class ArchiveWatch:
                 self._config_ids.add(found[0])
                 self._configs[posixpath.normpath("/" + config).lstrip("/")] = found[0]
         if not self._config_ids:
-            held = [tag for _, tags in images for tag in tags] or [c for c, _ in images]
+            held = [tag for config, tags in images for tag in tags or [_untagged(config)]]
             listed = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
             raise self._refused(f"holds {listed or 'no image'}")
         self._held = True
@@ -210,6 +210,12 @@ class ArchiveWatch:
         return ObjectRefused(
             f"the stored archive does not hold {self.target}" + (f": it {why}" if why else "")
         )
+
+
+def _untagged(config: str) -> str:
+    """How an image the manifest lists without a tag is named in a message."""
+    found = _HEX64.search(config)
+    return f"untagged sha256:{found[0][:12]}" if found else f"untagged {config!r}"
 
 
 def _octal(field: bytes) -> int:
