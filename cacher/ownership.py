@@ -51,9 +51,10 @@ def distrust(st: os.stat_result) -> str | None:
 
 def private_dir(path: Path, *, create: bool = True) -> Path:
     """``path`` as a directory only the user can change: created mode 0700 (with its parents)
-    when ``create`` and missing; `Untrusted` when it is a link, not a directory, another
-    user's, or writable by group or others. `OSError` (``FileNotFoundError`` when missing and
-    not ``create``) when it cannot be made or looked at."""
+    when ``create`` and missing, and an existing one of the user's own made 0700; `Untrusted`
+    when it is a link, not a directory, another user's, or writable by group or others.
+    `OSError` (``FileNotFoundError`` when missing and not ``create``) when it cannot be made or
+    looked at."""
     if create:
         try:
             os.mkdir(path, 0o700)
@@ -73,6 +74,11 @@ def private_dir(path: Path, *, create: bool = True) -> Path:
     why = distrust(st)
     if why is not None:
         raise Untrusted(f"refusing the directory {path}: {why}")
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        try:  # one made before this rule (0755): the user's own, so made private now
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700, follow_symlinks=False)
+        except OSError:
+            pass
     return path
 
 

@@ -35,6 +35,10 @@ def _plant_this(index_file: Path) -> None:
 
 
 def test_index_directory_is_private(cacher, home: Path) -> None:
+    """Made 0700; one an earlier cacher made 0755 is made 0700 too."""
+    old = home / ".cache" / "ci-cacher" / "entry-points"
+    old.mkdir(parents=True, mode=0o755)
+    old.chmod(0o755)
     run = cacher("exists", "base")
     assert run.code == 1, run
     directory = home / ".cache" / "ci-cacher" / "entry-points"

@@ -34,6 +34,8 @@ def test_an_existing_private_directory_is_taken_unless_others_can_change_it(tmp_
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
     assert private_dir(shared) == shared
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o700, "the user's own is made private"
+    shared.chmod(0o755)
     shared.chmod(0o777)
     with pytest.raises(Untrusted, match="writable by group or others"):
         private_dir(shared)
