@@ -49,6 +49,19 @@ def status_error(
     return Failure(f"cannot {action} {where}: {detail or f'the store answered {answered}'}")
 
 
+def missing_bucket(bucket: str) -> StorageError:
+    """The one wording of a bucket that does not exist, whichever request met it."""
+    hint = "create it, or fix 'bucket' in the configuration"
+    return Failure(f"the bucket {bucket!r} does not exist", hint=hint)
+
+
+def is_missing_bucket(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3's ``NoSuchBucket`` (s3fs turns it into a `FileNotFoundError`, which
+    elsewhere means a missing key: a missing bucket must not read as an empty one)."""
+    answer = _client_error(exc)
+    return answer is not None and answer[1] == "NoSuchBucket"
+
+
 def changed(action: str, where: str) -> ObjectChanged:
     return ObjectChanged(
         f"cannot {action} {where}: it was replaced while it was read (another job stored the same key)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,7 +90,9 @@ class S3Store(Store):
             )
         try:
             yield
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if errors.is_missing_bucket(exc):
+                raise errors.missing_bucket(self.bucket) from exc
             raise
         except Exception as exc:
             error = errors.translate(exc, action, self.url(key), region=self._head.region)
@@ -111,21 +114,20 @@ class S3Store(Store):
 
     def check_bucket(self) -> None:
         if self._answer("reach the bucket of", "", self.bucket).status == 404:
-            raise StorageError(
-                f"the bucket {self.bucket!r} does not exist",
-                hint="create it, or fix 'bucket' in the configuration",
-            )
+            raise errors.missing_bucket(self.bucket)
 
     #: S3 keys holding ``.cacher-tmp-`` are objects like any other (S3 writes have no temporaries).
     hides_temporaries = False
 
     def _find(self, base: str, name: str) -> dict[str, Any]:
         """`Store.list`'s listing, filtered by the store itself (``prefix=``): one LIST of the
-        matching keys, not of the whole directory."""
-        if name:
-            found: dict[str, Any] = self.fs.find(base, prefix=name, detail=True)
-        else:
-            found = self.fs.find(base, detail=True)
+        matching keys, not of the whole directory. s3fs lists a missing bucket as empty: an
+        empty listing costs one HEAD of the bucket, so it is never mistaken for an empty one."""
+        found: dict[str, Any] = {}
+        with contextlib.suppress(FileNotFoundError):
+            found = self.fs.find(base, prefix=name, detail=True) if name else self.fs.find(base, detail=True)
+        if not found:
+            self.check_bucket()
         return found
 
     @contextmanager
