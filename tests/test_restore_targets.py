@@ -294,3 +294,22 @@ def test_scratch_held_by_a_living_process_is_kept(cacher, tmp_path: Path) -> Non
         assert live.is_dir() and not dead.exists()
     finally:
         os.close(fd)
+
+
+def test_staged_files_of_killed_paths_restores_are_removed_unless_held(cacher, tmp_path: Path) -> None:
+    """A file is staged beside its destination and ``flock``ed until the swap: one nobody
+    holds was left by a killed restore, and the next restore of that file removes it."""
+    ws = tree(tmp_path / "ws", {"sub/f.txt": "file\n"})
+    assert cacher("paths", "upload", "k.tar.zst", "sub/f.txt", cwd=ws).code == 0
+    dead = ws / "sub" / ".f.txt.cacher-paths-0badf00d"
+    dead.write_text("left by a SIGKILL")
+    alive = ws / "sub" / ".f.txt.cacher-paths-1ive1ive"
+    alive.write_text("a restore running now")
+    fd = os.open(alive, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        run = cacher("paths", "download", "k.tar.zst", "sub/f.txt", cwd=ws)
+        assert run.code == 0, run
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in (ws / "sub").iterdir()) == [alive.name, "f.txt"]

@@ -17,6 +17,7 @@ refused, and each directory's restore lock is taken once, in the order of resolv
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
 import shutil
@@ -167,11 +168,18 @@ def _move(source: Path, dest: Path) -> None:
         raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
 
 
-def _stage_file(source: Path, parent_fd: int, name: str, dest: str) -> str:
+def _stage_file(source: Path, parent_fd: int, name: str, dest: str, stack: ExitStack) -> str:
     """Put ``source`` beside ``name`` in the directory open on ``parent_fd``, under a new
-    temporary name (returned): a rename, or a copy made in that directory across filesystems."""
+    temporary name (returned): a rename, or a copy made in that directory across filesystems.
+    A regular file is ``flock``ed (until ``stack`` closes) before it appears there, so a restore
+    tells it from one a killed restore left (`_remove_stale_staged`)."""
     tmp = f".{name}{TEMP_MARK}{secrets.token_hex(4)}"
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
+        if stat.S_ISREG(source.lstat().st_mode):
+            held = os.open(source, flags)
+            stack.callback(os.close, held)
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the inode: the lock moves with it
         os.rename(source, tmp, dst_dir_fd=parent_fd)
         return tmp
     except OSError as exc:
@@ -182,19 +190,40 @@ def _stage_file(source: Path, parent_fd: int, name: str, dest: str) -> str:
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(source), tmp, dir_fd=parent_fd)
             return tmp
-        out = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent_fd
-        )
-        try:
-            with open(source, "rb") as f, os.fdopen(os.dup(out), "wb") as o:
-                shutil.copyfileobj(f, o, 1 << 20)
-            os.fchmod(out, stat.S_IMODE(st.st_mode))
-            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
-        finally:
-            os.close(out)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        out = os.open(tmp, flags, 0o600, dir_fd=parent_fd)
+        stack.callback(os.close, out)
+        fcntl.flock(out, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(source, "rb") as f, os.fdopen(os.dup(out), "wb") as o:
+            shutil.copyfileobj(f, o, 1 << 20)
+        os.fchmod(out, stat.S_IMODE(st.st_mode))
+        os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
     except OSError as exc:
         raise ArtifactError(f"cannot stage {dest}: {exc.strerror or exc}") from None
     return tmp
+
+
+def _remove_stale_staged(parent_fd: int, name: str) -> None:
+    """Remove the staged copies of ``name`` that killed restores left: regular files that no
+    process holds an ``flock`` on."""
+    mark = f".{name}{TEMP_MARK}"
+    try:
+        with os.scandir(parent_fd) as entries:
+            names = [e.name for e in entries if e.name.startswith(mark) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return
+    for stale in names:
+        try:
+            fd = os.open(stale, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent_fd)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(stale, dir_fd=parent_fd)
+        except OSError:
+            pass  # held: a living restore's
+        finally:
+            os.close(fd)
 
 
 def _unlink_quietly(name: str, dir_fd: int) -> None:
@@ -229,7 +258,8 @@ def put_in_place(planned: Sequence[Planned]) -> None:
                     raise ArtifactError(f"cannot stage {p.dest}: {exc.strerror or exc}") from None
                 stack.callback(os.close, parent_fd)
                 name = p.rel.rpartition("/")[2]
-                tmp = _stage_file(p.source, parent_fd, name, p.dest)
+                _remove_stale_staged(parent_fd, name)
+                tmp = _stage_file(p.source, parent_fd, name, p.dest, stack)
                 stack.callback(_unlink_quietly, tmp, parent_fd)
                 files.append((parent_fd, tmp, name, p.dest))
         for parent_fd, tmp, name, dest in files:  # everything is staged: now swap in
