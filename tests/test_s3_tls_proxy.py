@@ -225,3 +225,34 @@ def test_a_dead_proxy_fails_every_path_with_one_line(cacher, base, nginx, ca, tm
     every_path_fails(cacher, env, tmp_path)
     run = cacher("exists", "k", extra_env=env)
     assert "proxy-password-123" not in run.out + run.err
+
+
+@pytest.fixture
+def locked_proxy() -> Iterator[Any]:
+    """tinyproxy demanding Basic credentials: 407 to anyone without them."""
+    from tests.realparts.tls_proxy import Tinyproxy
+
+    try:
+        part = Tinyproxy(basic_auth=("ci", "right-password"))
+    except PartUnavailable as exc:
+        require_part(str(exc))
+    with part:
+        yield part
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_proxy_refusal_names_the_proxy_not_the_store(
+    cacher, base, nginx, ca, seaweed_s3, locked_proxy, scheme: str, tmp_path: Path
+) -> None:
+    """Issue 27 item 3: a proxy's 407 read 'the store answered HTTP 407' (tinyproxy sends 401)."""
+    url = locked_proxy.url.replace("http://", "http://ci:wrong-password-456@")
+    if scheme == "https":
+        env = {**base, "CACHER_ENDPOINT": nginx.endpoint, "CACHER_CA_BUNDLE": str(ca.cert), "HTTPS_PROXY": url}
+    else:
+        env = {**base, "CACHER_ENDPOINT": seaweed_s3.endpoint, "HTTP_PROXY": url}
+    every_path_fails(cacher, env, tmp_path, f"the proxy 127.0.0.1:{locked_proxy.port} refused", "hint: check the proxy's credentials")
+    run = cacher("exists", "k", extra_env=env)
+    assert "store answered" not in run.err and "wrong-password-456" not in run.out + run.err, run
+    # With the right credentials every path works through it.
+    env = {k: v.replace("wrong-password-456", "right-password") for k, v in env.items()}
+    every_path(cacher, env, tmp_path)

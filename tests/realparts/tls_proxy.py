@@ -151,7 +151,9 @@ class Tinyproxy(ProcessPart):
 
     grace = 2.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, basic_auth: tuple[str, str] | None = None) -> None:
+        """``basic_auth``: (user, password) the proxy demands (407 without them)."""
+        self.basic_auth = basic_auth
         self.tinyproxy = find_tool("tinyproxy")
         self._adopt(Path(tempfile.mkdtemp(prefix="cacher-tinyproxy-")), own_dir=True)
         self.log_path = self.root / "tinyproxy.log"
@@ -164,6 +166,7 @@ class Tinyproxy(ProcessPart):
             f"Port {self.port}\nListen {LOOPBACK}\nTimeout 300\nMaxClients 64\n"
             f'LogFile "{self.log_path}"\nLogLevel Connect\nPidFile "{self.root / "tinyproxy.pid"}"\n'
             f"Allow {LOOPBACK}\nDisableViaHeader Yes\n"
+            + (f"BasicAuth {self.basic_auth[0]} {self.basic_auth[1]}\n" if self.basic_auth else "")
         )
         os.chmod(self.root, 0o755)
         with open(self.root / "stdout.log", "ab") as out:

@@ -8,6 +8,8 @@ transports raise timeouts and connection errors. `translate` turns any of them i
 
 from __future__ import annotations
 
+import re
+
 from cacher.errors import CacherError, ObjectChanged, ReadPreconditionFailed, StorageError, StoreRefused
 from cacher.stores.base import ACCESS_HINT
 
@@ -26,11 +28,46 @@ class Failure(StorageError):
         self.store_down = store_down
 
 
+PROXY_HINT = (
+    "check the proxy's credentials (user:password@ in HTTPS_PROXY or HTTP_PROXY) and that it "
+    "lets this job reach the endpoint; NO_PROXY lists hosts reached directly"
+)
+#: How http.client and aiohttp report a proxy that refused a CONNECT tunnel.
+_TUNNEL_REFUSED = re.compile(r"(?:Tunnel connection failed|(?<!\w)status)[:=]\s*(40[17])\b", re.IGNORECASE)
+
+
+def proxy_refused(action: str, where: str, proxy: str, status: int, text: str = "") -> StorageError:
+    """A proxy's own 407 (or 401, which some proxies send): the proxy's word, not the store's."""
+    answered = f"HTTP {status}" + (f" {text}" if text else "")
+    message = f"cannot {action} {where}: the proxy {proxy} refused the request ({answered})"
+    return Failure(message, hint=PROXY_HINT)
+
+
+def _tunnel_refusal(exc: BaseException) -> int | None:
+    """The status of a refused CONNECT in ``exc`` or its causes (the text is all they carry)."""
+    current: BaseException | None = exc
+    for _ in range(5):
+        if current is None:
+            return None
+        found = _TUNNEL_REFUSED.search(f"{current} {getattr(current, 'status', '')}")
+        status = getattr(current, "status", None)
+        if isinstance(status, int) and status in (401, 407) and "proxy" in type(current).__name__.lower():
+            return status
+        if found:
+            return int(found[1])
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def status_error(
-    action: str, where: str, status: int, code: str = "", *, region: str, detail: str = ""
+    action: str, where: str, status: int, code: str = "", *, region: str, detail: str = "",
+    proxy: str | None = None,
 ) -> StorageError:
     """The error for an HTTP answer that is not what the request wanted (``detail``: the
-    request path's own words for the rest)."""
+    request path's own words for the rest). Through a ``proxy``, a 407 (or 401: S3 stores answer
+    403) is the proxy's."""
+    if proxy and status in (401, 407):
+        return proxy_refused(action, where, proxy, status)
     answered = f"HTTP {status}" + (f" {code}" if code else "")
     if status == 403 and code not in REGION_CODES:
         return Failure(f"cannot {action} {where}: access denied ({answered})", hint=ACCESS_HINT)
@@ -83,17 +120,23 @@ def _client_error(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
-def translate(exc: BaseException, action: str, where: str, *, region: str) -> CacherError:
-    """Any failure of a request path as the `StorageError` a user reads."""
+def translate(
+    exc: BaseException, action: str, where: str, *, region: str, proxy: str | None = None
+) -> CacherError:
+    """Any failure of a request path as the `StorageError` a user reads (``proxy``: the
+    ``host:port`` of the proxy the request went through, if any)."""
     if isinstance(exc, CacherError):
         return exc
     if isinstance(exc, ReadPreconditionFailed):
         return changed(action, where)
     if isinstance(exc, StoreRefused) and exc.status:
-        return status_error(action, where, exc.status, exc.code, region=region, detail=reason(exc))
+        detail = reason(exc)
+        return status_error(action, where, exc.status, exc.code, region=region, detail=detail, proxy=proxy)
     answer = _client_error(exc)
     if answer is not None and answer[0]:
-        return status_error(action, where, answer[0], answer[1], region=region)
+        return status_error(action, where, answer[0], answer[1], region=region, proxy=proxy)
+    if proxy and (tunnel := _tunnel_refusal(exc)):
+        return proxy_refused(action, where, proxy, tunnel)
     if isinstance(exc, PermissionError):
         return Failure(f"cannot {action} {where}: access denied ({reason(exc)})", hint=ACCESS_HINT)
     if isinstance(exc, OSError) and "pre-condition" in str(exc):  # s3fs's own 412

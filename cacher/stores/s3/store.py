@@ -51,6 +51,8 @@ class S3Store(Store):
         self.inflight = inflight
         self.grow_parts = grow_parts
         self._fs_building: concurrent.futures.Future[Any] | None = None
+        proxy = head_client.transport.proxy
+        self._proxy = f"{proxy.host}:{proxy.port}" if proxy else None  # for messages: no credentials
 
     @property
     def fs(self) -> Any:
@@ -76,7 +78,9 @@ class S3Store(Store):
         with self._translate(action, key):  # inside: a 5xx after retries is remembered too
             answer = self._head.head(bucket, path)
             if answer.status not in (200, 404):
-                raise errors.status_error(action, self.url(key), answer.status, region=self._head.region)
+                raise errors.status_error(
+                    action, self.url(key), answer.status, region=self._head.region, proxy=self._proxy
+                )
         return answer
 
     @contextmanager
@@ -95,7 +99,7 @@ class S3Store(Store):
                 raise errors.missing_bucket(self.bucket) from exc
             raise
         except Exception as exc:
-            error = errors.translate(exc, action, self.url(key), region=self._head.region)
+            error = errors.translate(exc, action, self.url(key), region=self._head.region, proxy=self._proxy)
             if self.failures is not None and getattr(error, "store_down", False):
                 self.failures.record(error.message)
             if error is exc:
