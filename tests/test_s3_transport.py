@@ -322,3 +322,20 @@ def test_soft_fail_remembers_a_store_answering_503(cacher, motoenv, moto_s3, tmp
         assert "earlier in this job" in second.err
         assert len(proxy.requests) == asked
         assert len(list(runner_temp.glob("cacher-store-down-*.json"))) == 1
+
+
+def test_a_planted_store_down_memory_is_not_believed(cacher, motoenv, moto_s3, tmp_path: Path) -> None:
+    """Issue 25 (files cacher trusts): another user who can write the soft-fail memory's
+    directory must not turn a job's cache off; a group/other-writable memory file is ignored."""
+    import hashlib
+
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(mode=0o755)
+    env = {**motoenv, "CI_JOB_ID": "77", "RUNNER_TEMP": str(runner_temp)}
+    digest = hashlib.sha256(f"{motoenv['CACHER_ENDPOINT']}\0CI_JOB_ID=77".encode()).hexdigest()[:20]
+    planted = runner_temp / f"cacher-store-down-{digest}.json"
+    planted.write_text(json.dumps({"at": time.time(), "endpoint": "x", "reason": "PLANTED"}))
+    planted.chmod(0o666)
+    run = cacher("exists", "k", "--soft-fail", extra_env=env)
+    assert run.code == 1, run
+    assert "PLANTED" not in run.err and "earlier in this job" not in run.err, run.err

@@ -5,7 +5,9 @@ the store down (no answer, 5xx), the failure is written to a small state file, a
 command of the same job within `REMEMBER` seconds fails at once (a miss, under soft-fail).
 The file is keyed by the endpoint and the CI job's id, so one blip on a shared runner never
 disables another job's cache; without a job id nothing is remembered. It lives in
-``$RUNNER_TEMP`` (GitHub Actions empties it per job), else cacher's runtime directory.
+``$RUNNER_TEMP`` (GitHub Actions empties it per job), else cacher's runtime directory, and is
+believed only when it is the user's own (`cacher.ownership`): a planted "store down" would
+otherwise turn a job's cache off, and a planted link would redirect the write.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from cacher.config import runtime_dir
+from cacher.ownership import Untrusted, distrust, private_dir, read_trusted
 
 #: Seconds a failed store is remembered.
 REMEMBER = 300.0
@@ -58,9 +62,9 @@ class FailureMemory:
     def recent(self, now: float | None = None) -> str | None:
         """Why the store failed, when that was less than `REMEMBER` seconds ago."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(read_trusted(self.path).decode("utf-8"))
             at, why = float(data["at"]), str(data["reason"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, Untrusted):
             return None
         age = (time.time() if now is None else now) - at
         return why if 0 <= age < REMEMBER else None
@@ -68,16 +72,30 @@ class FailureMemory:
     def record(self, reason: str) -> None:
         """Remember the failure (best effort: a read-only runner just waits again next time)."""
         data = json.dumps({"at": time.time(), "endpoint": self.endpoint, "reason": reason})
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-            tmp.write_text(data, encoding="utf-8")
+            _usable_dir(self.path.parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with os.fdopen(os.open(tmp, flags, 0o600), "w", encoding="utf-8") as f:
+                f.write(data)
             os.replace(tmp, self.path)
-        except OSError:
-            pass
+        except (OSError, Untrusted):
+            return
 
     def forget(self) -> None:
         try:
             self.path.unlink()
         except OSError:
             pass
+
+
+def _usable_dir(path: Path) -> None:
+    """``$RUNNER_TEMP`` is the runner's (checked, left as it is); cacher's runtime directory is
+    made private. `Untrusted` when another user could change what is written there."""
+    if path == runtime_dir(os.environ):
+        private_dir(path)
+        return
+    st = os.lstat(path)
+    why = "it is not a directory" if not stat.S_ISDIR(st.st_mode) else distrust(st)
+    if why is not None:
+        raise Untrusted(f"refusing {path}: {why}")
