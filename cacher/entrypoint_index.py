@@ -5,9 +5,9 @@ Importing ``importlib.metadata`` (email, zipfile, csv...) costs every command ab
 start-up here, more than a HEAD request takes. The registry reads the entry points once and
 keeps the answer here, keyed on the interpreter, the prefix, and every ``sys.path`` entry and
 installed ``entry_points.txt`` with its exact status (nanosecond times, size, inode): installing,
-upgrading, removing or rewriting any distribution changes the key, so the next command reads
-``importlib.metadata`` again (never stevedore's own cache, whose float32 times miss a rewrite
-within two minutes and which has no owner check).
+upgrading, removing or rewriting any distribution changes the key, so the next command lists
+them again through stevedore (never from stevedore's own cache, whose float32 times miss a
+rewrite within two minutes and which has no owner check).
 
 The index names modules cacher imports, so it is believed only when it is the user's own
 (`cacher.ownership`): its directory is private (0700), and a file that is a link, another

@@ -148,21 +148,27 @@ def _discover() -> list[PluginInfo]:
     index = EntryPointIndex(index_dir(), NAMESPACES.values())
     entries = index.read()
     if entries is None:
-        entries = _from_metadata()
+        entries = _from_stevedore()
         index.write(entries)
     group_of = {namespace: group for group, namespace in NAMESPACES.items()}
     return [PluginInfo(group_of[ns], name, value, "", "") for ns, name, value in entries if ns in group_of]
 
 
-def _from_metadata() -> list[Entry]:
-    """Every entry point of cacher's groups, read from the installed distributions themselves
-    (not from stevedore's on-disk cache: see `cacher.entrypoint_index`). Nothing is imported."""
-    from importlib import metadata
+def _from_stevedore() -> list[Entry]:
+    """Every entry point of cacher's groups as stevedore lists them, from the installed
+    distributions themselves. stevedore's on-disk cache (``~/.cache/python-entrypoints``) is
+    neither read nor written: it has no owner check, and its key (float32 times) misses an
+    ``entry_points.txt`` rewritten within two minutes, so stevedore gets an empty directory of
+    its own and is told not to write (`cacher.entrypoint_index` keeps cacher's index instead).
+    Nothing is imported."""
+    import tempfile
 
-    entries: list[Entry] = []
-    for namespace in NAMESPACES.values():
-        entries += [(namespace, ep.name, ep.value) for ep in metadata.entry_points(group=namespace)]
-    return entries
+    from stevedore import _cache
+
+    with tempfile.TemporaryDirectory(prefix="cacher-entry-points-") as empty:
+        listing = _cache.Cache(cache_dir=empty)
+        listing._disable_caching = True
+        return [(ns, ep.name, ep.value) for ns in NAMESPACES.values() for ep in listing.get_group_all(ns)]
 
 
 def distributions(infos: Iterable[PluginInfo]) -> None:

@@ -113,8 +113,9 @@ def test_entry_points_rewritten_within_the_same_second_are_noticed(cacher, tmp_p
     assert any(line.split()[:2] == ["kind", "latetwo"] for line in second.out.splitlines()), second.out
 
 
-def test_a_miss_reads_importlib_metadata_not_stevedores_cache(cacher, home: Path) -> None:
-    """stevedore's own cache (no owner check, the float32 key) is never consulted or written."""
+def test_a_miss_never_reads_or_writes_stevedores_cache(cacher, home: Path) -> None:
+    """stevedore's own cache (no owner check, the float32 key) is never consulted or written:
+    the registry gives it an empty directory of its own."""
     planted = home / ".cache" / "python-entrypoints"
     planted.mkdir(parents=True)
     (planted / "marker").write_text("x")
@@ -138,7 +139,13 @@ def test_key_changes_when_a_distribution_is_installed_or_its_entry_points_change
 
 
 def test_entries_are_importlib_metadatas_and_are_read_back(tmp_path: Path) -> None:
-    listed = registry_module._from_metadata()
+    from importlib import metadata
+
+    listed = registry_module._from_stevedore()
+    # stevedore, told to keep no cache, lists exactly what the installed distributions declare.
+    assert sorted(listed) == sorted(
+        (ns, ep.name, ep.value) for ns in NAMESPACES.values() for ep in metadata.entry_points(group=ns)
+    )
     assert {("cacher.kinds", "dir"), ("cacher.kinds", "file"), ("cacher.codecs", "zstd")} <= {
         (ns, name) for ns, name, _ in listed
     }
