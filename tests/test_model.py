@@ -389,7 +389,7 @@ class CacheModel(RuleBasedStateMachine):
                     return
                 if run.code == 0 and sub.is_symlink():
                     self.nothing_outside_changed()
-                    raise WroteOutside(f"{what}: exit 0 with sub still a link\n{run}")
+                    raise BadOutcome(f"{what}: exit 0 with sub still a link\n{run}")
             got = (sub / "f.txt").read_bytes() if run.code == 0 else None
             if run.code == 3 and not linked and (sub / "f.txt").read_bytes() != PRE_RESTORE:
                 raise BadOutcome(f"{what}: a miss changed the workspace\n{run}")
