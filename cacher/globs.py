@@ -2,12 +2,28 @@
 
 ``*`` and ``?`` stay within one segment, ``[...]`` is a class (``[!...]`` negated), ``**``
 spans any number of segments (``a/**/b`` matches ``a/b`` too, ``a/**`` matches ``a`` and
-everything below it). Used by the ``paths`` kind and ``dir upload --exclude``.
+everything below it). Used by the ``paths`` kind, ``dir upload --exclude`` and
+``key --hash-from``.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+
+_MAGIC = re.compile(r"[*?[]")
+
+
+def has_magic(pattern: str) -> bool:
+    """Whether ``pattern`` holds a glob character (``*``, ``?`` or ``[``)."""
+    return _MAGIC.search(pattern) is not None
+
+
+def expand(pattern: str) -> list[str]:
+    """What the glob matches on disk now, as the ``paths`` kind matches it (``**`` spans
+    directories, hidden names included), sorted by their bytes so every machine agrees."""
+    return sorted(glob.glob(pattern, recursive=True, include_hidden=True), key=os.fsencode)
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

@@ -6,6 +6,8 @@
   Symlinks, empty directories, modes and times do not count.
 - Several inputs: the digest of their digests, one per line in the order given,
   ``{ sha256sum < a | cut -d' ' -f1; ...; } | sha256sum``.
+- A glob (an argument naming nothing that exists): the files it matches, sorted by their
+  bytes, each one input as if named in that place; directories it matches are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cacher.errors import UsageError
+from cacher.globs import expand, has_magic
 
 _CHUNK = 1 << 20
 
@@ -71,6 +74,22 @@ def input_digest(path: Path) -> str:
     if not path.exists():
         raise UsageError(f"--hash-from {path}: no such file or directory")
     raise UsageError(f"--hash-from {path}: not a regular file or directory")
+
+
+def hash_inputs(arguments: Iterable[str]) -> list[Path]:
+    """The ``--hash-from`` arguments as inputs: one that exists is itself (a file named
+    ``[id].js`` stays a path, so no existing key changes); otherwise a glob stands for the
+    files it matches, in byte order."""
+    inputs: list[Path] = []
+    for argument in arguments:
+        if os.path.lexists(argument) or not has_magic(argument):
+            inputs.append(Path(argument))
+            continue
+        files = [hit for hit in expand(argument) if os.path.isfile(hit)]
+        if not files:
+            raise UsageError(f"--hash-from {argument}: the glob matches no file")
+        inputs.extend(Path(hit) for hit in files)
+    return inputs
 
 
 def digest(paths: Iterable[Path]) -> str:

@@ -18,7 +18,11 @@ def key_command(registry: Registry) -> Callable[..., int]:
         *,
         hash_from: Annotated[
             list[str] | None,
-            Parameter(help="File or directory whose content is hashed (repeatable).", negative=()),
+            Parameter(
+                help="File or directory whose content is hashed, or a glob (** spans directories) "
+                "standing for the files it matches (repeatable).",
+                negative=(),
+            ),
         ] = None,
         hash_length: Annotated[int, Parameter(help="Characters of the digest to keep.")] = 16,
         json: Annotated[bool, Parameter(help="Print the key as JSON on stdout.")] = False,

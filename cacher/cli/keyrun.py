@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from cacher.cli.report import Reporter
 from cacher.errors import UsageError
+from cacher.hashing import hash_inputs
 from cacher.keyfunc import KeyContext
 from cacher.keyrules import validate_key
 from cacher.keytemplate import render
@@ -31,7 +31,7 @@ def print_key(
             "--hash-from was given an empty path: it would hash the whole current directory",
             hint="is the variable naming the lock file unset?",
         )
-    ctx = KeyContext(tuple(Path(p) for p in hash_from), hash_length, dict(os.environ))
+    ctx = KeyContext(tuple(hash_inputs(hash_from)), hash_length, dict(os.environ))
     result = render(template, ctx, registry.key_function, arch_suffix=arch_suffix)
     validate_key(result)
     if json:
