@@ -380,6 +380,8 @@ class _Download:
         url = where = self.store.url()
         if self.store.offline_reason == "offline":
             where = f"the local tier (offline: {url} not asked)"
+        elif self.store.offline_reason:  # the store failed under soft failure: the tier answered
+            where = f"the local tier (soft failure: the store {url} failed: {self.store.offline_reason})"
         if not self.looked_up:
             message = f"miss, {self.key} not looked up: the store {where} failed (soft failure)"
         elif not self.store_ok:

@@ -432,6 +432,16 @@ def test_offline_restores_from_the_tier_alone(cacher, seaweed_s3, s3_bucket, tmp
     assert tree_files(tmp_path / "s") == {"sub/f.txt": b"kept"}
     hard = cacher("dir", "download", "deps-1.tar.zst", str(tmp_path / "h"), extra_env=env)
     assert hard.code == 2 and not (tmp_path / "h").exists(), hard
+    # Restore keys too, on the tier's copies, as with --offline (issue 27 item 6); the line
+    # names the key restored.
+    for flags in (["--soft-fail"], ["--offline"]):
+        dest = tmp_path / f"rk{flags[0]}"
+        run = cacher("dir", "download", "deps-2.tar.zst", str(dest), "--restore-key", "deps-", "--json", *flags, extra_env=env)
+        assert run.code == 0, (flags, run)
+        document = json.loads(run.out)
+        assert (document["outcome"], document["match"], document["matched_key"]) == ("local", "partial", "deps-1.tar.zst")
+        assert "deps-1.tar.zst" in run.err, run.err
+        assert tree_files(dest) == {"sub/f.txt": b"kept"}
     # An offline upload stays local and says so; the store never sees it.
     up = cacher("upload", "f.bin", str(f), "--json", extra_env=offline)
     assert up.code == 0, up

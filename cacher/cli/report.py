@@ -139,9 +139,13 @@ class Reporter:
             + " for",
             "fetched": "miss, made and stored",
             "fetched-not-stored": "miss, made but not stored",
-            "local": "restored from the local tier"
-            if result.local_match
-            else "kept in the local tier only (offline, not shared)",
+            "local": (
+                f"partial hit, restored {result.matched_key} from the local tier for"
+                if result.local_match and result.matched_key not in (None, result.key)
+                else "restored from the local tier"
+                if result.local_match
+                else "kept in the local tier only (offline, not shared)"
+            ),
         }.get(result.outcome, result.outcome)
         ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
         rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0

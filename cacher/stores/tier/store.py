@@ -67,25 +67,25 @@ class TieredStore(Store):
     # -- reading --------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo | None:
-        if self.offline:
-            entry = self.tier.peek(self._id(key))
-            return entry.info() if entry else None
-        try:
-            return self.inner.head(key)
-        except StorageError as exc:
-            entry = self.tier.peek(self._id(key)) if self.soft_fail else None
-            if entry is None:
-                raise
-            self._down = exc.message
-            return entry.info()
+        """The store's answer; offline, or once the store failed under soft failure (for the
+        rest of the command: a dead store is not waited on again), the tier's copy or None."""
+        if self.offline_reason is None:
+            try:
+                return self.inner.head(key)
+            except StorageError as exc:
+                if not self.soft_fail:
+                    raise
+                self._down = exc.message
+        entry = self.tier.peek(self._id(key))
+        return entry.info() if entry else None
 
     def exists(self, key: str) -> bool:
-        if self.offline:
+        if self.offline_reason is not None:
             return self.tier.peek(self._id(key)) is not None
         return self.inner.exists(key)
 
     def check_bucket(self) -> None:
-        if not self.offline:
+        if self.offline_reason is None:
             self.inner.check_bucket()
 
     @contextmanager
@@ -160,8 +160,15 @@ class TieredStore(Store):
         )
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        if not self.offline:
-            return self.inner.list(prefix)
+        """The store's listing; offline, or under soft failure with the store down, the tier's
+        own copies of this store and prefix (so restore keys work on them)."""
+        if self.offline_reason is None:
+            try:
+                return self.inner.list(prefix)
+            except StorageError as exc:
+                if not self.soft_fail:
+                    raise
+                self._down = exc.message
         validate_list_prefix(prefix)
         mine = [
             e for e in self.tier.describe()
