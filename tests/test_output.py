@@ -126,7 +126,7 @@ def test_json_answers_every_verb_and_outcome(
         (["sh", "-c", "exit 3"], 3, "the build command failed with exit 3 (passed through)"),
         (["sh", "-c", "kill -KILL $$"], 137, "the build command failed: killed by SIGKILL (exit 137)"),
         (["sh", "-c", "kill -TERM $$"], 143, "the build command failed: killed by SIGTERM (exit 143)"),
-        (["no-such-build-command-xyz"], 127, "cannot run no-such-build-command-xyz: No such file or directory"),
+        (["no-such-build-command-xyz"], 127, "build command not found: no-such-build-command-xyz (exit 127"),
     ],
     ids=["exit1", "exit2", "exit3", "sigkill", "sigterm", "missing"],
 )

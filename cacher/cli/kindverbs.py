@@ -259,9 +259,15 @@ class KindVerbs:
             status = subprocess.call(list(command), stdout=sys.stderr if session.report.json_output else None)
         except OSError as exc:
             status = 127 if isinstance(exc, FileNotFoundError) else 126
-            session.report.error(
-                f"the build command failed: cannot run {command[0]}: {exc.strerror} (exit {status}); "
-                "nothing stored"
+            # The build's status, not cacher's error (exit 2): no "error:" (docs/cli.md); shown
+            # even with --quiet, as a shell would say it.
+            cause = "build command not found"
+            if status == 126:
+                cause = f"cannot run the build command ({exc.strerror})"
+            print(
+                f"cacher: {cause}: {command[0]} (exit {status}, passed through); nothing stored",
+                file=session.report.stream,
+                flush=True,
             )
             return status
         if status < 0:
