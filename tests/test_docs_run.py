@@ -339,7 +339,7 @@ def test_block_runs_as_written(
     block: Block, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> None:
     if block.skip is not None:
-        pytest.skip(f"not run: {block.skip}")
+        pytest.skip(f"{block.id} not run: {block.skip}")
     result = result_of(block, tmp_path_factory, request)
     _, shown = block.script_and_expected()
     assert result.code == block.exit, f"{block.id}: expected exit {block.exit}\n{block.code}\n{result}"
