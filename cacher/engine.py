@@ -406,7 +406,10 @@ class _Download:
 
     def fallback(self) -> Result:
         """The kind's fallback (``--url``, ``--pull``), stored when the store is up; else a miss."""
-        produced = self.kind.produce(self.target, self.options)
+        from cacher.fetch import reporting  # a fetch inside produce counts on this transfer's line
+
+        with reporting(self.progress):
+            produced = self.kind.produce(self.target, self.options)
         if produced is None:
             raise self.miss()
         raw_bytes = stored_bytes = 0

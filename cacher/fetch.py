@@ -7,10 +7,11 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from cacher.errors import ArtifactError, CacherError, IntegrityError, UsageError
-from cacher.streams import Writable
+from cacher.streams import Progress, Writable
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
@@ -28,6 +29,22 @@ HTTP_READ_TIMEOUT = 60.0
 #: Other buckets keep fsspec's default (the standard AWS environment), so public AWS buckets
 #: still work.
 S3_OPENERS: dict[str, Callable[[str], AbstractContextManager[Any]]] = {}
+
+
+#: Where `stream_url` reports the bytes it fetches. A fallback's fetch (``download --url``)
+#: runs inside a kind's ``produce``, which takes no progress argument: the engine sets this
+#: around it (`reporting`), so the transfer's progress line counts the bytes as they come.
+_PROGRESS: ContextVar[Progress | None] = ContextVar("cacher_fetch_progress", default=None)
+
+
+@contextmanager
+def reporting(progress: Progress | None) -> Iterator[None]:
+    """Report the bytes every `stream_url` fetches inside this block to ``progress``."""
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def check_sha256(value: str | None) -> str | None:
@@ -111,7 +128,10 @@ def stream_url(url: str, sink: Writable, sha256: str | None) -> int:
     """
     digest = hashlib.sha256()
     total = 0
+    progress = _PROGRESS.get()
     with _open(url) as f:
+        size = getattr(f, "size", None)
+        length = size if isinstance(size, int) and size > 0 else None  # Content-Length, when sent
         while True:
             try:
                 chunk = f.read(CHUNK)
@@ -122,6 +142,8 @@ def stream_url(url: str, sink: Writable, sha256: str | None) -> int:
             digest.update(chunk)
             sink.write(chunk)
             total += len(chunk)
+            if progress is not None:
+                progress(total, length)
     if sha256 and digest.hexdigest() != sha256:
         raise IntegrityError(
             f"sha256 mismatch for {redact(url)}: expected {sha256}, got {digest.hexdigest()}"
