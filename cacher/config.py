@@ -108,7 +108,14 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("scope", str, None, "Write to and restore from this scope first (a branch name, say)."),
     Field("fallback_scopes", str, None, "Comma-separated scopes restored from after the job's own."),
-    Field("compression_level", int, None, "Codec level (zstd: 1-19, default 3; gzip: 1-9, default 6)."),
+    Field(
+        "compression_level",
+        int,
+        None,
+        "Codec level (zstd: -131072 to 22, negative its fast levels, default 3; gzip: -1 to 9, default 6).",
+        -(1 << 17),  # zstd's own range, the widest of the built-in codecs (tests/test_compression_level.py)
+        22,
+    ),
     Field(
         "local_tier",
         str,
