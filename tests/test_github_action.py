@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class Runner:
     default_branch: str = "main"
     steps: int = 0
     logs: list[str] = field(default_factory=list)
+    #: The action's directory, as the runner checked it out (GITHUB_ACTION_PATH is under it).
+    action: Path = ACTION
 
     def run(
         self,
@@ -127,6 +130,7 @@ class Runner:
             "GITHUB_OUTPUT": str(files / "output"),
             "GITHUB_STATE": str(files / "state"),
             "GITHUB_ENV": str(files / "env"),
+            "GITHUB_ACTION_PATH": str(self.action / sub),
             **(extra_env or {}),
         }
         for name, spec in (action_yml(sub).get("inputs") or {}).items():
@@ -136,7 +140,7 @@ class Runner:
             env[f"INPUT_{name.upper()}"] = value
         for name, value in (state or {}).items():
             env[f"STATE_{name}"] = value
-        script = ACTION / sub / action_yml(sub)["runs"][entry]
+        script = self.action / sub / action_yml(sub)["runs"][entry]
         proc = subprocess.run(
             [tool("node"), str(script.resolve())],
             cwd=self.workspace,
@@ -206,6 +210,11 @@ def segment(scope: str) -> str:
 
 def stored_keys(seaweed_s3: Any, bucket: str) -> list[str]:
     return sorted(seaweed_s3.list_keys(bucket))
+
+
+def error_lines(step: Step) -> int:
+    """How many error annotations the step made (lines the runner reads as ``::error::``)."""
+    return sum(line.startswith("::error::") for line in step.log.splitlines())
 
 
 def assert_no_secret(runner: Runner, *secrets: str) -> None:
@@ -382,20 +391,24 @@ def test_user_text_never_issues_a_workflow_command(runner: Runner, store: dict[s
         "key": "k1\n::warning::INJECTED-key\r::error::INJECTED-cr",
         "restore-keys": "::warning::INJECTED-restore\n  ::notice::INJECTED-indented",
     }
-    main = runner.main(inputs)
+    # A key with control characters is a usage error (the step fails, naming it escaped).
+    bad = runner.main(inputs)
+    assert bad.code == 1 and error_lines(bad) == 1, bad
+    clean = {**inputs, "key": "k1::warning::INJECTED-clean"}
+    main = runner.main(clean)
     assert main.code == 0, main
     assert main.outputs["cache-hit"] == "false"
-    post = runner.post(inputs, main)
+    post = runner.post(clean, main)
     assert post.code == 0, post
     save = runner.run("main", {**inputs, "key": "k2\n::warning::INJECTED-save"}, sub="save")
-    assert save.code == 0, save
-    lookup = runner.main({**inputs, "lookup-only": "true"})
+    assert save.code == 1, save
+    lookup = runner.main({**clean, "lookup-only": "true"})
     assert lookup.code == 0, lookup
     for log in runner.logs:
         assert "INJECTED" in log
         for line in log.replace("\r", "\n").splitlines():
             assert not BARE_COMMAND.search(line), f"a workflow command from user text: {line!r}"
-    assert "Cache not found for input keys: k1\\x0a::warning::INJECTED-key" in main.log, main
+    assert "Cache not found for input keys: k1::warning::INJECTED-clean, ::warning::INJECTED-restore" in main.log, main
     assert f"::add-mask::{store['access-key-id']}" in main.log, main
     assert_no_secret(runner, store["secret-access-key"], store["access-key-id"])
 
@@ -511,6 +524,147 @@ def test_dist_is_what_esbuild_makes_of_the_sources(tmp_path: Path) -> None:
 
 
 
+# --- cacher not on PATH: installed once per runner -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hosted_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PATH holding only what a hosted runner has for this: python3, node and git (no cacher, no uv)."""
+    bin_dir = tmp_path_factory.mktemp("hosted-bin")
+    git = shutil.which("git")
+    if git is None:
+        require_part("git is not installed")
+    for name, target in (("python3", str(Path(sys.executable).resolve())), ("node", tool("node")), ("git", str(git))):
+        (bin_dir / name).symlink_to(target)
+    return str(bin_dir)
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository as `uses: OWNER/REPO/integrations/github@REF` checks it out: the Python
+    project as committed (git archive HEAD) and the action as it is in the work tree."""
+    root = tmp_path_factory.mktemp("checkout")
+    archive = subprocess.run(["git", "archive", "HEAD", "pyproject.toml", "README.md", "cacher"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    shutil.copytree(ACTION, root / "integrations" / "github", ignore=shutil.ignore_patterns("node_modules"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tool_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One runner's RUNNER_TOOL_CACHE for the module: one cold install of cacher, then reused."""
+    return tmp_path_factory.mktemp("toolcache")
+
+
+def hosted(runner: Runner, checkout: Path, hosted_path: str, tool_cache: Path) -> Runner:
+    runner.action = checkout / "integrations" / "github"
+    runner.env.update(PATH=hosted_path, RUNNER_TOOL_CACHE=str(tool_cache))
+    return runner
+
+
+INSTALLING = "cacher is not on PATH: installing"
+
+
+@pytest.mark.timeout(900)
+def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
+    runner: Runner, store: dict[str, str], home: Path, checkout: Path, hosted_path: str, tool_cache: Path,
+    seaweed_s3: Any, s3_bucket: str,
+) -> None:
+    """cacher not on PATH, nothing published, no cacher-version: the first job installs ci-cacher
+    from the action's own checkout into the tool cache, misses and saves; the next jobs (main/post,
+    restore/, save/) find the install and hit without installing again."""
+    hosted(runner, checkout, hosted_path, tool_cache)
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "deps-v1"}
+    main = runner.main(inputs)
+    assert main.code == 0 and main.outputs["cache-hit"] == "false", main
+    assert f"{INSTALLING} ci-cacher from the action's checkout {checkout}" in main.log, main
+    assert "::warning::" not in main.log and "::error::" not in main.log, main
+    post = runner.post(inputs, main)
+    assert post.code == 0 and "Cache saved with key: deps-v1" in post.log, post
+    assert INSTALLING not in post.log, post
+    installs = sorted(p.name for p in (tool_cache / "cacher").iterdir())
+    assert len(installs) == 1 and re.fullmatch(rf"{re.escape(cacher_version())}-x64-[0-9a-f]{{16}}", installs[0]), installs
+    assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
+
+    wipe(runner, home)  # the next job on this runner
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "true"), main
+    assert INSTALLING not in main.log, main
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+    post = runner.post(inputs, main)
+    assert post.code == 0 and "Cache hit occurred on the primary key deps-v1" in post.log, post
+
+    sub_inputs = {**inputs, "key": "sub-1"}
+    restored = runner.run("main", sub_inputs, sub="restore")
+    assert (restored.code, restored.outputs["cache-hit"]) == (0, "false"), restored
+    saved = runner.run("main", sub_inputs, sub="save")
+    assert saved.code == 0 and "Cache saved with key: sub-1" in saved.log, saved
+    wipe(runner, home)
+    restored = runner.run("main", sub_inputs, sub="restore")
+    assert (restored.code, restored.outputs["cache-hit"]) == (0, "true"), restored
+    assert (runner.workspace / "deps" / "pkg" / "index.js").is_file()
+    for log in runner.logs[1:]:
+        assert INSTALLING not in log, log
+    assert sorted(p.name for p in (tool_cache / "cacher").iterdir()) == installs  # no partial left
+
+
+def test_a_failed_install_fails_the_step(runner: Runner, store: dict[str, str], home: Path, hosted_path: str, tmp_path: Path) -> None:
+    """A wheel that is not there, or not the one cacher-sha256 names: the step fails (soft-fail
+    or not) with one error saying what to fix, and nothing is left in the tool cache."""
+    make_deps(runner, home)
+    tools = tmp_path / "toolcache"
+    runner.env.update(PATH=hosted_path, RUNNER_TOOL_CACHE=str(tools))
+    inputs = {**store, "path": PATH_INPUT, "key": "k", "cacher-url": f"file://{tmp_path}/missing.whl"}
+    main = runner.main(inputs)
+    assert main.code == 1, main
+    assert error_lines(main) == 1 and "::error::installing cacher failed: cannot read file://" in main.log, main
+    assert "::warning::" not in main.log and "cache-hit" not in main.outputs, main
+
+    wheel = tmp_path / f"ci_cacher-{cacher_version()}-py3-none-any.whl"
+    wheel.write_bytes(b"not the wheel you think")
+    wrong = {**inputs, "cacher-url": wheel.as_uri(), "cacher-sha256": "0" * 64}
+    for step in (runner.main(wrong), runner.run("main", wrong, sub="save")):
+        assert step.code == 1, step
+        assert error_lines(step) == 1, step
+        assert f"has sha256 {hashlib.sha256(wheel.read_bytes()).hexdigest()}, not the cacher-sha256 given" in step.log, step
+    assert [p.name for p in (tools / "cacher").iterdir()] == []  # no half-made install
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+
+
+def test_a_broken_set_up_fails_the_step_a_store_outage_warns(runner: Runner, store: dict[str, str], home: Path, seaweed_s3: Any, s3_bucket: str) -> None:
+    """soft-fail covers what the store answers (down, no credentials at all: a fork's pull
+    request); the job's own set-up (no store, half a credential pair, Windows) fails the step
+    with one error annotation, soft-fail or not."""
+    make_deps(runner, home)
+    base = {"path": PATH_INPUT, "key": "k"}
+
+    nothing = runner.main(base)
+    assert nothing.code == 1 and error_lines(nothing) == 1, nothing
+    assert "::error::No store configured: set the bucket input" in nothing.log, nothing
+    saved = runner.run("main", base, sub="save")
+    assert saved.code == 1 and "::error::No store configured" in saved.log, saved
+
+    half = {k: v for k, v in store.items() if k != "secret-access-key"}
+    step = runner.main({**base, **half})
+    assert step.code == 1 and error_lines(step) == 1, step
+    assert "CACHER_S3_SECRET is not set" in step.log and "check the store settings" in step.log, step
+
+    windows = runner.main({**base, **store}, extra_env={"RUNNER_OS": "Windows"})
+    assert windows.code == 1 and error_lines(windows) == 1, windows
+    assert "::error::cacher does not support Windows runners yet" in windows.log, windows
+
+    # No credentials at all (a fork's pull request gets no secrets): a warning and a miss.
+    anonymous = {k: v for k, v in store.items() if k not in ("access-key-id", "secret-access-key")}
+    main = runner.main({**base, **anonymous})
+    assert (main.code, main.outputs["cache-hit"]) == (0, "false"), main
+    assert "::warning::" in main.log and "::error::" not in main.log, main
+    post = runner.post({**base, **anonymous}, main)
+    assert post.code == 0 and "::warning::" in post.log, post
+    assert stored_keys(seaweed_s3, s3_bucket) == []
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+
+
 # --- the recipe in docs/recipes.md --------------------------------------------------------------
 
 ACTIONS_CACHE_INPUTS = {
@@ -559,8 +713,14 @@ def test_migration_maps_every_actions_cache_input() -> None:
     assert mapped | new == declared, declared - (mapped | new)
 
 
-def test_recipe_runs_as_written(runner: Runner, seaweed_s3: Any, s3_bucket: str, home: Path) -> None:
-    """The recipe's step, its expressions evaluated as GitHub would, against SeaweedFS."""
+@pytest.mark.timeout(900)
+def test_recipe_runs_as_written(
+    runner: Runner, seaweed_s3: Any, s3_bucket: str, home: Path, checkout: Path, hosted_path: str, tool_cache: Path
+) -> None:
+    """The recipe's step, its expressions evaluated as GitHub would, against SeaweedFS, on a
+    runner with python3, node and git on PATH and no cacher: the action installs it (or finds
+    the install the module's first job made in the tool cache)."""
+    hosted(runner, checkout, hosted_path, tool_cache)
     values = {
         "runner.os": "Linux",
         "runner.arch": "X64",
@@ -576,7 +736,6 @@ def test_recipe_runs_as_written(runner: Runner, seaweed_s3: Any, s3_bucket: str,
 
     inputs = {name: evaluate(str(value)) for name, value in recipe_step()["with"].items()}
     inputs.update(endpoint=seaweed_s3.endpoint, bucket=s3_bucket, region="us-east-1")
-    inputs.pop("cacher-version")  # the cacher under test is on PATH: nothing is installed
     modules = home / "go" / "pkg" / "mod" / "example.com" / "m@v1.0.0"
     modules.mkdir(parents=True)
     (modules / "m.go").write_text("package m\n")
@@ -598,17 +757,36 @@ def test_recipe_runs_as_written(runner: Runner, seaweed_s3: Any, s3_bucket: str,
     assert_no_secret(runner, seaweed_s3.secret)
 
 
-def test_an_install_that_fails_is_a_soft_failure(runner: Runner, store: dict[str, str], home: Path, tmp_path: Path) -> None:
-    """cacher not on PATH and not installable: a warning and a miss by default, never a red job."""
-    make_deps(runner, home)
-    system_path = "/usr/local/bin:/usr/bin:/bin"  # no venv: cacher is not found
-    env = {"PATH": system_path, "RUNNER_TOOL_CACHE": str(tmp_path / "toolcache")}
-    inputs = {**store, "path": PATH_INPUT, "key": "k", "cacher-url": f"file://{tmp_path}/missing.whl"}
-    main = runner.main(inputs, extra_env=env)
-    assert main.code == 0, main
-    assert "cacher is not on PATH: installing ci-cacher @ file://" in main.log
-    assert "::warning::Failed to restore: installing cacher failed" in main.log
-    assert main.outputs["cache-hit"] == "false"
-    hard = runner.main({**inputs, "soft-fail": "false"}, extra_env=env)
-    assert hard.code == 1 and "::error::installing cacher failed" in hard.log, hard
-    assert (runner.workspace / "deps" / "pkg" / "index.js").is_file()
+# --- one version in one place ------------------------------------------------------------------
+
+
+def cacher_version() -> str:
+    found = re.search(r'^__version__ = "([^"]+)"', (ROOT / "cacher" / "__init__.py").read_text(), flags=re.M)
+    assert found
+    return found.group(1)
+
+
+#: Where an example names cacher's own version: the Action's input, a pip pin, the wheel's and
+#: the bundle's file names, a download URL and `cacher --version`'s first line.
+VERSION_MENTIONS = re.compile(
+    r"cacher-version:\s*['\"]?([0-9][^\s'\"]*)|ci-cacher==([0-9][^\s,;]*)|ci_cacher-([0-9][^-]*)-py3"
+    r"|cacher-([0-9][0-9.]*[0-9])-linux|/cacher/([0-9][0-9.]*[0-9])/|^cacher ([0-9][0-9.]*[0-9])$",
+    flags=re.M,
+)
+
+
+def test_examples_name_the_current_version() -> None:
+    """The recipe and every example name cacher/__init__.py's version, or none (the action's
+    checkout install needs none): an example left behind by a release fails here.
+    docs/benchmarks.md records the version it measured and is left out."""
+    pages = [ROOT / "README.md", ACTION / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = []
+    for page in pages:
+        if page.name in ("benchmarks.md",):
+            continue
+        for m in VERSION_MENTIONS.finditer(page.read_text()):
+            found.append((page.name, next(g for g in m.groups() if g)))
+    assert found, "no example names a version: the pattern is stale"
+    stale = [(page, v) for page, v in found if v != cacher_version()]
+    assert not stale, f"examples name another version than {cacher_version()}: {stale}"
+    assert "cacher-version" not in recipe_step()["with"], "the recipe installs from the action's checkout"

@@ -3,9 +3,10 @@
 import * as core from "@actions/core";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { SetupError, installCacher } from "./install.js";
 
 export const State = {
   primaryKey: "CACHE_KEY",
@@ -13,7 +14,8 @@ export const State = {
   cacher: "CACHER_PATH",
 };
 
-/** An error that ends the step only when soft failure is off (store, install, cacher). */
+/** What the store answered or failed to answer: ends the step only when soft failure is off.
+ * A broken set-up (`SetupError`: install, inputs, configuration) always ends it. */
 export class CacheError extends Error {}
 
 /** Text made safe for one log line: control characters (CR and LF above all, which would
@@ -136,20 +138,6 @@ export function cacherEnv() {
   return env;
 }
 
-function onPath(name) {
-  for (const dir of (process.env.PATH || "").split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
-
 /** Run a program; stderr goes to the log line by line as it comes, each line made safe
  * (`safeLine`: it may echo keys and paths), and is kept for errors. */
 export function run(program, args, env) {
@@ -166,7 +154,7 @@ export function run(program, args, env) {
       pending = lines.pop();
       for (const line of lines) process.stderr.write(`${safeLine(line.replace(/\r$/, ""))}\n`);
     });
-    child.on("error", (e) => reject(new CacheError(`cannot run ${program}: ${e.message}`)));
+    child.on("error", (e) => reject(new SetupError(`cannot run ${program}: ${e.message}`)));
     child.on("close", (code, signal) => {
       if (pending) process.stderr.write(`${safeLine(pending)}\n`);
       resolve({ code: code ?? 128, signal, out, err });
@@ -180,35 +168,60 @@ function lastError(result) {
   return (error || lines[0] || `exit ${result.code}`).replace(/^cacher: error: /, "");
 }
 
-/** cacher on PATH, else installed into a virtual environment from `cacher-url` (checked
- * against `cacher-sha256`) or PyPI's ci-cacher at `cacher-version`. */
+/** Fails the step before anything runs on a runner cacher does not support (Windows). */
+export function checkRunner() {
+  if (process.platform === "win32" || process.env.RUNNER_OS === "Windows") {
+    throw new SetupError("cacher does not support Windows runners yet: run this job on Linux or macOS (runs-on: ubuntu-latest)");
+  }
+}
+
+/** Fails the step when nothing names a store: cacher would cache into the runner's own HOME,
+ * which a hosted runner throws away. A store is named by the backend, endpoint or bucket input,
+ * a CACHER_BACKEND, CACHER_ENDPOINT or CACHER_BUCKET variable, or a cacher config file. */
+export function checkStore(env) {
+  if (env.CACHER_BACKEND || env.CACHER_ENDPOINT || env.CACHER_BUCKET) return;
+  const base = env.XDG_CONFIG_HOME || path.join(env.HOME || os.homedir(), ".config");
+  const file = env.CACHER_CONFIG || path.join(base, "cacher", "config.toml");
+  if (existsSync(file)) return;
+  throw new SetupError(
+    "No store configured: set the bucket input (and endpoint for a store other than AWS S3), " +
+      "or CACHER_BUCKET in the job's env; backend: file with a bucket directory caches on a self-hosted runner's disk",
+  );
+}
+
+/** cacher: the one the main step found (its state), else on PATH, else installed once per
+ * runner from `cacher-url`, `cacher-version` or the ci-cacher checkout above the action. */
 export async function findCacher() {
   const remembered = core.getState(State.cacher);
   if (remembered && existsSync(remembered)) return remembered;
-  const found = onPath("cacher");
-  if (found) return found;
-  const version = core.getInput("cacher-version");
-  const url = core.getInput("cacher-url");
-  const sha = core.getInput("cacher-sha256");
-  let spec = version ? `ci-cacher==${version}` : "ci-cacher";
-  if (url) spec = `ci-cacher @ ${url}${sha ? `#sha256=${sha}` : ""}`;
-  const base = process.env.RUNNER_TOOL_CACHE || process.env.RUNNER_TEMP || os.tmpdir();
-  const venv = path.join(base, "cacher", version || (url ? createHash("sha256").update(url).digest("hex").slice(0, 12) : "latest"));
-  const bin = path.join(venv, process.platform === "win32" ? "Scripts" : "bin");
-  const cacher = path.join(bin, "cacher");
-  if (existsSync(cacher)) return cacher;
-  info(`cacher is not on PATH: installing ${spec} into ${venv}`);
-  mkdirSync(path.dirname(venv), { recursive: true });
-  const uv = onPath("uv");
-  const python = onPath("python3") || onPath("python");
-  const steps = uv
-    ? [[uv, ["venv", "--quiet", venv]], [uv, ["pip", "install", "--quiet", "--python", path.join(bin, "python"), spec]]]
-    : [[python || "python3", ["-m", "venv", venv]], [path.join(bin, "python"), ["-m", "pip", "install", "--quiet", spec]]];
-  for (const [program, args] of steps) {
-    const result = await run(program, args, process.env);
-    if (result.code !== 0) throw new CacheError(`installing cacher failed: ${lastError(result)}`);
-  }
-  return cacher;
+  return installCacher({
+    url: core.getInput("cacher-url"),
+    sha: core.getInput("cacher-sha256"),
+    version: core.getInput("cacher-version"),
+    actionPath: process.env.GITHUB_ACTION_PATH || path.join(__dirname, ".."),
+  });
+}
+
+// What cacher's JSON error document says failed (error.kind, docs/json.md) and what to do
+// about it: these are the job's set-up, which no retry fixes; any other kind (storage,
+// integrity, artifact, refused, interrupted) is the store's or the moment's, soft under soft-fail.
+const SETUP_KINDS = {
+  usage: "check the action's inputs",
+  config: "check the store settings: the inputs, CACHER_* variables and both halves of the credentials",
+  plugin: "check the cacher plugins installed on the runner",
+  error: "check the action's inputs and the plugins installed",
+  internal: "a bug in cacher: please report it with the log",
+};
+
+/** The error for a cacher run that failed: a `SetupError` for a broken set-up, else a
+ * `CacheError` (soft under soft-fail). */
+function failure(result) {
+  const message = `cacher exited ${result.code}: ${lastError(result)}`;
+  if (result.signal) return new CacheError(message);
+  const kind = result.doc?.error?.kind;
+  if (!kind) return new SetupError(`${message} (no JSON error document: is the cacher on PATH too old?)`);
+  if (Object.hasOwn(SETUP_KINDS, kind)) return new SetupError(`${message} (${SETUP_KINDS[kind]})`);
+  return new CacheError(message);
 }
 
 async function cacherJson(cacher, args, env) {
@@ -234,7 +247,7 @@ async function download(cacher, env, key, paths, restoreKeys) {
   const r = await cacherJson(cacher, [...args, "--", key, ...paths], env);
   if (r.code === 0 && r.doc) return r.doc.matched_key || key;
   if (r.code === 3) return undefined;
-  throw new CacheError(`cacher exited ${r.code}: ${lastError(r)}`);
+  throw failure(r);
 }
 
 /** lookup-only: whether the key, or an object under a restore key, is stored; nothing is
@@ -248,10 +261,10 @@ async function lookUp(cacher, env, key, paths, restoreKeys) {
     if (scope) scoped.CACHER_SCOPE = scope;
     const exists = await cacherJson(cacher, ["exists", "--json", "--", `${ns}/${key}`], scoped);
     if (exists.code === 0) return key;
-    if (exists.code !== 1) throw new CacheError(`cacher exited ${exists.code}: ${lastError(exists)}`);
+    if (exists.code !== 1) throw failure(exists);
     for (const prefix of restoreKeys) {
       const listed = await cacherJson(cacher, ["list", "--json", "--", `${ns}/${prefix}`], scoped);
-      if (listed.code !== 0 || !listed.doc) throw new CacheError(`cacher exited ${listed.code}: ${lastError(listed)}`);
+      if (listed.code !== 0 || !listed.doc) throw failure(listed);
       const objects = listed.doc.objects.filter((o) => o.key.startsWith(`${ns}/${prefix}`));
       objects.sort((a, b) => (b.modified || "").localeCompare(a.modified || "") || b.key.localeCompare(a.key));
       if (objects.length) return objects[0].key.slice(ns.length + 1);
@@ -277,7 +290,9 @@ export async function restore({ keepState }) {
     const lookupOnly = getBool("lookup-only", false);
     const failOnMiss = getBool("fail-on-cache-miss", false);
     const soft = getBool("soft-fail", true);
+    checkRunner();
     const env = cacherEnv();
+    checkStore(env);
     if (keepState) core.saveState(State.primaryKey, key);
     core.setOutput("cache-primary-key", key);
     let matched;
@@ -321,11 +336,13 @@ export async function save({ fromState }) {
         return;
       }
     }
+    checkRunner();
     const env = cacherEnv();
+    checkStore(env);
     try {
       const cacher = await findCacher();
       const r = await cacherJson(cacher, ["paths", "upload", "--json", "--", key, ...paths], env);
-      if (r.code !== 0) throw new CacheError(`cacher exited ${r.code}: ${lastError(r)}`);
+      if (r.code !== 0) throw failure(r);
       const outcome = r.doc?.outcome;
       if (outcome === "uploaded") info(`Cache saved with key: ${key}`);
       else if (outcome === "skipped") info(`Cache with key ${key} is already stored, not saving cache.`);
