@@ -547,6 +547,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive = subprocess.run(["git", "archive", "HEAD", "pyproject.toml", "README.md", "cacher"], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
     shutil.copytree(ACTION, root / "integrations" / "github", ignore=shutil.ignore_patterns("node_modules"))
+    shutil.copy(ROOT / "requirements-runtime.lock", root)
     return root
 
 
@@ -586,6 +587,10 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     installs = sorted(p.name for p in (tool_cache / "cacher").iterdir())
     assert len(installs) == 1 and re.fullmatch(rf"{re.escape(cacher_version())}-x64-[0-9a-f]{{16}}", installs[0]), installs
     assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
+    # The runtime dependencies are the locked ones (pip --require-hashes -r requirements-runtime.lock).
+    site = next((tool_cache / "cacher" / installs[0] / "lib").glob("python3*/site-packages"))
+    installed = {p.name.removesuffix(".dist-info").lower() for p in site.glob("*.dist-info")}
+    assert {f"{n.replace('-', '_')}-{v}" for n, v in runtime_pins().items()} <= installed, installed
 
     wipe(runner, home)  # the next job on this runner
     main = runner.main(inputs)
@@ -755,6 +760,25 @@ def test_recipe_runs_as_written(
     assert (modules.stat().st_mode & 0o777) == 0o555
     assert (home / ".cache" / "go-build" / "ab" / "abcd-d").read_bytes() == b"compiled"
     assert_no_secret(runner, seaweed_s3.secret)
+
+
+def pins(lock: Path) -> dict[str, str]:
+    return {m[0].lower(): m[1] for m in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock.read_text(), flags=re.M)}
+
+
+def runtime_pins() -> dict[str, str]:
+    return pins(ROOT / "requirements-runtime.lock")
+
+
+def test_the_runtime_lock_is_the_dev_locks_versions_with_hashes() -> None:
+    """requirements-runtime.lock (what installs use) pins every package at the version the dev
+    lock tests, each with its hashes; `./dev lock` refreshes both."""
+    runtime, dev = runtime_pins(), pins(ROOT / "requirements.lock")
+    assert {"s3fs", "fsspec", "zstandard", "stevedore", "cyclopts", "tomli-w"} <= set(runtime), runtime
+    assert {n: v for n, v in runtime.items() if dev.get(n) != v} == {}
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.-]+==)", (ROOT / "requirements-runtime.lock").read_text())
+    assert all("--hash=sha256:" in b for b in blocks[1:]), "a pin without hashes"
+    assert "pyinstaller" not in runtime and "pytest" not in runtime
 
 
 # --- one version in one place ------------------------------------------------------------------
