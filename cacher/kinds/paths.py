@@ -19,11 +19,9 @@ point: an archive naming any other place is refused.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.errors import ArtifactError, ObjectRefused, UsageError
-from cacher.globs import glob_regex
+from cacher.globs import expand, glob_regex, has_magic
 from cacher.kind import Kind, Target
 from cacher.kinds.paths_place import Planned, link_in_parents, put_in_place
 from cacher.scratch import scratch_directory
@@ -43,7 +41,6 @@ from cacher.tar.write import TarWriter
 MANIFEST = "cacher-paths.json"
 NAMESPACE = "_paths"
 ROOTS = ("workspace", "home", "root")
-_MAGIC = re.compile(r"[*?[]")
 
 
 def patterns_of(targets: Sequence[str]) -> list[str]:
@@ -160,8 +157,8 @@ class PathSet:
         found: dict[str, tuple[bool, str]] = {}
         for pattern, root in zip(self.includes, self.classes, strict=True):
             hits = (
-                glob.glob(pattern, recursive=True, include_hidden=True)
-                if _MAGIC.search(pattern)
+                expand(pattern)
+                if has_magic(pattern)
                 else ([pattern] if os.path.lexists(pattern) else [])
             )
             for hit in hits:
@@ -234,7 +231,7 @@ class PathsKind(Kind):
     def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
         paths = PathSet([target or ""])
         for pattern in paths.includes:  # literal paths are checked before any I/O
-            if not _MAGIC.search(pattern):
+            if not has_magic(pattern):
                 if os.path.isdir(pattern):
                     check_restore_target(pattern)
                 else:
