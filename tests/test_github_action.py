@@ -614,6 +614,62 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     assert sorted(p.name for p in (tool_cache / "cacher").iterdir()) == installs  # no partial left
 
 
+@pytest.fixture(scope="module")
+def bundle_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one-directory bundle's tarball, built once for the module (as tests/test_distribution.py
+    builds it), or the one CACHER_TEST_BUNDLE names."""
+    given = os.environ.get("CACHER_TEST_BUNDLE")
+    if given:
+        return Path(given)
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        require_part("PyInstaller is not installed in this environment (it is in the dev extra)")
+    out = tmp_path_factory.mktemp("bundle")
+    env = {**os.environ, "CACHER_BUILD_PYTHON": sys.executable, "CACHER_BUILD_DIR": str(out / "work")}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "packaging" / "build-single-file.sh"), "--onedir", str(out / "dist")],
+        env=env, capture_output=True, text=True, timeout=840, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"bundle build failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(900)
+def test_the_bundle_by_url_needs_no_python(
+    runner: Runner, store: dict[str, str], home: Path, bundle_tarball: Path, http: Any, tmp_path: Path
+) -> None:
+    """cacher-url naming the bundle, served over HTTP, on a runner with node, tar and gzip on
+    PATH and no Python: checked against cacher-sha256, unpacked once into the tool cache; the
+    next job hits without downloading it again."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("node", "tar", "gzip"):
+        found = tool("node") if name == "node" else shutil.which(name)
+        assert found, name
+        (bin_dir / name).symlink_to(found)
+    tools = tmp_path / "toolcache"
+    runner.env.update(PATH=str(bin_dir), RUNNER_TOOL_CACHE=str(tools))
+    data = bundle_tarball.read_bytes()
+    url = http.put(bundle_tarball.name, data)
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "b-1", "cacher-url": url, "cacher-sha256": hashlib.sha256(data).hexdigest()}
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "false"), main
+    assert f"{INSTALLING} the bundle {bundle_tarball.name}" in main.log, main
+    post = runner.post(inputs, main)
+    assert post.code == 0 and "Cache saved with key: b-1" in post.log, post
+    wipe(runner, home)
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "true"), main
+    assert INSTALLING not in main.log, main
+    assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
+    assert http.count(bundle_tarball.name, "GET") == 1
+    installs = [p.name for p in (tools / "cacher").iterdir()]
+    assert len(installs) == 1 and installs[0].startswith(f"{cacher_version()}-x64-"), installs
+    assert not list((tools / "cacher" / installs[0]).glob("*.tar.gz")), "the tarball is kept"
+
+
 def test_a_failed_install_fails_the_step(runner: Runner, store: dict[str, str], home: Path, hosted_path: str, tmp_path: Path) -> None:
     """A wheel that is not there, or not the one cacher-sha256 names: the step fails (soft-fail
     or not) with one error saying what to fix, and nothing is left in the tool cache."""
