@@ -240,3 +240,29 @@ class TestEnvKey(KeyFunctionContract):
     @pytest.fixture
     def key_context(self) -> KeyContext:
         return KeyContext(environ={"RUNNER_OS": "Linux"})
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["k\u009b2J", "safe\u202etxt.exe", "zero\u200bwidth", "k\udcff"],
+    ids=["c1-csi", "bidi-override", "zero-width", "not-utf8"],
+)
+def test_invisible_characters_are_refused_before_any_io(cacher, tmp_path: Path, key: str) -> None:
+    """Red-team pass of issue 25: C1 controls and bidi overrides reached logs and listings raw;
+    bytes that are not UTF-8 were an internal error on S3."""
+    f = tmp_path / "f"
+    f.write_text("x")
+    run = cacher("upload", key, str(f))
+    assert run.code == 2, run
+    assert run.err.count("\n") == 1 and "control, format (bidi) or undecodable" in run.err, run
+    assert cacher("list").out == ""
+
+
+@pytest.mark.parametrize("prefix", ["proj/_scopes/main", "_paths/abc", "proj/_Scopes", "_PATHS"])
+def test_a_prefix_may_not_name_a_reserved_namespace(cacher, tmp_path: Path, prefix: str) -> None:
+    """Red-team pass of issue 25: CACHER_PREFIX=proj/_scopes/main wrote into main's scope."""
+    f = tmp_path / "f"
+    f.write_text("evil")
+    run = cacher("upload", "tool", str(f), extra_env={"CACHER_PREFIX": prefix})
+    assert run.code == 2 and "is reserved" in run.err and run.err.count("\n") == 1, run
+    assert cacher("list").out == ""
