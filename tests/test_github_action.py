@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -557,6 +558,22 @@ def tool_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("toolcache")
 
 
+def source_hash(root: Path) -> str:
+    """The tool cache's name for a checkout's sources (the action's sourceHash): 16 hex of the
+    sha256 of pyproject.toml, README.md and the cacher package's files but bytecode."""
+    names = [n for n in ("pyproject.toml", "README.md") if (root / n).is_file()]
+    names += [
+        p.relative_to(root).as_posix() for p in (root / "cacher").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    ]
+    h = hashlib.sha256()
+    for n in sorted(names):
+        h.update(f"{n}\0".encode())
+        h.update((root / n).read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 def hosted(runner: Runner, checkout: Path, hosted_path: str, tool_cache: Path) -> Runner:
     runner.action = checkout / "integrations" / "github"
     runner.env.update(PATH=hosted_path, RUNNER_TOOL_CACHE=str(tool_cache))
@@ -577,6 +594,12 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     hosted(runner, checkout, hosted_path, tool_cache)
     make_deps(runner, home)
     inputs = {**store, "path": PATH_INPUT, "key": "deps-v1"}
+    # What killed installs left: never used; swept once a day old (a younger one may be another job's).
+    name = f"{cacher_version()}-x64-{source_hash(checkout)}"
+    for partial, age in ((f"{name}.partial-1-dead", 2 * 86400), (f"{name}.partial-2-busy", 0)):
+        (tool_cache / "cacher" / partial / "bin").mkdir(parents=True)
+        (tool_cache / "cacher" / partial / "bin" / "cacher").write_text("#!/bin/sh\nexit 99\n")
+        os.utime(tool_cache / "cacher" / partial, (time.time() - age,) * 2)
     main = runner.main(inputs)
     assert main.code == 0 and main.outputs["cache-hit"] == "false", main
     assert f"{INSTALLING} ci-cacher from the action's checkout {checkout}" in main.log, main
@@ -584,8 +607,9 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     post = runner.post(inputs, main)
     assert post.code == 0 and "Cache saved with key: deps-v1" in post.log, post
     assert INSTALLING not in post.log, post
-    installs = sorted(p.name for p in (tool_cache / "cacher").iterdir())
-    assert len(installs) == 1 and re.fullmatch(rf"{re.escape(cacher_version())}-x64-[0-9a-f]{{16}}", installs[0]), installs
+    assert sorted(p.name for p in (tool_cache / "cacher").iterdir()) == [name, f"{name}.partial-2-busy"]
+    shutil.rmtree(tool_cache / "cacher" / f"{name}.partial-2-busy")
+    installs = [name]
     assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
     # The runtime dependencies are the locked ones (pip --require-hashes -r requirements-runtime.lock).
     site = next((tool_cache / "cacher" / installs[0] / "lib").glob("python3*/site-packages"))
