@@ -49,12 +49,13 @@ def holder(fd: int) -> str:
 
 
 @contextmanager
-def hold(fd: int, path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive flock on ``fd`` (the open lock file ``path``) for ``what``.
+def hold(fd: int, path: Path, what: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive flock on ``fd`` (the open lock file ``path``) for ``what``; with
+    ``shared``, a shared one (readers of a file that is not a lock file: no pid is written).
 
     Waits at most the configured bound; a wait is told after `NOTICE_AFTER` seconds.
     """
-    if path in _held:
+    if not shared and path in _held:
         raise ArtifactError(f"cannot take the lock of {what} twice in one command (it would wait forever)")
     started = time.monotonic()
     deadline = started + _timeout
@@ -62,7 +63,7 @@ def hold(fd: int, path: Path, what: str) -> Iterator[None]:
     pause = 0.01
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             break
         except BlockingIOError:
             pass
@@ -81,6 +82,9 @@ def hold(fd: int, path: Path, what: str) -> Iterator[None]:
                 )
         time.sleep(min(pause, max(deadline - now, 0.0)))
         pause = min(pause * 2, 0.25)
+    if shared:
+        yield
+        return
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

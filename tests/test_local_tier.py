@@ -526,3 +526,36 @@ def test_stats_and_prune_local(cacher, seaweed_s3, s3_bucket, tmp_path: Path) ->
     no_tier = {k: v for k, v in env.items() if k != "CACHER_LOCAL_TIER"}
     assert_one_error_line(cacher("stats", "--local", extra_env=no_tier), "no local tier is set")
     assert_one_error_line(cacher("prune", "--local", "--older-than", "1d", extra_env=no_tier), "no local tier is set")
+
+
+@pytest.mark.parametrize("held", ["tier", "copy"])
+def test_a_held_tier_lock_is_a_bounded_told_wait(cacher, tmp_path: Path, held: str) -> None:
+    """Red-team pass of issue 25: the tier's own locks (the tier-wide one, a copy's shared one)
+    were waited on without a bound or a word, CACHER_LOCK_TIMEOUT ignored."""
+    tier = tmp_path / "tier"
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 1000)
+    env = {"CACHER_LOCAL_TIER": str(tier), "CACHER_LOCK_TIMEOUT": "3"}
+    assert cacher("upload", "k.bin", str(f), extra_env=env).code == 0
+    target = tier / "lock" if held == "tier" else copies(tier)[0]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import fcntl,os,time; fd=os.open({str(target)!r}, os.O_RDONLY); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        if held == "tier":
+            run = cacher("upload", "k.bin", str(f), "--force", extra_env=env, timeout=60)
+        else:
+            run = cacher("download", "k.bin", str(tmp_path / "out.bin"), extra_env=env, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.code == 2, run
+    assert took < 20, took
+    assert "waiting for the lock of" in run.err and "the local tier" in run.err, run.err
+    assert run.err.strip().splitlines()[-1].startswith("cacher: error: gave up after 3 s"), run.err
+    assert not (tmp_path / "out.bin").exists()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cacher import locks
 from cacher.atomicfile import remove_if_unheld, stale_temporaries
 from cacher.errors import ConfigError
 from cacher.stores.base import ObjectInfo
@@ -214,10 +215,10 @@ class LocalTier:
             yield None
             return
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            # Evicted or replaced while we waited for the lock: this inode is no copy any more.
-            entry = _read_trailer(fd, path) if os.fstat(fd).st_nlink > 0 else None
-            yield (entry, fd) if entry is not None else None
+            with locks.hold(fd, path, f"a copy in the local tier {self.root}", shared=True):
+                # Evicted or replaced while we waited for the lock: this inode is no copy any more.
+                entry = _read_trailer(fd, path) if os.fstat(fd).st_nlink > 0 else None
+                yield (entry, fd) if entry is not None else None
         finally:
             os.close(fd)
 
@@ -262,10 +263,11 @@ class LocalTier:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        path = self.root / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            with locks.hold(fd, path, f"the local tier {self.root}"):
+                yield
         finally:
             os.close(fd)
 
