@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cacher import locks
 from cacher.config import runtime_dir
-from cacher.errors import ArtifactError, UsageError
+from cacher.errors import ArtifactError, ConfigError, UsageError
 from cacher.ownership import Untrusted, distrust, private_dir
 
 STAGING_MARK = ".cacher-staging-"
@@ -61,8 +61,16 @@ _KEPT: dict[Path, str] = {}
 
 
 def keep_out(path: str | os.PathLike[str], what: str) -> None:
-    """Refuse restores into ``path`` or any directory that contains it (``what`` names it)."""
-    _KEPT[Path(os.path.realpath(path))] = what
+    """Refuse restores into ``path`` or any directory that contains it (``what`` names it).
+    Two such directories stay apart: `ConfigError` when ``path`` is, lies inside or holds
+    another (a local tier inside the file store would show its files as objects)."""
+    resolved = Path(os.path.realpath(path))
+    for kept, other in _KEPT.items():
+        if other != what and (resolved.is_relative_to(kept) or kept.is_relative_to(resolved)):
+            raise ConfigError(
+                f"{what} ({resolved}) and {other} ({kept}) overlap: each needs a directory of its own"
+            )
+    _KEPT[resolved] = what
 
 
 def _kept_conflict(resolved: Path, *, replaces_tree: bool) -> str | None:

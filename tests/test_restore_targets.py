@@ -313,3 +313,17 @@ def test_staged_files_of_killed_paths_restores_are_removed_unless_held(cacher, t
     finally:
         os.close(fd)
     assert sorted(p.name for p in (ws / "sub").iterdir()) == [alive.name, "f.txt"]
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "above"])
+def test_the_local_tier_and_the_file_store_never_share_a_directory(cacher, tmp_path: Path, where: str) -> None:
+    """Red-team pass of issue 25: a tier set to the file store's directory put its lock and
+    entries among the objects (`list` showed them, `prune` would delete them)."""
+    store = tmp_path / "store"
+    tier = {"same": store, "inside": store / "t", "above": tmp_path}[where]
+    f = tmp_path / "f.bin"
+    f.write_text("x")
+    env = {"CACHER_BUCKET": str(store), "CACHER_BACKEND": "file", "CACHER_LOCAL_TIER": str(tier)}
+    run = cacher("upload", "k", str(f), extra_env=env)
+    assert run.code == 2 and "overlap" in run.err and run.err.count("cacher: error:") == 1, run
+    assert not (store / "k").exists() and not (store / "lock").exists() and not (store / "entries").exists()
