@@ -214,13 +214,27 @@ def cache_dir(environ: Mapping[str, str]) -> Path:
 
 
 def runtime_dir(environ: Mapping[str, str]) -> Path:
-    """Where cacher keeps its lock files: ``$XDG_RUNTIME_DIR/cacher``, else a per-user temp dir."""
+    """Where cacher keeps its lock files: ``$XDG_RUNTIME_DIR/cacher``, else a per-user temp dir.
+    Anyone can make a name in the shared temp dir first: when ``cacher-<uid>`` there is not a
+    directory of the user's own, the user's cache directory holds it instead
+    (``$XDG_CACHE_HOME/ci-cacher/runtime``), so a planted directory never stops a restore."""
     base = environ.get("XDG_RUNTIME_DIR")
     if base and os.path.isdir(base):
         return Path(base) / "cacher"
+    import stat
     import tempfile
 
-    return Path(tempfile.gettempdir()) / f"cacher-{os.getuid()}"
+    shared = Path(tempfile.gettempdir()) / f"cacher-{os.getuid()}"
+    try:
+        st = os.lstat(shared)
+    except OSError:
+        return shared  # not there yet: made private by whoever needs it
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+        return shared
+    try:
+        return cache_dir(environ).parent / "ci-cacher" / "runtime"
+    except ConfigError:
+        return shared  # no cache directory either: the check on use names the problem
 
 
 def read_file(path: Path, *, named_by: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:

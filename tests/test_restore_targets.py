@@ -327,3 +327,21 @@ def test_the_local_tier_and_the_file_store_never_share_a_directory(cacher, tmp_p
     run = cacher("upload", "k", str(f), extra_env=env)
     assert run.code == 2 and "overlap" in run.err and run.err.count("cacher: error:") == 1, run
     assert not (store / "k").exists() and not (store / "lock").exists() and not (store / "entries").exists()
+
+
+def test_a_planted_runtime_directory_does_not_stop_a_restore(cacher, tmp_path: Path) -> None:
+    """Red-team pass of issue 25: another user who made ``$TMPDIR/cacher-<uid>`` first made
+    every dir and paths restore of this user exit 2 (restore locks live there)."""
+    tmp = tmp_path / "tmp"
+    planted = tmp / f"cacher-{os.getuid()}"
+    planted.mkdir(parents=True)
+    os.chown(planted, 12345, 12345)
+    env = {"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": ""}
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("x")
+    assert cacher("dir", "upload", "d.tar.zst", str(tree), extra_env=env).code == 0
+    run = cacher("dir", "download", "d.tar.zst", str(tmp_path / "out"), extra_env=env)
+    assert run.code == 0, run
+    assert (tmp_path / "out" / "f").read_text() == "x"
+    assert list(planted.iterdir()) == []  # nothing of ours went into the planted directory
