@@ -27,7 +27,8 @@ def validate_key(key: str) -> str:
         raise UsageError(f"invalid key {key!r}: a key must not contain a backslash")
     if any(ord(c) < 32 or ord(c) == 127 or unicodedata.category(c) in _INVISIBLE for c in key):
         raise UsageError(
-            f"invalid key {key!r}: a key must not contain control, format (bidi) or undecodable characters"
+            f"invalid key {key!r}: a key must not contain control characters, format characters "
+            "(bidi, zero-width) or bytes that are not UTF-8"
         )
     for segment in key.split("/"):
         if ".cacher-tmp-" in segment or ".cacher-staging-" in segment:

@@ -133,6 +133,11 @@ def check_restore_file(dest: str | os.PathLike[str]) -> Path:
     link there is replaced, not followed), or `UsageError` when that is cacher's own store or
     local tier, or inside one (a download there would overwrite a cached object)."""
     raw = os.fspath(dest)
+    if not raw.strip():
+        raise UsageError(
+            "refusing to restore into an empty path: it names no file",
+            hint="is the variable naming the file unset?",
+        )
     path = Path(raw)
     landing = Path(os.path.realpath(path.parent)) / path.name
     why = _kept_conflict(landing, replaces_tree=False)

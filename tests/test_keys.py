@@ -254,7 +254,7 @@ def test_invisible_characters_are_refused_before_any_io(cacher, tmp_path: Path, 
     f.write_text("x")
     run = cacher("upload", key, str(f))
     assert run.code == 2, run
-    assert run.err.count("\n") == 1 and "control, format (bidi) or undecodable" in run.err, run
+    assert run.err.count("\n") == 1 and "control characters, format characters" in run.err, run
     assert cacher("list").out == ""
 
 

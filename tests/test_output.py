@@ -354,3 +354,24 @@ def test_an_offline_miss_names_the_tier_not_the_store(cacher, tmp_path: Path) ->
     assert "in the local tier (offline:" in run.err and "not asked" in run.err, run
     assert one_document(run)["outcome"] == "miss"
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_file_destination_is_named_as_such(cacher, tmp_path: Path) -> None:
+    """Issue 25 item 14: `download KEY ""` said "cannot write .: it is a directory"."""
+    f = tmp_path / "f"
+    f.write_text("x")
+    assert cacher("upload", "k", str(f)).code == 0
+    assert_one_error_line(cacher("download", "k", ""), "empty path", "variable naming the file unset")
+
+
+def test_a_paths_upload_of_the_current_directory_speaks_of_storing(cacher, tmp_path: Path) -> None:
+    """Issue 25 item 14: `paths upload k '**'` said "refusing to restore"."""
+    (tmp_path / "a").write_text("x")
+    for pattern in ("**", "."):
+        run = cacher("paths", "upload", "k.tar.zst", pattern, cwd=tmp_path)
+        assert_one_error_line(run, f"cannot store {tmp_path}", "a restore of it would be refused")
+    assert cacher("list").out == ""  # nothing stored
+
+
+def test_debug_alone_names_itself(cacher) -> None:
+    assert_one_error_line(cacher("--debug"), "--debug needs a command after it")

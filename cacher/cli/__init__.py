@@ -162,13 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(version_text())
         return ExitCode.OK
     debug = _debug(args)
-    alone = bool(args) and all(a in GLOBAL_FLAGS for a in args)
+    alone = " ".join(args) if args and all(a in GLOBAL_FLAGS for a in args) else ""
     args = hoist_global_flags(args)
     end = _Outcome(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
     if alone:
         return end.error(
-            "usage", f"{' '.join(args)} needs a command after it",
+            "usage", f"{alone} needs a command after it",
             hint="e.g. cacher --json exists KEY; cacher --help lists the commands",
         )
     try:

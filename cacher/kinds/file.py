@@ -41,6 +41,7 @@ class FileKind(Kind):
 
     def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
         check_sha256(options.get("sha256"))
+        check_restore_file(target or "")  # an empty DEST (an unset variable) is named as such
         dest = Path(target or "")
         if not dest.parent.is_dir():
             raise UsageError(f"cannot write {dest}: the directory {dest.parent} does not exist")

@@ -191,7 +191,11 @@ class PathSet:
                     hint="name the directory the link points to",
                 )
             if is_dir:
-                check_restore_target(path)  # a restore would replace it: refuse now, not then
+                try:
+                    check_restore_target(path)  # a restore would replace it: refuse now, not then
+                except UsageError as exc:
+                    why = f"a restore of it would be refused ({exc.message})"
+                    raise UsageError(f"cannot store {path}: {why}", hint=exc.hint) from None
                 kept_real.append(real[path])
             entries.append(entry)
         return sorted(entries, key=lambda e: os.fsencode(e.path))
