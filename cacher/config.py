@@ -273,6 +273,8 @@ def read_file(path: Path, *, named_by: str | None = None) -> tuple[dict[str, Any
 def _check_type(spec: Field, value: Any, where: str) -> Any:
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if spec.name == "local_tier_max" and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a size in bytes, as the table lists it (`1048576`)
     if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
         raise ConfigError(f"{where} must be a {spec.type.__name__}, not {type(value).__name__} ({value!r})")
     return value

@@ -389,3 +389,14 @@ def test_a_duration_that_is_not_finite_and_in_range_exits_2_in_one_short_line(
     assert_one_error_line(run, "invalid duration")
     assert len(run.err) < 200, run.err
     assert (local_root / "p" / "a").read_text() == "data", "nothing is pruned"
+
+
+def test_local_tier_max_as_a_toml_integer_is_bytes(cacher, tmp_path: Path) -> None:
+    """Red-team pass of issue 25: `local_tier_max = 1048576` (a value the table lists) was
+    refused as "must be a str"."""
+    config = tmp_path / "config.toml"
+    config.write_text(f'local_tier = "{tmp_path / "tier"}"\nlocal_tier_max = 1048576\n')
+    config.chmod(0o600)
+    run = cacher("stats", "--local", "--json", extra_env={"CACHER_CONFIG": str(config)})
+    assert run.code == 0, run
+    assert json.loads(run.out)["max_bytes"] == 1048576
