@@ -68,7 +68,7 @@ def status_error(
     403) is the proxy's."""
     if proxy and status in (401, 407):
         return proxy_refused(action, where, proxy, status)
-    answered = f"HTTP {status}" + (f" {code}" if code else "")
+    answered = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
     if status == 403 and code not in REGION_CODES:
         return Failure(f"cannot {action} {where}: access denied ({answered})", hint=ACCESS_HINT)
     if status in (301, 400) or code in REGION_CODES:
