@@ -400,3 +400,25 @@ def test_local_tier_max_as_a_toml_integer_is_bytes(cacher, tmp_path: Path) -> No
     run = cacher("stats", "--local", "--json", extra_env={"CACHER_CONFIG": str(config)})
     assert run.code == 0, run
     assert json.loads(run.out)["max_bytes"] == 1048576
+
+
+def test_doctor_shows_every_setting_and_where_it_came_from(cacher, seaweed_s3, s3_bucket, tmp_path: Path) -> None:
+    """Issue 27 item 8: doctor showed 8 settings, "(env)" for a variable, and "s3 (default)" for
+    an inferred backend."""
+    from cacher.config import FIELDS
+
+    env = {
+        "CACHER_ENDPOINT": seaweed_s3.endpoint,
+        "CACHER_BUCKET": s3_bucket,
+        "CACHER_S3_KEY_ID": seaweed_s3.key_id,
+        "CACHER_S3_SECRET": seaweed_s3.secret,
+        "CACHER_READ_TIMEOUT": "30",
+    }
+    run = cacher("doctor", extra_env=env)
+    assert run.code == 0, run
+    lines = run.err.splitlines()
+    for field in FIELDS:
+        assert any(line.startswith(f"cacher: {field.name}: ") for line in lines), (field.name, run.err)
+    assert "cacher: backend: s3 (inferred: an endpoint or bucket is set)" in lines
+    assert "cacher: read_timeout: 30.0 (CACHER_READ_TIMEOUT)" in lines
+    assert seaweed_s3.secret not in run.err + run.out

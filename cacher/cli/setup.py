@@ -51,7 +51,10 @@ def doctor_command(registry: Registry) -> Callable[..., int]:
         backend = config.resolved_backend(settings)
         found = "found" if settings.config_found else "not found"
         report.say(f"config file: {settings.config_path} ({found})")
-        report.say(f"backend: {backend} ({settings.sources['backend']})")
+        source = settings.sources["backend"]
+        if source == "default" and backend == "s3":
+            source = "inferred: an endpoint or bucket is set"
+        report.say(f"backend: {backend} ({'CACHER_BACKEND' if source == 'env' else source})")
         for field in config.FIELDS[1:]:  # every setting but the backend, shown above
             value = settings.values[field.name]
             shown = "(set)" if field.name == "session_token" and value else repr(value)
