@@ -597,7 +597,12 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     inputs = {**store, "path": PATH_INPUT, "key": "deps-v1"}
     # What killed installs left: never used; swept once a day old (a younger one may be another job's).
     name = f"{cacher_version()}-x64-{source_hash(checkout)}"
-    for partial, age in ((f"{name}.partial-1-dead", 2 * 86400), (f"{name}.partial-2-busy", 0)):
+    # Installs of other commits: removed when unused for a week (about 120 MB each).
+    planted = (
+        (f"{name}.partial-1-dead", 2 * 86400), (f"{name}.partial-2-busy", 0),
+        ("0.1.9-x64-aaaaaaaaaaaaaaaa", 8 * 86400), ("0.1.9-x64-bbbbbbbbbbbbbbbb", 6 * 86400),
+    )
+    for partial, age in planted:
         (tool_cache / "cacher" / partial / "bin").mkdir(parents=True)
         (tool_cache / "cacher" / partial / "bin" / "cacher").write_text("#!/bin/sh\nexit 99\n")
         os.utime(tool_cache / "cacher" / partial, (time.time() - age,) * 2)
@@ -608,9 +613,12 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     post = runner.post(inputs, main)
     assert post.code == 0 and "Cache saved with key: deps-v1" in post.log, post
     assert INSTALLING not in post.log, post
-    assert sorted(p.name for p in (tool_cache / "cacher").iterdir()) == [name, f"{name}.partial-2-busy"]
-    shutil.rmtree(tool_cache / "cacher" / f"{name}.partial-2-busy")
+    left = sorted(p.name for p in (tool_cache / "cacher").iterdir())
+    assert left == ["0.1.9-x64-bbbbbbbbbbbbbbbb", name, f"{name}.partial-2-busy"], left
+    for gone in left[:1] + left[2:]:
+        shutil.rmtree(tool_cache / "cacher" / gone)
     installs = [name]
+    os.utime(tool_cache / "cacher" / name, (time.time() - 3 * 86400,) * 2)  # every use touches it
     assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
     # The runtime dependencies are the locked ones (pip --require-hashes -r requirements-runtime.lock).
     site = next((tool_cache / "cacher" / installs[0] / "lib").glob("python3*/site-packages"))
@@ -621,6 +629,7 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     main = runner.main(inputs)
     assert (main.code, main.outputs["cache-hit"]) == (0, "true"), main
     assert INSTALLING not in main.log, main
+    assert time.time() - (tool_cache / "cacher" / name).stat().st_mtime < 600
     assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
     post = runner.post(inputs, main)
     assert post.code == 0 and "Cache hit occurred on the primary key deps-v1" in post.log, post

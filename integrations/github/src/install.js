@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   accessSync, chmodSync, constants, existsSync, mkdirSync, readFileSync, readdirSync,
-  renameSync, rmSync, statSync, writeFileSync,
+  renameSync, rmSync, statSync, utimesSync, writeFileSync,
 } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -131,20 +131,36 @@ async function fetchTo(url, file, sha) {
   writeFileSync(file, data);
 }
 
+/** Whether `dir` holds a whole install; a use touches it, so the sweep keeps it. */
+function installed(dir, program) {
+  if (!existsSync(path.join(dir, program))) return false;
+  try {
+    const now = new Date();
+    utimesSync(dir, now, now);
+  } catch {
+    // read-only tool cache: it is kept anyway
+  }
+  return true;
+}
+
 const BUNDLE = /^cacher-([^/]+)-linux-(x86_64|aarch64)\.tar\.gz$/;
 
 /** `dir` made by `build(tmp)`, which returns the program's path inside it; nothing appears at
  * `dir` until the build is whole, and a build another job finished first is used as it is. */
 async function installOnce(dir, program, build) {
-  if (existsSync(path.join(dir, program))) return path.join(dir, program);
+  if (installed(dir, program)) return path.join(dir, program);
   const parent = path.dirname(dir);
   mkdirSync(parent, { recursive: true });
   const base = path.basename(dir);
   for (const name of readdirSync(parent)) {
-    // what killed jobs left: partial builds over a day old
-    if (!name.startsWith(`${base}.partial-`)) continue;
+    // What killed jobs left (partial builds a day old), and installs nobody used for a week:
+    // one checkout install per commit would fill a self-hosted runner's disk (about 120 MB
+    // each). Every use touches its install, and GitHub ends a job after 5 days at most.
+    const partial = name.includes(".partial-");
+    if (!partial && !/-[0-9a-f]{16}$/.test(name)) continue;
     try {
-      if (Date.now() - statSync(path.join(parent, name)).mtimeMs > 86400e3) rmSync(path.join(parent, name), { recursive: true, force: true });
+      const age = Date.now() - statSync(path.join(parent, name)).mtimeMs;
+      if (age > (partial ? 1 : 7) * 86400e3) rmSync(path.join(parent, name), { recursive: true, force: true });
     } catch {
       // another job's, or gone
     }
@@ -176,7 +192,7 @@ export async function installCacher({ url, sha, version, actionPath }) {
       const want = { x64: "x86_64", arm64: "aarch64" }[process.arch];
       if (bundle[2] !== want) throw new SetupError(`installing cacher failed: ${name} is for ${bundle[2]}, this runner is ${process.arch}`);
       const dir = path.join(tools, `${bundle[1]}-${process.arch}-${tag}`);
-      if (existsSync(path.join(dir, "cacher", "cacher"))) return path.join(dir, "cacher", "cacher");
+      if (installed(dir, "cacher/cacher")) return path.join(dir, "cacher", "cacher");
       core.info(`cacher is not on PATH: installing the bundle ${name} into ${dir}`);
       return installOnce(dir, "cacher/cacher", async (tmp) => {
         mkdirSync(tmp);
@@ -189,7 +205,7 @@ export async function installCacher({ url, sha, version, actionPath }) {
     }
     if (!name.endsWith(".whl")) throw new SetupError(`cacher-url must name a wheel (.whl) or the bundle cacher-VERSION-linux-ARCH.tar.gz, not ${name}`);
     const dir = path.join(tools, `${name.split("-")[1] || "0"}-${process.arch}-${tag}`);
-    if (existsSync(path.join(dir, "bin", "cacher"))) return path.join(dir, "bin", "cacher");
+    if (installed(dir, "bin/cacher")) return path.join(dir, "bin", "cacher");
     core.info(`cacher is not on PATH: installing the wheel ${name} into ${dir}`);
     return installOnce(dir, "bin/cacher", async (tmp) => {
       const download = path.join(`${tmp}.download`);
@@ -204,7 +220,7 @@ export async function installCacher({ url, sha, version, actionPath }) {
   }
   if (version) {
     const dir = path.join(tools, `${version}-${process.arch}-pypi`);
-    if (existsSync(path.join(dir, "bin", "cacher"))) return path.join(dir, "bin", "cacher");
+    if (installed(dir, "bin/cacher")) return path.join(dir, "bin", "cacher");
     core.info(`cacher is not on PATH: installing ci-cacher==${version} from PyPI into ${dir}`);
     return installOnce(dir, "bin/cacher", (tmp) => makeVenv(tmp, [`ci-cacher==${version}`]));
   }
@@ -213,7 +229,7 @@ export async function installCacher({ url, sha, version, actionPath }) {
     throw new SetupError(`cacher is not on PATH and no ci-cacher project is above the action (${actionPath}): put cacher on PATH, or set cacher-url or cacher-version`);
   }
   const dir = path.join(tools, `${checkoutVersion(root)}-${process.arch}-${sourceHash(root)}`);
-  if (existsSync(path.join(dir, "bin", "cacher"))) return path.join(dir, "bin", "cacher");
+  if (installed(dir, "bin/cacher")) return path.join(dir, "bin", "cacher");
   core.info(`cacher is not on PATH: installing ci-cacher from the action's checkout ${root} into ${dir}`);
   const lock = path.join(root, "requirements-runtime.lock");
   return installOnce(dir, "bin/cacher", async (tmp) => {
