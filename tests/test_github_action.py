@@ -730,6 +730,10 @@ def test_a_failed_install_fails_the_step(runner: Runner, store: dict[str, str], 
         assert step.code == 1, step
         assert error_lines(step) == 1, step
         assert f"has sha256 {hashlib.sha256(wheel.read_bytes()).hexdigest()}, not the cacher-sha256 given" in step.log, step
+    # The right sha256 of a file pip cannot install: the step fails saying what the install needs.
+    junk = runner.main({**wrong, "cacher-sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()})
+    assert junk.code == 1 and error_lines(junk) == 1, junk
+    assert "::error::installing cacher failed: " in junk.log and "add actions/setup-python" in junk.log, junk
     assert [p.name for p in (tools / "cacher").iterdir()] == []  # no half-made install
     assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
 

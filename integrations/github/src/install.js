@@ -97,7 +97,11 @@ async function makeVenv(dir, ...installs) {
     : [[python, ["-m", "venv", dir]], ...installs.map((a) => [path.join(bin, "python"), ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", ...a]])];
   for (const [program, args] of steps) {
     const result = await quiet(program, args);
-    if (result.code !== 0) throw new SetupError(`installing cacher failed: ${lastLine(result.err)}`);
+    if (result.code !== 0) {
+      throw new SetupError(
+        `installing cacher failed: ${lastLine(result.err)} (it needs Python 3.11+ and the package index: add actions/setup-python, or set cacher-url to the bundle)`,
+      );
+    }
   }
   const cacher = path.join(bin, "cacher");
   writeFileSync(cacher, WRAPPER);
