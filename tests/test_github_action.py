@@ -621,9 +621,7 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     os.utime(tool_cache / "cacher" / name, (time.time() - 3 * 86400,) * 2)  # every use touches it
     assert stored_keys(seaweed_s3, s3_bucket) == [f"proj/_scopes/{segment('feature/x')}/{namespace_of(PATTERNS)}/deps-v1"]
     # The runtime dependencies are the locked ones (pip --require-hashes -r requirements-runtime.lock).
-    site = next((tool_cache / "cacher" / installs[0] / "lib").glob("python3*/site-packages"))
-    installed = {p.name.removesuffix(".dist-info").lower() for p in site.glob("*.dist-info")}
-    assert {f"{n.replace('-', '_')}-{v}" for n, v in runtime_pins().items()} <= installed, installed
+    locked_dists(tool_cache / "cacher" / installs[0])
 
     wipe(runner, home)  # the next job on this runner
     main = runner.main(inputs)
@@ -646,6 +644,37 @@ def test_first_job_installs_from_the_checkout_next_jobs_reuse_it(
     for log in runner.logs[1:]:
         assert INSTALLING not in log, log
     assert sorted(p.name for p in (tool_cache / "cacher").iterdir()) == installs  # no partial left
+
+
+def locked_dists(install: Path) -> None:
+    """The install's runtime dependencies are requirements-runtime.lock's pins."""
+    site = next((install / "lib").glob("python3*/site-packages"))
+    installed = {p.name.removesuffix(".dist-info").lower() for p in site.glob("*.dist-info")}
+    assert {f"{n.replace('-', '_')}-{v}" for n, v in runtime_pins().items()} <= installed, installed
+
+
+@pytest.mark.timeout(900)
+def test_the_checkout_install_uses_uv_when_it_is_on_path(
+    runner: Runner, store: dict[str, str], home: Path, checkout: Path, hosted_path: str, tmp_path: Path
+) -> None:
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        require_part("uv is not installed (it is in the dev extra)")
+    bin_dir = tmp_path / "bin"
+    shutil.copytree(hosted_path, bin_dir, symlinks=True)
+    (bin_dir / "uv").symlink_to(str(uv))
+    tools = tmp_path / "toolcache"
+    hosted(runner, checkout, str(bin_dir), tools)
+    make_deps(runner, home)
+    inputs = {**store, "path": PATH_INPUT, "key": "uv-1"}
+    main = runner.main(inputs)
+    assert (main.code, main.outputs["cache-hit"]) == (0, "false"), main
+    assert f"{INSTALLING} ci-cacher from the action's checkout" in main.log, main
+    post = runner.post(inputs, main)
+    assert post.code == 0 and "Cache saved with key: uv-1" in post.log, post
+    install = tools / "cacher" / f"{cacher_version()}-x64-{source_hash(checkout)}"
+    assert not (install / "bin" / "pip").exists(), "made by python3 -m venv, not uv"
+    locked_dists(install)
 
 
 @pytest.fixture(scope="module")
