@@ -57,6 +57,8 @@ LONG_A = "feature/" + "x" * 55 + "-alpha-one"  # 70 characters, the first 63 sha
 LONG_B = "feature/" + "x" * 55 + "-beta-twoo"
 #: Scope names: None (unscoped), case and punctuation variants of one another, a tag-like name.
 SCOPES = (None, "main", "Main", "main.", "release/1.0", "release-1.0", "v1.0", LONG_A, LONG_B)
+if os.environ.get("CACHER_MODEL_SCOPES"):  # a narrower pool (comma-separated), e.g. to look past one class
+    SCOPES = tuple(os.environ["CACHER_MODEL_SCOPES"].split(","))
 RUNNERS = ("a", "b", "c")  # a and b share one local tier, c has none
 TIERED = ("a", "b")
 KINDS = ("file", "dir", "paths")
