@@ -746,7 +746,7 @@ def test_a_failed_install_fails_the_step(runner: Runner, store: dict[str, str], 
     make_deps(runner, home)
     tools = tmp_path / "toolcache"
     runner.env.update(PATH=hosted_path, RUNNER_TOOL_CACHE=str(tools))
-    inputs = {**store, "path": PATH_INPUT, "key": "k", "cacher-url": f"file://{tmp_path}/missing.whl"}
+    inputs = {**store, "path": PATH_INPUT, "key": "k", "cacher-url": f"file://{tmp_path}/missing.whl", "cacher-sha256": "0" * 64}
     main = runner.main(inputs)
     assert main.code == 1, main
     assert error_lines(main) == 1 and "::error::installing cacher failed: cannot read file://" in main.log, main

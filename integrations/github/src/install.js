@@ -189,7 +189,13 @@ export async function installCacher({ url, sha, version, actionPath }) {
   if (found) return found;
   const tools = path.join(process.env.RUNNER_TOOL_CACHE || process.env.RUNNER_TEMP || os.tmpdir(), "cacher");
   if (url) {
-    const name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "");
+    let name;
+    try {
+      name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "");
+    } catch {
+      throw new SetupError(`cacher-url is not a URL: ${url}`);
+    }
+    if (!sha) core.warning("cacher-url is given without cacher-sha256: what it downloads is not checked");
     const tag = createHash("sha256").update(`${url}\0${sha}`).digest("hex").slice(0, 16);
     const bundle = BUNDLE.exec(name);
     if (bundle) {
