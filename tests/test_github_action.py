@@ -799,6 +799,15 @@ def test_a_broken_set_up_fails_the_step_a_store_outage_warns(runner: Runner, sto
     assert stored_keys(seaweed_s3, s3_bucket) == []
     assert (runner.workspace / "deps" / "pkg" / "index.js").read_text() == "version 1\n"
 
+    # What the store answers is the store's: a missing bucket, wrong credentials (access denied).
+    for answer in ({"bucket": f"missing-{uuid.uuid4().hex[:8]}"}, {"secret-access-key": "wrong-" + uuid.uuid4().hex}):
+        main = runner.main({**base, **store, **answer})
+        assert (main.code, main.outputs["cache-hit"]) == (0, "false"), main
+        assert "::warning::" in main.log and "::error::" not in main.log, main
+        if "secret-access-key" in answer:  # (SeaweedFS makes a missing bucket on the first write)
+            post = runner.post({**base, **store, **answer}, main)
+            assert post.code == 0 and "::warning::" in post.log and "::error::" not in post.log, post
+
 
 # --- the recipe in docs/recipes.md --------------------------------------------------------------
 
