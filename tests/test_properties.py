@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,15 @@ def expected_valid(key: str) -> bool:
         and not key.startswith("/")
         and "\\" not in key
         and not any(ord(c) < 32 or ord(c) == 127 for c in key)
+        # control, format (bidi, zero-width), surrogate (not UTF-8) and private-use characters
+        and not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") for c in key)
         and all(seg not in ("", ".", "..") for seg in key.split("/"))
     )
+
+
+def expected_valid_prefix(prefix: str) -> bool:
+    """A prefix: the key rules, and no reserved segment (``_scopes``, ``_paths``, any case)."""
+    return expected_valid(prefix) and all(seg.casefold() not in ("_scopes", "_paths") for seg in prefix.split("/"))
 
 
 def accepted(key: str) -> bool:
@@ -129,14 +137,17 @@ def test_local_store_path_stays_under_its_root(key: str) -> None:
 
 @SETTINGS
 @given(KEYS)
+@example("proj/_scopes/main")
+@example("_PATHS/x")
+@example("k\u202etxt")
 def test_prefix_and_list_prefix_follow_the_key_rules(text: str) -> None:
     stripped = text.strip("/")
     try:
         out = validate_prefix(text)
     except UsageError:
-        assert stripped and not expected_valid(stripped)
+        assert stripped and not expected_valid_prefix(stripped)
     else:
-        assert out == stripped and (not out or expected_valid(out))
+        assert out == stripped and (not out or expected_valid_prefix(out))
     try:
         validate_list_prefix(text)
     except UsageError:
