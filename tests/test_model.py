@@ -484,8 +484,8 @@ def test_the_cache_keeps_its_promises_under_random_jobs(seaweed_s3, tmp_path: Pa
 
 
 # -- shrunk failures, as regular tests -------------------------------------------------------
-# Each is a sequence the model found on e5cac03 (issue 25), reduced to its steps. They fail
-# there; the xfail marks go when the fixes of items 1, 7 and 8 land.
+# Each is a sequence the model found on e5cac03 (issue 25), reduced to its steps: they fail
+# there (items 1, 7 and 8: AnotherScopesBytes, WroteOutside, StaleCopy) and pass since the fixes.
 
 A, B, C = "a", "b", "c"
 
@@ -499,33 +499,28 @@ def model(seaweed_s3: Any, tmp_path: Path) -> Any:
     state.teardown()
 
 
-@pytest.mark.xfail(strict=True, raises=AnotherScopesBytes, reason="issue 25 item 1: scope names collide")
 def test_found_scope_collision_main_and_Main(model: CacheModel) -> None:
     model.upload(job=Job("Main", runner=C), kind="file", force=True)
     model.restore(job=Job("main", runner=C), kind="file", linked=False)  # a miss, not Main's bytes
 
 
-@pytest.mark.xfail(strict=True, raises=AnotherScopesBytes, reason="issue 25 item 1: scope names collide")
 def test_found_scope_collision_main_dot_skips_its_upload(model: CacheModel) -> None:
     model.upload(job=Job("Main", runner=A), kind="dir", force=True)
     model.upload(job=Job("main.", runner=A), kind="dir", force=False)  # uploaded, not "skipped"
 
 
-@pytest.mark.xfail(strict=True, raises=AnotherScopesBytes, reason="issue 25 item 1: scope names collide")
 @pytest.mark.parametrize(("writer", "reader"), [("release/1.0", "release-1.0"), (LONG_A, LONG_B)])
 def test_found_scope_collision_of_punctuation_and_long_names(model: CacheModel, writer: str, reader: str) -> None:
     model.upload(job=Job(writer, runner=C), kind="file", force=True)
     model.restore(job=Job(reader, runner=C), kind="file", linked=False)
 
 
-@pytest.mark.xfail(strict=True, raises=WroteOutside, reason="issue 25 item 7: paths restore writes through a linked parent")
 def test_found_paths_restore_through_a_linked_parent(model: CacheModel) -> None:
     model.upload(job=Job("v1.0", runner=C), kind="paths", force=False)
     model.restore(job=Job("v1.0", runner=B), kind="paths", linked=True)
     model.nothing_outside_changed()
 
 
-@pytest.mark.xfail(strict=True, raises=StaleCopy, reason="issue 25 item 8: the tier serves a stale copy")
 def test_found_stale_tier_copy_after_a_same_size_replacement(model: CacheModel) -> None:
     model.upload(job=Job("main", runner=A), kind="file", force=False)
     model.replace("main", "file")
