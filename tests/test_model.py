@@ -466,7 +466,18 @@ class CacheModel(RuleBasedStateMachine):
         self.check_guarded(job, guard, f"killed {' '.join(args[:2])}")
         if upload and not job.read_only:
             self.slot(job.scope, kind).add(data)
+            self.settle()  # a PUT whose body was sent may still be committed after the kill
             self._locate(job, kind, before)
+
+    def settle(self, quiet: float = 0.5, bound: float = 10.0) -> None:
+        """Wait until the bucket listing stops changing (for ``quiet`` seconds, ``bound`` at most)."""
+        last, deadline = self.listing(), time.monotonic() + bound
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            now = self.listing()
+            if now == last:
+                return
+            last = now
 
 
 def run_model(seaweed_s3: Any, tmp_path: Path, profile: settings = PROFILE) -> None:
