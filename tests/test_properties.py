@@ -55,6 +55,8 @@ def expected_valid(key: str) -> bool:
         # control, format (bidi, zero-width), surrogate (not UTF-8) and private-use characters
         and not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") for c in key)
         and all(seg not in ("", ".", "..") for seg in key.split("/"))
+        # cacher's own temporaries
+        and all(".cacher-tmp-" not in seg and ".cacher-staging-" not in seg for seg in key.split("/"))
     )
 
 
@@ -81,6 +83,7 @@ def accepted(key: str) -> bool:
 @example("a\\..\\b")
 @example("a\x00b")
 @example("ok/key.tar.zst")
+@example("a/.cacher-tmp-")
 def test_validate_key_applies_exactly_the_documented_rules(key: str) -> None:
     assert accepted(key) == expected_valid(key)
 
