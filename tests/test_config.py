@@ -422,3 +422,12 @@ def test_doctor_shows_every_setting_and_where_it_came_from(cacher, seaweed_s3, s
     assert "cacher: backend: s3 (inferred: an endpoint or bucket is set)" in lines
     assert "cacher: read_timeout: 30.0 (CACHER_READ_TIMEOUT)" in lines
     assert seaweed_s3.secret not in run.err + run.out
+    # --json: the same settings and sources as one document.
+    run = cacher("doctor", "--json", extra_env=env)
+    assert run.code == 0, run
+    document = json.loads(run.out)
+    assert set(document["settings"]) == {f.name for f in FIELDS}
+    assert document["settings"]["backend"] == {"value": "s3", "source": "inferred: an endpoint or bucket is set"}
+    assert document["settings"]["read_timeout"] == {"value": 30.0, "source": "CACHER_READ_TIMEOUT"}
+    assert document["outcome"] == "ok" and "canary written, read back and deleted" in document["checks"]
+    assert seaweed_s3.secret not in run.out

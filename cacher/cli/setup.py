@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from cyclopts import Parameter
 
 from cacher import config
-from cacher.cli.options import StoreOptions, open_session
+from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import Reporter
 from cacher.errors import StorageError, UsageError
 from cacher.registry import Registry
@@ -43,34 +43,53 @@ def smoke_test(store: Store) -> list[str]:
 
 
 def doctor_command(registry: Registry) -> Callable[..., int]:
-    def doctor(*, store: StoreOptions | None = None) -> int:
-        """Show the effective settings and run the smoke test (bucket, 1-byte canary)."""
-        session = open_session(store, registry)
+    def doctor(*, store: StoreOptions | None = None, output: OutputOptions | None = None) -> int:
+        """Show the effective settings, where each came from, and run the smoke test (bucket,
+        1-byte canary); --json prints the same as one document."""
+        session = open_session(store, registry, output)
         report = session.report
         settings = session.settings
         backend = config.resolved_backend(settings)
         found = "found" if settings.config_found else "not found"
         report.say(f"config file: {settings.config_path} ({found})")
-        source = settings.sources["backend"]
-        if source == "default" and backend == "s3":
-            source = "inferred: an endpoint or bucket is set"
-        report.say(f"backend: {backend} ({'CACHER_BACKEND' if source == 'env' else source})")
-        for field in config.FIELDS[1:]:  # every setting but the backend, shown above
+        shown: dict[str, dict[str, Any]] = {}
+        for field in config.FIELDS:
             value = settings.values[field.name]
-            shown = "(set)" if field.name == "session_token" and value else repr(value)
             source = settings.sources[field.name]
-            report.say(f"{field.name}: {shown} ({field.env if source == 'env' else source})")
+            source = field.env if source == "env" else source
+            if field.name == "backend":
+                value = backend
+                if source == "default" and backend == "s3":
+                    source = "inferred: an endpoint or bucket is set"
+            elif field.name == "session_token" and value:
+                value = "(set)"
+            shown[field.name] = {"value": value, "source": source}
+            report.say(f"{field.name}: {value if field.name == 'backend' else repr(value)} ({source})")
+        document: dict[str, Any] = {
+            "command": "doctor",
+            "config_file": str(settings.config_path),
+            "config_found": settings.config_found,
+            "settings": shown,
+        }
         if backend == "s3":
             from cacher.stores.s3.transport import resolve as resolve_transport
 
             transport = resolve_transport(settings, session.environ)
-            report.say(f"credentials: {transport.credentials.describe()}")
-            report.say(f"CA bundle: {transport.ca_bundle or 'the system store'} ({transport.ca_source})")
             proxy = transport.proxy
-            report.say(f"proxy: {f'{proxy.host}:{proxy.port}' if proxy else 'none'}")
-        for line in smoke_test(session.store):
+            document["transport"] = {
+                "credentials": transport.credentials.describe(),
+                "ca_bundle": transport.ca_bundle or "the system store",
+                "ca_source": transport.ca_source,
+                "proxy": f"{proxy.host}:{proxy.port}" if proxy else None,
+            }
+            report.say(f"credentials: {document['transport']['credentials']}")
+            report.say(f"CA bundle: {document['transport']['ca_bundle']} ({transport.ca_source})")
+            report.say(f"proxy: {document['transport']['proxy'] or 'none'}")
+        checks = smoke_test(session.store)
+        for line in checks:
             report.say(line)
         report.say("ok")
+        report.emit({**document, "checks": checks, "outcome": "ok"})
         return 0
 
     return doctor
