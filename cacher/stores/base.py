@@ -232,6 +232,12 @@ class Store:
             raise StorageError(f"cannot {action} {self.url(key)}: {reason(exc)}") from exc
 
 
+def bare_etag(value: str) -> str:
+    """An ETag without a weak marker or quotes (proxies may add the first, drop the second)."""
+    value = value.strip()
+    return (value[2:] if value.startswith("W/") else value).strip('"')
+
+
 def written_etag(stream: Any) -> str | None:
     """The ETag the store answered for the object a `Store.writer` stream made, once its block
     ended; None where the store gives none (the file store)."""

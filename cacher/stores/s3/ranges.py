@@ -16,6 +16,7 @@ import threading
 import time
 
 from cacher.errors import ReadPreconditionFailed, StoreRefused
+from cacher.stores.base import bare_etag
 from cacher.stores.s3.rest import RETRY_STATUS, S3Http
 
 _READ_STEP = 1 << 20
@@ -156,7 +157,7 @@ class RangeReader:
         ``If-Match`` (Garage before 1.1, s3rver): same ETag, same total size. Otherwise the
         read restarts, as on a 412."""
         etag = response.getheader("ETag")
-        if self.etag and etag and _etag(etag) != _etag(self.etag):
+        if self.etag and etag and bare_etag(etag) != bare_etag(self.etag):
             raise ReadPreconditionFailed(f"the object's ETag changed from {self.etag} to {etag}")
         if whole:
             return
@@ -195,9 +196,3 @@ class RangeReader:
             with self._lock:
                 self._connections.discard(conn)
             conn.close()
-
-
-def _etag(value: str) -> str:
-    """An ETag without a weak marker or quotes (proxies may add the first, drop the second)."""
-    value = value.strip()
-    return (value[2:] if value.startswith("W/") else value).strip('"')

@@ -20,7 +20,7 @@ from typing import Any
 from cacher import locks
 from cacher.atomicfile import remove_if_unheld, stale_temporaries
 from cacher.errors import ConfigError
-from cacher.stores.base import ObjectInfo
+from cacher.stores.base import ObjectInfo, bare_etag
 
 #: The metadata name under which an upload through the tier records its random write id.
 WRITE_ID = "write-id"
@@ -85,7 +85,7 @@ class Entry:
         if info.size != self.size:
             return False
         if info.etag:
-            return self.etag is not None and _bare_etag(info.etag) == _bare_etag(self.etag)
+            return self.etag is not None and bare_etag(info.etag) == bare_etag(self.etag)
         wid = info.metadata.get(WRITE_ID)
         if wid and self.metadata.get(WRITE_ID):
             return wid == self.metadata[WRITE_ID]
@@ -349,8 +349,3 @@ def _evict(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
-
-
-def _bare_etag(value: str) -> str:
-    """An ETag without a weak marker or quotes (proxies may add the first, drop the second)."""
-    return value.removeprefix("W/").strip('"')
