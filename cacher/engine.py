@@ -25,9 +25,9 @@ from cacher.errors import (
     StorageError,
     UsageError,
 )
-from cacher.keyrules import validate_key
+from cacher.keying.keyrules import validate_key
+from cacher.keying.scopes import in_reserved_namespace
 from cacher.kind import Kind
-from cacher.scopes import in_reserved_namespace
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import CountingWriter, Progress, ProgressReader, VerifyingReader
 

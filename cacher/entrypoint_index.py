@@ -10,7 +10,7 @@ them again through stevedore (never from stevedore's own cache, whose float32 ti
 rewrite within two minutes and which has no owner check).
 
 The index names modules cacher imports, so it is believed only when it is the user's own
-(`cacher.ownership`): its directory is private (0700), and a file that is a link, another
+(`cacher.fs.ownership`): its directory is private (0700), and a file that is a link, another
 user's, or writable by group or others is ignored and replaced.
 """
 
@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cacher.ownership import Untrusted, private_dir, read_trusted
+from cacher.fs.ownership import Untrusted, private_dir, read_trusted
 
 Entry = tuple[str, str, str]  # (group, name, value)
 

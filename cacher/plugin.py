@@ -6,7 +6,6 @@ A plugin (a kind, a key function or a codec, registered under the ``cacher.kinds
 modules behind it may move. The built-ins load through the same door and use the same names.
 """
 
-from cacher.atomicfile import atomic_write
 from cacher.codec import Codec, DecodingReader
 from cacher.errors import (
     ArtifactError,
@@ -18,10 +17,11 @@ from cacher.errors import (
     StorageError,
     UsageError,
 )
-from cacher.keyfunc import KeyContext, KeyFunction
+from cacher.fs.atomicfile import atomic_write
+from cacher.fs.staging import staged_directory
+from cacher.keying.keyfunc import KeyContext, KeyFunction
 from cacher.kind import Kind, Option, Target
 from cacher.piped import PipedProcess
-from cacher.staging import staged_directory
 from cacher.streams import Readable, Writable
 from cacher.tar import extract_tree, write_tree
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from cacher.codec import Codec
 from cacher.entrypoint_index import Entry, EntryPointIndex, index_dir
 from cacher.errors import PluginError
-from cacher.keyfunc import KeyFunction
+from cacher.keying.keyfunc import KeyFunction
 from cacher.kind import Kind
 
 Group = Literal["kinds", "keys", "codecs"]

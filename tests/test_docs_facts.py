@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from cacher.platform_names import go_arch, go_os
+from cacher.keying.platform_names import go_arch, go_os
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

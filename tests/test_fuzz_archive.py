@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from cacher.errors import CacherError
-from cacher.staging import force_rmtree, staged_directory
+from cacher.fs.staging import force_rmtree, staged_directory
 from cacher.tar.extract import _clean_name, extract_tree
 from cacher.tar.stream import TarStream
 from tests.fault_proxy import assert_clean_failure, leftovers

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext
-from cacher.keyrules import validate_key
+from cacher.keying.keyfunc import KeyContext
+from cacher.keying.keyrules import validate_key
+from cacher.keying.keytemplate import insert_before_extension, split_extension
+from cacher.keying.platform_names import go_arch, go_os
 from cacher.keys.builtin import ArchKey, EnvKey, HashKey, OsKey
-from cacher.keytemplate import insert_before_extension, split_extension
-from cacher.platform_names import go_arch, go_os
 from cacher.testing import KeyFunctionContract
 from tests.conftest import assert_one_error_line
 

@@ -1,4 +1,4 @@
-"""`cacher.ownership`: the one rule for the files and directories cacher trusts (the user's own,
+"""`cacher.fs.ownership`: the one rule for the files and directories cacher trusts (the user's own,
 not writable by group or others; private directories 0700). The commands that use it are
 tested through the CLI in test_config.py and test_entrypoint_index.py."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cacher.errors import ConfigError
-from cacher.ownership import (
+from cacher.fs.ownership import (
     Untrusted,
     private_dir,
     read_config,

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import zstandard
 
+from cacher.fs.staging import force_rmtree
 from cacher.kinds.paths import namespace_of, patterns_of
-from cacher.staging import force_rmtree
 from cacher.testing import KindContract, path_snapshot
 from tests.conftest import assert_one_error_line
 from tests.test_dir import snapshot
@@ -311,7 +311,7 @@ def test_dir_upload_exclude(cacher, project: Path, local_root: Path, tmp_path: P
     ],
 )
 def test_glob_patterns(pattern: str, yes: list[str], no: list[str]) -> None:
-    from cacher.globs import glob_regex
+    from cacher.fs.globs import glob_regex
 
     regex = glob_regex(pattern)
     assert all(regex.fullmatch(p) for p in yes), [p for p in yes if not regex.fullmatch(p)]

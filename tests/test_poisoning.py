@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cacher.platform_names import go_arch, go_os
+from cacher.keying.platform_names import go_arch, go_os
 from tests.conftest import assert_one_error_line, tree_files
 
 OTHER_ARCH = "arm64" if go_arch() != "arm64" else "amd64"

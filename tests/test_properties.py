@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext, KeyFunction
-from cacher.keyrules import validate_key, validate_list_prefix, validate_prefix
-from cacher.keytemplate import arch_suffixed, insert_before_extension, render, split_extension
+from cacher.keying.keyfunc import KeyContext, KeyFunction
+from cacher.keying.keyrules import validate_key, validate_list_prefix, validate_prefix
+from cacher.keying.keytemplate import arch_suffixed, insert_before_extension, render, split_extension
 from cacher.stores.base import Store
 from cacher.stores.local import LocalStore
 

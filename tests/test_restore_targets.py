@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from cacher.staging import force_rmtree
+from cacher.fs.staging import force_rmtree
 from cacher.testing.cli import CACHER
 from tests.conftest import assert_one_error_line
 from tests.test_paths import forged, stored

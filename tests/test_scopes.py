@@ -346,7 +346,7 @@ def test_the_recipes_give_a_tag_its_own_scope(cacher) -> None:
 def test_the_mapping_is_injective_and_keeps_clean_names(names: list[str]) -> None:
     """No two names share a segment; a clean slug is its own segment; a segment is always a
     single path segment of a-z, 0-9 and '-', at most 63 characters."""
-    from cacher.scopes import segment, slug
+    from cacher.keying.scopes import segment, slug
 
     made = {}
     for name in names:

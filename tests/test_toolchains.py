@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from cacher.staging import force_rmtree
+from cacher.fs.staging import force_rmtree
 from cacher.testing.fixtures import require_part
 from cacher.testing.parts import PartUnavailable
 from cacher.testing.tools import find_tool

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from cacher.cli.report import Reporter
 from cacher.errors import UsageError
-from cacher.hashing import hash_inputs
-from cacher.keyfunc import KeyContext
-from cacher.keyrules import validate_key
-from cacher.keytemplate import render
+from cacher.keying.hashing import hash_inputs
+from cacher.keying.keyfunc import KeyContext
+from cacher.keying.keyrules import validate_key
+from cacher.keying.keytemplate import render
 from cacher.registry import Registry
 
 

@@ -16,10 +16,10 @@ from cacher.cli.report import github_output, result_document
 from cacher.cli.session import Session
 from cacher.codec import Codec
 from cacher.errors import CacheMiss, CacherError, ConfigError, ExitCode, UsageError
-from cacher.keytemplate import fits_this_machine
+from cacher.keying.keytemplate import fits_this_machine
+from cacher.keying.scopes import check_owner
 from cacher.kind import Kind
 from cacher.registry import Registry
-from cacher.scopes import check_owner
 
 
 def choose_codec(registry: Registry, kind: Kind, key: str, override: str | None, level: int | None) -> Codec:

@@ -10,7 +10,7 @@ from cyclopts import Parameter
 
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import human_bytes
-from cacher.durations import parse_duration
+from cacher.config.durations import parse_duration
 from cacher.errors import UsageError
 from cacher.registry import Registry
 from cacher.stores.base import Leftover, ObjectInfo
@@ -124,7 +124,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             for name, objs in sorted(groups.items())
         }
         leftovers = session.store.leftovers(prefix)
-        from cacher.scratch import scratch_leftovers
+        from cacher.fs.scratch import scratch_leftovers
 
         scratch = scratch_leftovers(remove=False)  # this machine's, as staging leftovers are
         summary: dict[str, Any] = {

@@ -13,8 +13,8 @@ from cyclopts import Parameter
 
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.errors import UsageError
+from cacher.keying.scopes import scope_prefix, segment
 from cacher.registry import Registry
-from cacher.scopes import scope_prefix, segment
 
 
 def scope_command(registry: Registry) -> Callable[..., int]:

@@ -14,10 +14,10 @@ from typing import Any
 from cacher import config
 from cacher.cli.report import Reporter
 from cacher.errors import UsageError
-from cacher.keyrules import validate_key
-from cacher.keytemplate import arch_suffixed
+from cacher.keying.keyrules import validate_key
+from cacher.keying.keytemplate import arch_suffixed
+from cacher.keying.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
 from cacher.registry import Registry
-from cacher.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
 from cacher.stores.base import Store
 
 
@@ -38,9 +38,9 @@ class Session:
         self.environ = dict(os.environ)
         self.registry = registry
         self.settings = config.load(self.environ, dict(flags), config_flag=config_flag)
-        for warning in self.settings.warnings:  # a secret file others can read (cacher.ownership)
+        for warning in self.settings.warnings:  # a secret file others can read (cacher.fs.ownership)
             report.warn(warning)
-        from cacher import locks
+        from cacher.fs import locks
 
         locks.configure(self.settings.lock_timeout, report.warn)  # bounded, told lock waits
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from cacher.errors import UsageError
-from cacher.hashing import digest
-from cacher.keyfunc import KeyContext, KeyFunction
-from cacher.platform_names import go_arch, go_os
+from cacher.keying.hashing import digest
+from cacher.keying.keyfunc import KeyContext, KeyFunction
+from cacher.keying.platform_names import go_arch, go_os
 
 
 class HashKey(KeyFunction):

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.errors import UsageError
-from cacher.globs import glob_regex
+from cacher.fs.globs import glob_regex
+from cacher.fs.staging import check_restore_target, restore_lock, staged_directory
 from cacher.kind import Kind, Option, Target
-from cacher.staging import check_restore_target, restore_lock, staged_directory
 from cacher.streams import Writable
 from cacher.tar.extract import extract_tree
 from cacher.tar.write import write_tree

@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.atomicfile import atomic_write
 from cacher.errors import ArtifactError, UsageError
 from cacher.fetch import check_sha256, stream_url
+from cacher.fs.atomicfile import atomic_write
+from cacher.fs.staging import check_restore_file
 from cacher.kind import Kind, Option, Target
-from cacher.staging import check_restore_file
 from cacher.streams import Writable
 
 CHUNK = 1 << 20

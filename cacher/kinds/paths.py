@@ -11,7 +11,7 @@ The pattern list is bound into the key (`PathsKind.key_namespace`): the object l
 ``_paths/<16 hex of the sha256 of the patterns, one per line>/<key>``, so a changed list is a
 miss, never a restore of another layout (actions/cache puts ``path:`` into its cache version
 for the same reason). A restore reads and verifies the whole archive into a scratch directory
-first (`cacher.scratch`), then puts every path in place (`cacher.kinds.paths_place`: never
+first (`cacher.fs.scratch`), then puts every path in place (`cacher.kinds.paths_place`: never
 through a link in a parent, never ``/``, HOME, the current directory, cacher's store or tier),
 and swaps them in only once all are staged. It restores only where the patterns given now
 point: an archive naming any other place is refused.
@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.errors import ArtifactError, ObjectRefused, UsageError
-from cacher.globs import expand, glob_regex, has_magic
+from cacher.fs.globs import expand, glob_regex, has_magic
+from cacher.fs.scratch import scratch_directory
+from cacher.fs.staging import check_restore_file, check_restore_target
 from cacher.kind import Kind, Target
 from cacher.kinds.paths_place import Planned, link_in_parents, put_in_place
-from cacher.scratch import scratch_directory
-from cacher.staging import check_restore_file, check_restore_target
 from cacher.streams import Writable
 from cacher.tar.extract import extract_tree
 from cacher.tar.write import TarWriter

@@ -8,7 +8,7 @@ staged and renamed into place relative to its parent's descriptor. The base itse
 reached through links (a HOME on another disk), and so may a restored directory itself (a
 link naming a directory restores into that directory, as ``dir`` does).
 
-Every destination is checked before anything moves (`cacher.staging.check_restore_target`,
+Every destination is checked before anything moves (`cacher.fs.staging.check_restore_target`,
 `check_restore_file`: not ``/``, HOME, the current directory, cacher's store or tier). Two
 entries that are one place once links are followed (``link`` and the ``real`` it names) are
 refused, and each directory's restore lock is taken once, in the order of resolved paths.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cacher.errors import ArtifactError, ObjectRefused
-from cacher.staging import check_restore_file, check_restore_target, staged_directory
+from cacher.fs.staging import check_restore_file, check_restore_target, staged_directory
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 TEMP_MARK = ".cacher-paths-"

@@ -47,7 +47,7 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
         root = Path(settings.bucket).expanduser() if settings.bucket else cache_dir(environ)
         import fsspec.implementations.local as local
 
-        from cacher.staging import keep_out
+        from cacher.fs.staging import keep_out
 
         keep_out(root.absolute(), "the file store's directory")
         return LocalStore(local.LocalFileSystem(), str(root.absolute()), settings.prefix)

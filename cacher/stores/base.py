@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from cacher.atomicfile import TEMP_MARK
 from cacher.errors import CacherError, ObjectChanged, ReadPreconditionFailed, StorageError
-from cacher.keyrules import validate_key, validate_list_prefix
+from cacher.fs.atomicfile import TEMP_MARK
+from cacher.keying.keyrules import validate_key, validate_list_prefix
 
 META_PREFIX = "cacher-"
 #: The hint of every "access denied", whichever store and request path met it.

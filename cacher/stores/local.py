@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.atomicfile import TEMP_MARK, atomic_write, remove_if_unheld, stale_temporaries
 from cacher.errors import StorageError
-from cacher.keyrules import validate_list_prefix
+from cacher.fs.atomicfile import TEMP_MARK, atomic_write, remove_if_unheld, stale_temporaries
+from cacher.keying.keyrules import validate_list_prefix
 from cacher.stores.base import LEFTOVER_AGE, META_PREFIX, Leftover, ObjectInfo, Store, reason
 
 

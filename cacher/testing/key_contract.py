@@ -2,7 +2,7 @@
 ``key_function`` fixture, the arguments it accepts and those it refuses.
 
 Every built-in key function runs it (tests/test_keys.py), and so should a third-party one:
-the promises are those of `cacher.keyfunc.KeyFunction` — the same inputs give the same value
+the promises are those of `cacher.keying.keyfunc.KeyFunction` — the same inputs give the same value
 every time, the value is text a key can hold, and bad input is a `UsageError` (exit 2 with one
 line), never another exception.
 """
@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 
 from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext, KeyFunction
+from cacher.keying.keyfunc import KeyContext, KeyFunction
 
 __all__ = ["KeyFunctionContract"]
 

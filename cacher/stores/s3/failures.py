@@ -6,7 +6,7 @@ command of the same job within `REMEMBER` seconds fails at once (a miss, under s
 The file is keyed by the endpoint and the CI job's id, so one blip on a shared runner never
 disables another job's cache; without a job id nothing is remembered. It lives in
 ``$RUNNER_TEMP`` (GitHub Actions empties it per job), else cacher's runtime directory, and is
-believed only when it is the user's own (`cacher.ownership`): a planted "store down" would
+believed only when it is the user's own (`cacher.fs.ownership`): a planted "store down" would
 otherwise turn a job's cache off, and a planted link would redirect the write.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cacher.config import runtime_dir
-from cacher.ownership import Untrusted, distrust, private_dir, read_trusted
+from cacher.fs.ownership import Untrusted, distrust, private_dir, read_trusted
 
 #: Seconds a failed store is remembered.
 REMEMBER = 300.0

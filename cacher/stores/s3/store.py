@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from cacher.errors import StorageError
-from cacher.keyrules import validate_list_prefix
+from cacher.keying.keyrules import validate_list_prefix
 from cacher.stores.base import (
     LEFTOVER_AGE,
     META_PREFIX,

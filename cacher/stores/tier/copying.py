@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.atomicfile import TEMP_MARK
 from cacher.errors import IntegrityError, ObjectChanged
+from cacher.fs.atomicfile import TEMP_MARK
 from cacher.stores.tier.disk import _CHUNK, _TAIL, MAGIC, Entry, LocalTier
 
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cacher import locks
-from cacher.atomicfile import remove_if_unheld, stale_temporaries
 from cacher.errors import ConfigError
+from cacher.fs import locks
+from cacher.fs.atomicfile import remove_if_unheld, stale_temporaries
 from cacher.stores.base import ObjectInfo, bare_etag
 
 #: The metadata name under which an upload through the tier records its random write id.
@@ -160,7 +160,7 @@ class LocalTier:
         directory is not as trusted as the job: writable by group or others, or owned by
         another user (root excepted)."""
         root = root.expanduser().absolute()
-        from cacher.staging import keep_out
+        from cacher.fs.staging import keep_out
 
         keep_out(root, "the local tier")
         try:

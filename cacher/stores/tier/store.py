@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefused, StorageError
-from cacher.keyrules import validate_key, validate_list_prefix
+from cacher.keying.keyrules import validate_key, validate_list_prefix
 from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store, written_etag
 from cacher.stores.tier.copying import _CopyReader, _Filler, _FillingReader, _TeeWriter
 from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier, parse_size

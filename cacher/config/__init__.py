@@ -5,7 +5,7 @@ or the file named by ``--config`` / ``CACHER_CONFIG``. Credentials are not setti
 from ``CACHER_S3_KEY_ID`` / ``CACHER_S3_SECRET``, else from ``key_file`` / ``secret_file``
 (with ``session_token``), else from the standard AWS chain (`cacher.stores.s3.credentials`).
 
-The config file is obeyed only when it is the user's own (`cacher.ownership`: not another
+The config file is obeyed only when it is the user's own (`cacher.fs.ownership`: not another
 user's, not writable by group or others), and every number a setting takes is checked here,
 finite and in its range, before any command does I/O.
 """
@@ -22,8 +22,8 @@ from typing import Any
 import tomli_w
 
 from cacher.errors import ConfigError, UsageError
-from cacher.keyrules import validate_prefix
-from cacher.ownership import read_config, readable_by_others
+from cacher.fs.ownership import read_config, readable_by_others
+from cacher.keying.keyrules import validate_prefix
 
 
 @dataclass(frozen=True)

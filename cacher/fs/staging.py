@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cacher import locks
 from cacher.config import runtime_dir
 from cacher.errors import ArtifactError, ConfigError, UsageError
-from cacher.ownership import Untrusted, distrust, private_dir
+from cacher.fs import locks
+from cacher.fs.ownership import Untrusted, distrust, private_dir
 
 STAGING_MARK = ".cacher-staging-"
 OLD_MARK = ".cacher-old-"
@@ -161,7 +161,7 @@ def lock_path(target: Path) -> Path:
 @contextmanager
 def restore_lock(target: Path) -> Iterator[None]:
     """Hold the exclusive lock of restores into ``target`` (a resolved path); a wait is
-    bounded and told (`cacher.locks.hold`)."""
+    bounded and told (`cacher.fs.locks.hold`)."""
     path = lock_path(target)
     try:
         base = path.parent.parent

@@ -25,7 +25,7 @@ def atomic_write(dest: Path, *, fsync: bool = True, restore: bool = True) -> Ite
     """Yield a file beside ``dest``; rename it over ``dest`` only if the block succeeds.
 
     A restore (the default) never lands in cacher's own store or local tier
-    (`cacher.staging.check_restore_file`); only a store writing its own objects passes
+    (`cacher.fs.staging.check_restore_file`); only a store writing its own objects passes
     ``restore=False``.
     """
     parent = dest.parent
@@ -34,7 +34,7 @@ def atomic_write(dest: Path, *, fsync: bool = True, restore: bool = True) -> Ite
     if dest.is_dir():
         raise UsageError(f"cannot write {dest}: it is a directory")
     if restore:
-        from cacher.staging import check_restore_file
+        from cacher.fs.staging import check_restore_file
 
         check_restore_file(dest)
     remove_stale_siblings(dest)

@@ -51,7 +51,7 @@ def validate_prefix(prefix: str) -> str:
     """A prefix follows the key rules, except that it may be empty; edge slashes are dropped.
     No segment of it may be a reserved name (``_scopes``, ``_paths``, in any case): a prefix
     ending in ``_scopes/main`` would write straight into the scope ``main``."""
-    from cacher.scopes import RESERVED_SEGMENTS
+    from cacher.keying.scopes import RESERVED_SEGMENTS
 
     prefix = prefix.strip("/")
     if prefix:

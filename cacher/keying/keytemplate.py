@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable
 
 from cacher.errors import UsageError
-from cacher.keyfunc import KeyContext, KeyFunction
-from cacher.platform_names import go_arch, go_os
+from cacher.keying.keyfunc import KeyContext, KeyFunction
+from cacher.keying.platform_names import go_arch, go_os
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.-]+)(?::([^{}]*))?\}")
 _COMPOUND = (".tar.zst", ".tar.gz", ".tar.xz", ".tar.bz2", ".tar.lz4", ".tar.br")

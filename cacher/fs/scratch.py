@@ -19,8 +19,8 @@ from pathlib import Path
 
 from cacher.config import runtime_dir
 from cacher.errors import ArtifactError
-from cacher.ownership import Untrusted, private_dir
-from cacher.staging import force_rmtree, lock_dir
+from cacher.fs.ownership import Untrusted, private_dir
+from cacher.fs.staging import force_rmtree, lock_dir
 
 #: Scratch directories in ``$TMPDIR`` where a restore unpacks before anything moves.
 SCRATCH_MARK = ".cacher-paths-"

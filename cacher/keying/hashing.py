@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cacher.errors import UsageError
-from cacher.globs import expand, has_magic
+from cacher.fs.globs import expand, has_magic
 
 _CHUNK = 1 << 20
 

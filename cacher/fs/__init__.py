@@ -1,0 +1,1 @@
+"""Filesystem safety: whole-or-nothing files and trees, locks, scratch space, trusted files, globs."""

@@ -1,0 +1,1 @@
+"""Key machinery: what a key may be, templates, content hashes, platform names, scopes."""
