@@ -222,40 +222,42 @@ class TarStream:
 
     def _next(self) -> Member | None:
         pax: dict[str, str] = dict(self._global)
-        long_name: str | None = None
-        long_link: str | None = None
+        names: dict[bytes, str] = {}  # a GNU long name or long link, by its header's type
         while True:
             info = self._header()
             if info is None:
                 return None
-            kind = info.type
-            if kind in (_LONGNAME, _LONGLINK, _PAX, _PAX_GLOBAL):
-                if info.size > _EXTENDED_MAX:
-                    raise TarFormatError(f"an extended header of {info.size} bytes")
-                data = self._take(_padded(info.size), "an extended header")[: info.size]
-                if kind == _LONGNAME:
-                    long_name = _nts(data)
-                elif kind == _LONGLINK:
-                    long_link = _nts(data)
-                else:
-                    records = _pax_records(data)
-                    if kind == _PAX_GLOBAL:
-                        self._global.update(records)
-                    pax.update(records)
-                continue
-            if kind == _SPARSE or any(k.startswith("GNU.sparse.") for k in pax):
-                raise TarFormatError(f"sparse member {info.name!r} (sparse files are not restored)")
-            if long_name is not None:
-                info.name = long_name
-            if long_link is not None:
-                info.linkname = long_link
-            _apply_pax(info, pax)
-            if info.type == tarfile.AREGTYPE and info.name.endswith("/"):
-                info.type = tarfile.DIRTYPE
-            if info.type == tarfile.CONTTYPE:
-                info.type = tarfile.REGTYPE
-            self._left = _padded(info.size) if info.isreg() else 0
-            return info
+            if info.type not in (_LONGNAME, _LONGLINK, _PAX, _PAX_GLOBAL):
+                return self._member(info, pax, names)
+            self._extended(info, pax, names)
+
+    def _extended(self, info: Member, pax: dict[str, str], names: dict[bytes, str]) -> None:
+        """Keep an extended header's data for the member it precedes (a global PAX header's
+        for every later member too)."""
+        if info.size > _EXTENDED_MAX:
+            raise TarFormatError(f"an extended header of {info.size} bytes")
+        data = self._take(_padded(info.size), "an extended header")[: info.size]
+        if info.type in (_LONGNAME, _LONGLINK):
+            names[info.type] = _nts(data)
+            return
+        records = _pax_records(data)
+        if info.type == _PAX_GLOBAL:
+            self._global.update(records)
+        pax.update(records)
+
+    def _member(self, info: Member, pax: dict[str, str], names: dict[bytes, str]) -> Member:
+        """The member of header ``info`` with its extended headers applied."""
+        if info.type == _SPARSE or any(k.startswith("GNU.sparse.") for k in pax):
+            raise TarFormatError(f"sparse member {info.name!r} (sparse files are not restored)")
+        info.name = names.get(_LONGNAME, info.name)
+        info.linkname = names.get(_LONGLINK, info.linkname)
+        _apply_pax(info, pax)
+        if info.type == tarfile.AREGTYPE and info.name.endswith("/"):
+            info.type = tarfile.DIRTYPE
+        if info.type == tarfile.CONTTYPE:
+            info.type = tarfile.REGTYPE
+        self._left = _padded(info.size) if info.isreg() else 0
+        return info
 
     def copy_data(self, info: Member, fd: int) -> None:
         """Write the current regular member's data to ``fd``, then step over its padding."""
