@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from cacherbench import bundle, docker, memory, parts, report, startup, tier, workloads
+from cacherbench.action_install import action_install
+from cacherbench.action_report import write_outputs as write_action_install
 from cacherbench.bench import BUCKET, Bench, Measurement, Skipped
 from cacherbench.inputs import SIZES, Inputs, build_inputs
 from cacherbench.machine import describe, source_state
@@ -55,6 +57,7 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "rss": memory.rss,
     "tier-download": tier.tier_download,
     "bundle": bundle.bundle,
+    "action-install": action_install,
 }
 
 
@@ -191,7 +194,8 @@ def measure_all(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, An
             s3.client(),
             s3.proc.pid,
             warmup_parts=args.size != "tiny",
-            build_bundle=args.size != "tiny" or "bundle" in (args.only or []),
+            # At tiny, the bundle and the Action's install rows only when --only names them.
+            build_bundle=args.size != "tiny" or bool({"bundle", "action-install"} & set(args.only or [])),
             scratch_root=scratch,
         )
         measurements = run_workloads(bench, inputs, names, notes)
@@ -248,6 +252,7 @@ def main(argv: list[str]) -> int:
     results, peers = measure_all(args, argv)
     publish = args.publish if args.publish is not None else (args.size == "full" and not args.only)
     write_outputs(results, peers, publish)
+    write_action_install(results, REPO, WORK, publish=args.publish is not False)  # a section of its own
     return 0
 
 
