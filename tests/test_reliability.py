@@ -141,13 +141,13 @@ def test_signal_during_download_leaves_the_destination(
     if kind == "file":
         key = "big.bin"
         src = random_file(tmp_path / "src.bin", 24 << 20)
-        engine.upload(store, registry.kind("file"), registry.codec("none"), key, [str(src)], {})
+        engine.upload(store, engine.UploadRequest(registry.kind("file"), registry.codec("none"), key, [str(src)], {}))
         dest = tmp_path / "dest.bin"
         dest.write_bytes(b"old")
     else:
         key = "t.tar"
         src = make_tree(tmp_path / "src", blobs=6)
-        engine.upload(store, registry.kind("dir"), registry.codec("none"), key, [str(src)], {})
+        engine.upload(store, engine.UploadRequest(registry.kind("dir"), registry.codec("none"), key, [str(src)], {}))
         dest = tmp_path / "dest"
         dest.mkdir()
         (dest / "keep").write_text("keep")
@@ -201,7 +201,7 @@ def corrupt_objects(seaweed_s3: Any, tmp_path_factory: pytest.TempPathFactory) -
     client = seaweed_s3.client()
     for (kind, codec), key in CODEC_KEYS.items():
         target = src_file if kind == "file" else src_tree
-        engine.upload(store, registry.kind(kind), registry.codec(codec), key, [str(target)], {})
+        engine.upload(store, engine.UploadRequest(registry.kind(kind), registry.codec(codec), key, [str(target)], {}))
         head = client.head_object(Bucket=bucket, Key=key)
         data = seaweed_s3.get_bytes(bucket, key)
         for how in ("flip", "truncate"):

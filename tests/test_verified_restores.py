@@ -108,6 +108,6 @@ def test_a_file_that_changes_between_the_two_hashes_is_not_published(tmp_path: P
     src.write_bytes(b"data" * 1000)
     codec = Registry.from_entry_points().codec("none")
     with pytest.raises(ArtifactError, match="changed while it was uploaded"):
-        engine.upload(store, ChangedUnderfoot("file"), codec, "f.bin", [str(src)], {})
+        engine.upload(store, engine.UploadRequest(ChangedUnderfoot("file"), codec, "f.bin", [str(src)], {}))
     assert not store.exists("f.bin")
     assert not any((tmp_path / "store").rglob("*.bin*"))

@@ -69,18 +69,12 @@ class KindVerbs:
     ) -> engine.Result:
         """Upload and report; a soft failure is a result with outcome ``failed``."""
         progress = session.report.progress(f"uploading {key}")
+        request = engine.UploadRequest(
+            kind, codec, key, targets, options,
+            force=force, soft_failure=session.soft_failure, progress=progress,
+        )
         try:
-            result = engine.upload(
-                session.store,
-                kind,
-                codec,
-                key,
-                targets,
-                options,
-                force=force,
-                soft_fail=session.soft_fail,
-                progress=progress,
-            )
+            result = engine.upload(session.store, request)
         finally:
             if progress is not None:
                 progress.close()
@@ -102,22 +96,22 @@ class KindVerbs:
         """Download and report (JSON only when ``command`` is given); None on a miss, reported
         as a result line (a miss is not an error)."""
         progress = session.report.progress(f"downloading {key}")
+        request = engine.DownloadRequest(
+            kind,
+            codec,
+            key,
+            target,
+            options,
+            restore_keys=restore_keys,
+            fallback_stores=session.fallback_stores,
+            fits=fits_this_machine if session.settings.arch_suffix else None,
+            refused_is_miss=refused_is_miss,
+            codecs=self.registry.codec,  # decoding: the level does not apply
+            soft_failure=session.soft_failure,
+            progress=progress,
+        )
         try:
-            result = engine.download(
-                session.store,
-                kind,
-                codec,
-                key,
-                target,
-                options,
-                codecs=self.registry.codec,  # decoding: the level does not apply
-                restore_keys=restore_keys,
-                soft_fail=session.soft_fail,
-                progress=progress,
-                refused_is_miss=refused_is_miss,
-                fits=fits_this_machine if session.settings.arch_suffix else None,
-                fallback_stores=session.fallback_stores,
-            )
+            result = engine.download(session.store, request)
         except CacheMiss as miss:
             if progress is not None:
                 progress.close()
@@ -168,7 +162,7 @@ class KindVerbs:
 
     def exists(self, session: Session, key: str) -> int:
         stored_key = session.key(key)
-        presence = engine.exists(session.store, stored_key, soft_fail=session.soft_fail)
+        presence = engine.exists(session.store, stored_key, soft_failure=session.soft_failure)
         if presence.failure is not None:
             session.report.warn(f"soft failure, treated as a miss: {presence.failure}")
         session.report.emit({"command": "exists", "key": stored_key, "exists": presence.found})

@@ -19,6 +19,7 @@ from cacher.keying.keytemplate import arch_suffixed
 from cacher.keying.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
 from cacher.registry import Registry
 from cacher.stores.base import Store
+from cacher.stores.softfail import SoftFailure
 
 
 class Session:
@@ -60,10 +61,11 @@ class Session:
             return store.with_prefix(scope_prefix(store.prefix, segment(self.settings.scope)))
         return store
 
-    @property
-    def soft_fail(self) -> bool:
-        """Whether storage errors are misses: ``soft_fail``, or a store without credentials."""
-        return self.settings.soft_fail or not self.store.reachable
+    @cached_property
+    def soft_failure(self) -> SoftFailure:
+        """The command's soft-failure policy (`cacher.stores.softfail`), toward its store: a
+        store without credentials fails softly whatever the setting."""
+        return SoftFailure.for_settings(self.settings).toward(self.store)
 
     @cached_property
     def fallback_stores(self) -> list[tuple[str, Store]]:

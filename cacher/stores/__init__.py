@@ -25,9 +25,9 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
             raise ConfigError("the s3 backend needs a bucket (--bucket, CACHER_BUCKET or config)")
         from cacher.stores.s3 import transport as s3_transport
         from cacher.stores.s3.client import s3_filesystem
-        from cacher.stores.s3.failures import FailureMemory
         from cacher.stores.s3.rest import S3Http
         from cacher.stores.s3.store import S3Store
+        from cacher.stores.softfail import SoftFailure
 
         transport = s3_transport.resolve(settings, environ)
         store = S3Store(
@@ -37,7 +37,7 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
             head_client=S3Http(transport),
             block_size=settings.part_size_mb << 20,
             grow_parts=not settings.options.get("fixed_upload_size", False),
-            failures=FailureMemory.for_job(transport.endpoint, environ) if settings.soft_fail else None,
+            failures=SoftFailure.for_settings(settings).job_memory(transport.endpoint, environ),
         )
         from cacher import fetch
 

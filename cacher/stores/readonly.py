@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from cacher.config import Settings
 from cacher.errors import CacherError, NoCredentials
 from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store, unavailable_store
+from cacher.stores.softfail import SoftFailure
 
 __all__ = ["ReadOnlyRefused", "ReadOnlyStore", "allows_writes", "gate", "open_for_job"]
 
@@ -47,7 +48,7 @@ def open_for_job(settings: Settings, environ: Mapping[str, str], backend: str) -
     try:
         store = open_tiered(settings, environ, backend, writable=writable)
     except NoCredentials as exc:
-        if writable and not settings.soft_fail:
+        if writable and not SoftFailure.for_settings(settings).tolerates_missing_credentials():
             raise
         store = unavailable_store(settings.bucket or "", settings.prefix, backend, exc.message)
     return store if writable else ReadOnlyStore(store)

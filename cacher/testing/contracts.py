@@ -143,14 +143,20 @@ class KindContract:
 
     def _upload(self, store: Store, registry: Registry, targets: Sequence[str]) -> engine.Result:
         return engine.upload(
-            store, self._kind(registry), self._codec(registry), self.key, targets, self.options(targets)
+            store,
+            engine.UploadRequest(
+                self._kind(registry), self._codec(registry), self.key, targets, self.options(targets)
+            ),
         )
 
     def _download(
         self, store: Store, registry: Registry, target: str | None, targets: Sequence[str]
     ) -> engine.Result:
         return engine.download(
-            store, self._kind(registry), self._codec(registry), self.key, target, self.options(targets)
+            store,
+            engine.DownloadRequest(
+                self._kind(registry), self._codec(registry), self.key, target, self.options(targets)
+            ),
         )
 
     def _stored(self, store: Store, registry: Registry, targets: Sequence[str]) -> Store:
@@ -209,7 +215,10 @@ class KindContract:
         kind.pack = dying_pack  # type: ignore[method-assign]
         with pytest.raises((_Boom, CacherError)):
             engine.upload(
-                cacher_store, kind, self._codec(cacher_registry), self.key, targets, self.options(targets)
+                cacher_store,
+                engine.UploadRequest(
+                    kind, self._codec(cacher_registry), self.key, targets, self.options(targets)
+                ),
             )
         assert not engine.exists(self._stored(cacher_store, cacher_registry, targets), self.key).found
 

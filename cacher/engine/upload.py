@@ -1,0 +1,70 @@
+"""Upload (kind -> codec -> store) and ``exists``."""
+
+from __future__ import annotations
+
+import time
+
+from cacher import __version__
+from cacher.engine.requests import UploadRequest, bound_store
+from cacher.engine.results import Outcome, Presence, Result
+from cacher.errors import ArtifactError, StorageError
+from cacher.stores.base import Store
+from cacher.stores.softfail import HARD, SoftFailure
+from cacher.streams import CountingWriter
+
+
+def exists(store: Store, key: str, *, soft_failure: SoftFailure = HARD) -> Presence:
+    """Whether an object is stored under ``key``; a missing bucket is an error, not a miss.
+    Under soft failure, a store that fails answers "not found" and says why."""
+    try:
+        if store.exists(key):
+            return Presence(True)
+        store.check_bucket()
+    except StorageError as exc:
+        return Presence(False, soft_failure.absorb(exc))
+    return Presence(False)
+
+
+def upload(store: Store, request: UploadRequest) -> Result:
+    """Pack the request's targets under its key; skip when the key exists unless ``force``.
+    Under soft failure, a store that fails gives outcome ``failed`` and the reason, not an
+    error. A store that is not ``writable`` (the read-only gate) gets nothing: the outcome is
+    ``read-only``, decided before the kind packs anything."""
+    request.kind.check_upload(request.targets, request.options)
+    return store_upload(bound_store(store, request.kind, request.targets, request.options), request)
+
+
+def store_upload(store: Store, request: UploadRequest) -> Result:
+    """`upload` into ``store`` as it is (already bound to the kind's namespace, if any)."""
+    kind, codec, key = request.kind, request.codec, request.key
+    targets, options = request.targets, request.options
+    started = time.monotonic()
+    if not store.writable:
+        return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
+    try:
+        if not request.force and store.exists(key):
+            return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
+        store.prepare_writer()  # S3: s3fs is built while the file's digest is taken
+        metadata = {**kind.metadata(targets, options), "kind": kind.name, "codec": codec.name}
+        metadata["version"] = __version__
+        sha = kind.digest(targets, options) or kind.sha256(options)
+        if sha:
+            metadata["sha256"] = sha.lower()
+        with store.writer(key, metadata) as stored:
+            counted_store = CountingWriter(stored)
+            with codec.encoder(counted_store) as encoded:
+                counted_raw = CountingWriter(encoded, request.progress, hashing=bool(sha))
+                kind.pack(targets, counted_raw, options)
+            if counted_raw.hash is not None and counted_raw.hash.hexdigest() != metadata["sha256"]:
+                raise ArtifactError(
+                    f"{' '.join(targets)} changed while it was uploaded (its sha256 differs from "
+                    "the one taken before); nothing stored"
+                )
+    except StorageError as exc:
+        reason = request.soft_failure.absorb(exc)
+        seconds = time.monotonic() - started
+        return Result(key, "failed", kind.name, codec.name, seconds=seconds, reason=reason)
+    seconds = time.monotonic() - started
+    # Offline, the object went to the runner-local tier only: not shared with other runners.
+    outcome: Outcome = "local" if store.offline_reason else "uploaded"
+    return Result(key, outcome, kind.name, codec.name, counted_raw.count, counted_store.count, seconds)
