@@ -20,7 +20,9 @@ A page says what a block needs and what it shows in HTML comments right before t
     <!-- docs-test: store s3 -->                             a real SeaweedFS store (CACHER_* set)
 
 A ```console block is ``$ command`` lines followed by their output, and its stdout must equal
-that output. A block that cannot run here is marked ``skip`` with why, and
+that output. The ```python blocks of the pages in ``PYTHON_PAGES`` (docs/api.md) run the same
+way, each with the venv's ``python`` in the page's working directory, markers included. A
+block that cannot run here is marked ``skip`` with why, and
 `test_the_blocks_not_run_are_the_expected_ones` holds those to the short list below, so a new
 block is either run or deliberately listed.
 """
@@ -43,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELLS = ("sh", "bash", "shell", "console")
+#: Pages whose ```python blocks run too (each block on its own, with the venv's python).
+PYTHON_PAGES = ("api.md",)
 FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[A-Za-z]+)[ \t]*$")
 MARKER = re.compile(r"^[ \t]*<!--[ \t]*docs-test:[ \t]*(?P<body>.*?)[ \t]*-->[ \t]*$")
 
@@ -146,6 +150,8 @@ class Block:
 
     def script_and_expected(self) -> tuple[str, str | None]:
         """The commands, and for a console block the stdout it shows."""
+        if self.lang == "python":
+            return f"python - <<'__DOCS_PYTHON__'\n{self.code}__DOCS_PYTHON__\n", None
         if self.lang != "console":
             return self.code, None
         commands, shown = [], []
@@ -194,7 +200,7 @@ def blocks_of(path: Path) -> list[Block]:
         end = i + 1
         while end < len(lines) and lines[end].strip() != "```":
             end += 1
-        if lang in SHELLS:
+        if lang in SHELLS or (lang == "python" and name in PYTHON_PAGES):
             code = "\n".join(
                 line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end]
             )
@@ -368,6 +374,7 @@ def test_every_page_with_shell_is_seen() -> None:
     """The extractor finds the fences (indented ones in lists too), and every marker parses."""
     assert {b.page for b in ALL} >= {"README.md", "quickstart.md", "keys.md", "security.md", "recipes.md"}
     assert any(b.lang == "console" for b in ALL)
+    assert {b.page for b in ALL if b.lang == "python"} == set(PYTHON_PAGES)
     for page in PAGES:
         for line in page.read_text().splitlines():
             if re.match(r"^[ \t]*<!--[ \t]*docs-test:", line):
