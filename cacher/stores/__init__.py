@@ -2,6 +2,9 @@
 
 - `cacher.stores.base`: the `Store` contract over any fsspec filesystem, `ObjectInfo`, and the
   wrappers that translate foreign errors into cacher's at the seam;
+- `cacher.stores.errortable`: a backend's exception table and the context manager that applies
+  it at the seam; `cacher.stores.fsspec_errors`: the generic fsspec store's table;
+  `cacher.stores.wording`: the one message and hint of each failure, for every table;
 - `cacher.stores.local`: the ``file`` backend (the default);
 - `cacher.stores.s3`: S3 and its kin (SeaweedFS, Garage, MinIO, AWS, R2), imported only when
   the s3 backend is used: the only package that imports s3fs or botocore.
@@ -26,7 +29,7 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
         from cacher.stores.s3 import transport as s3_transport
         from cacher.stores.s3.client import s3_filesystem
         from cacher.stores.s3.rest import S3Http
-        from cacher.stores.s3.store import S3Store
+        from cacher.stores.s3.store import S3Store, Transfer
         from cacher.stores.softfail import SoftFailure
 
         transport = s3_transport.resolve(settings, environ)
@@ -35,8 +38,9 @@ def open_store(settings: Settings, environ: Mapping[str, str]) -> Store:
             settings.bucket,
             settings.prefix,
             head_client=S3Http(transport),
-            block_size=settings.part_size_mb << 20,
-            grow_parts=not settings.options.get("fixed_upload_size", False),
+            transfer=Transfer(
+                settings.part_size_mb << 20, grow_parts=not settings.options.get("fixed_upload_size", False)
+            ),
             failures=SoftFailure.for_settings(settings).job_memory(transport.endpoint, environ),
         )
         from cacher import fetch

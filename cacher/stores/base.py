@@ -3,28 +3,28 @@
 Every write is all-or-nothing: S3 multipart uploads are committed only when the producer
 finished (``autocommit=False``), the file backend renames a temporary sibling into place, and
 any other filesystem receives a spooled copy in one ``put_file``. Foreign errors are
-translated into `StorageError` here, at the seam.
+translated into `StorageError` at the seam, `Store._translate`, by the backend's table
+(`cacher.stores.fsspec_errors`; S3's is `cacher.stores.s3.errors`).
 """
 
 from __future__ import annotations
 
 import copy
-import errno
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from cacher.errors import CacherError, ObjectChanged, ReadPreconditionFailed, StorageError
+from cacher.errors import StorageError
 from cacher.fs.atomicfile import TEMP_MARK
 from cacher.keying.keyrules import validate_key, validate_list_prefix
+from cacher.stores.errortable import ErrorTable, Seam
+from cacher.stores.fsspec_errors import FSSPEC_ERRORS
 
 META_PREFIX = "cacher-"
-#: The hint of every "access denied", whichever store and request path met it.
-ACCESS_HINT = "check the credentials and their permissions on the bucket"
 READ_BLOCK = 16 << 20
 
 
@@ -210,26 +210,13 @@ class Store:
     def _metadata(self, path: str) -> dict[str, str]:
         return {}
 
-    @contextmanager
-    def _translate(self, action: str, key: str) -> Iterator[None]:
-        """Turn a filesystem's own exceptions into `StorageError` (FileNotFoundError passes)."""
-        try:
-            yield
-        except (CacherError, FileNotFoundError):
-            raise
-        except PermissionError as exc:
-            raise StorageError(
-                f"cannot {action} {self.url(key)}: access denied ({reason(exc)})",
-                hint=ACCESS_HINT,
-            ) from exc
-        except Exception as exc:
-            if _precondition_failed(exc):
-                raise ObjectChanged(
-                    f"cannot {action} {self.url(key)}: it was replaced while it was read "
-                    "(another job stored the same key)",
-                    hint="run the command again",
-                ) from exc
-            raise StorageError(f"cannot {action} {self.url(key)}: {reason(exc)}") from exc
+    #: The backend's exception table, applied by `_translate`.
+    error_table: ErrorTable = FSSPEC_ERRORS
+
+    def _translate(self, action: str, key: str) -> AbstractContextManager[None]:
+        """The seam: a call into the filesystem inside this raises only what the backend's
+        table (`error_table`) makes of its exceptions (FileNotFoundError passes)."""
+        return self.error_table.applied(Seam(action, self.url(key), self.bucket))
 
 
 def bare_etag(value: str) -> str:
@@ -289,18 +276,6 @@ def modified_of(info: dict[str, Any]) -> datetime | None:
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, UTC)
     return None
-
-
-def _precondition_failed(exc: BaseException) -> bool:
-    """An ``If-Match`` read of an object that changed (HTTP 412, ours or as s3fs translates it)."""
-    if isinstance(exc, ReadPreconditionFailed):
-        return True
-    return isinstance(exc, OSError) and exc.errno == errno.EINVAL and "pre-condition" in str(exc)
-
-
-def reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 @contextmanager

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from cacher.errors import StorageError
 from cacher.fs.atomicfile import TEMP_MARK, atomic_write, remove_if_unheld, stale_temporaries
 from cacher.keying.keyrules import validate_list_prefix
-from cacher.stores.base import LEFTOVER_AGE, META_PREFIX, Leftover, ObjectInfo, Store, reason
+from cacher.stores.base import LEFTOVER_AGE, META_PREFIX, Leftover, ObjectInfo, Store
 
 
 class LocalStore(Store):
@@ -20,12 +19,11 @@ class LocalStore(Store):
 
     def head(self, key: str) -> ObjectInfo | None:
         path = self.path(key)
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise StorageError(f"cannot look up {self.url(key)}: {reason(exc)}") from exc
+        with self._translate("look up", key):
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         if not os.path.isfile(path):
             return None
         modified = datetime.fromtimestamp(st.st_mtime, UTC)

@@ -7,11 +7,13 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from cacher.errors import StorageError
+from cacher.errors import CacherError, StorageError
 from cacher.keying.keyrules import validate_list_prefix
+from cacher.stores import wording
 from cacher.stores.base import (
     LEFTOVER_AGE,
     META_PREFIX,
@@ -22,14 +24,27 @@ from cacher.stores.base import (
     TranslatingWriter,
     ignore_errors,
 )
+from cacher.stores.errortable import Seam
 from cacher.stores.s3 import errors
 from cacher.stores.s3.failures import REMEMBER, FailureMemory
 from cacher.stores.s3.ranges import RangeReader
 from cacher.stores.s3.rest import Head, S3Http
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """How bodies move: the part (and range) size, how many are in flight at once, and whether
+    parts grow past `multipart.PARTS_PER_STEP` (R2's ``fixed_upload_size`` wants equal ones)."""
+
+    part_size: int
+    inflight: int = 3
+    grow_parts: bool = True
+
+
 class S3Store(Store):
     """S3 and its kin: streamed multipart uploads committed only on success."""
+
+    error_table = errors.S3_ERRORS
 
     def __init__(
         self,
@@ -38,18 +53,16 @@ class S3Store(Store):
         prefix: str = "",
         *,
         head_client: S3Http,
-        block_size: int,
-        inflight: int = 3,
-        grow_parts: bool = True,
+        transfer: Transfer,
         failures: FailureMemory | None = None,
     ) -> None:
         super().__init__(None, bucket, prefix, protocol="s3")
         self.failures = failures
         self._factory = fs_factory
         self._head = head_client
-        self.block_size = block_size
-        self.inflight = inflight
-        self.grow_parts = grow_parts
+        self.block_size = transfer.part_size
+        self.inflight = transfer.inflight
+        self.grow_parts = transfer.grow_parts
         self._fs_building: concurrent.futures.Future[Any] | None = None
         proxy = head_client.transport.proxy
         self._proxy = f"{proxy.host}:{proxy.port}" if proxy else None  # for messages: no credentials
@@ -78,33 +91,25 @@ class S3Store(Store):
         with self._translate(action, key):  # inside: a 5xx after retries is remembered too
             answer = self._head.head(bucket, path)
             if answer.status not in (200, 404):
-                raise errors.status_error(
-                    action, self.url(key), answer.status, region=self._head.region, proxy=self._proxy
-                )
+                raise errors.for_status(self._seam(action, self.url(key)), answer.status)
         return answer
+
+    def _seam(self, action: str, where: str) -> Seam:
+        return Seam(action, where, self.bucket, self._head.region, self._proxy)
 
     @contextmanager
     def _translate(self, action: str, key: str) -> Iterator[None]:
         """Every S3 failure through the one table (`cacher.stores.s3.errors`); with
         ``--soft-fail`` in a CI job, a store found down is remembered, and not waited on again."""
         if self.failures is not None and (why := self.failures.recent()):
-            raise StorageError(
-                f"cannot {action} {self.url(key)}: the store failed earlier in this job "
-                f"({why}); not waiting on it again for {REMEMBER:g} s"
-            )
-        try:
+            raise wording.remembered(action, self.url(key), why, REMEMBER)
+        with self.error_table.applied(self._seam(action, self.url(key)), seen=self._remember):
             yield
-        except FileNotFoundError as exc:
-            if errors.is_missing_bucket(exc):
-                raise errors.missing_bucket(self.bucket) from exc
-            raise
-        except Exception as exc:
-            error = errors.translate(exc, action, self.url(key), region=self._head.region, proxy=self._proxy)
-            if self.failures is not None and getattr(error, "store_down", False):
-                self.failures.record(error.message)
-            if error is exc:
-                raise
-            raise error from exc
+
+    def _remember(self, error: CacherError) -> None:
+        """A store found down is not waited on again by this CI job (``--soft-fail``)."""
+        if self.failures is not None and getattr(error, "store_down", False):
+            self.failures.record(error.message)
 
     def head(self, key: str) -> ObjectInfo | None:
         bucket, _, path = self.path(key).partition("/")
@@ -118,7 +123,7 @@ class S3Store(Store):
 
     def check_bucket(self) -> None:
         if self._answer("reach the bucket of", "", self.bucket).status == 404:
-            raise errors.missing_bucket(self.bucket)
+            raise wording.missing_bucket(self.bucket)
 
     #: S3 keys holding ``.cacher-tmp-`` are objects like any other (S3 writes have no temporaries).
     hides_temporaries = False
@@ -188,10 +193,8 @@ class S3Store(Store):
         where = f"s3://{self.bucket}/{path}"
         with self._translate("read", ""):
             answer = self._head.head(self.bucket, path)
-        if answer.status == 404:
-            raise StorageError(f"cannot read {where}: not found (HTTP 404)")
         if answer.status != 200:
-            raise errors.status_error("read", where, answer.status, region=self._head.region)
+            raise errors.for_status(self._seam("read", where), answer.status)
         reader = RangeReader(
             self._head,
             self.bucket,
