@@ -92,15 +92,15 @@ class SeaweedS3(S3Part):
     """A ``weed server`` with S3 on 127.0.0.1; a context manager, restartable in place.
 
     ``base_dir``: where data, config and log live (default: a fresh temp dir, removed by
-    :meth:`cleanup` / on ``__exit__``; a given dir is never removed).
+    :meth:`cleanup` / on ``__exit__``; a given dir is never removed). ``credentials``: the
+    admin identity's key id and secret (default: random ones).
     """
 
     def __init__(
         self,
         base_dir: str | os.PathLike[str] | None = None,
         *,
-        key_id: str | None = None,
-        secret: str | None = None,
+        credentials: tuple[str, str] | None = None,
         volume_size_limit_mb: int = 64,
         max_volumes: int = 0,
         volumes_per_growth: int = 1,
@@ -114,6 +114,7 @@ class SeaweedS3(S3Part):
         self.data_dir = self.root / "data"
         self.log_path = self.root / "weed.log"
         self.config_path = self.root / "identities.json"
+        key_id, secret = credentials or (None, None)
         self.key_id = key_id or "AK" + secrets.token_hex(8).upper()
         self.secret = secret or secrets.token_urlsafe(30)
         #: Credentials of a second identity allowed only Read and List (a read-only job's).
