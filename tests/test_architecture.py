@@ -111,6 +111,32 @@ def _cacher_imports(path: Path) -> set[str]:
     return found
 
 
+def _off_limits(sources: list[Path], own: str, allowed: tuple[str, ...]) -> dict[str, list[str]]:
+    """Per file, the cacher modules it imports beyond ``allowed`` and its own package ``own``."""
+    offenders = {
+        str(p): sorted(m for m in _cacher_imports(p) if m not in allowed and not m.startswith(own + "."))
+        for p in sources
+    }
+    return {k: v for k, v in offenders.items() if v}
+
+
+def test_builtins_import_only_the_plugin_api() -> None:
+    """The built-in kinds, key functions and codecs go through the door third parties use:
+    `cacher.plugin`, and their own package's sibling modules."""
+    for package in PLUGIN_PACKAGES:
+        sources = list((ROOT / package.split(".")[1]).rglob("*.py"))
+        assert sources, package
+        assert _off_limits(sources, package, ("cacher.plugin",)) == {}
+
+
+def test_the_git_plugin_imports_only_the_plugin_api() -> None:
+    """cacher_git's code imports `cacher.plugin` alone from cacher (and cacher_git's own modules)."""
+    sources = list((PLUGINS / "cacher-git" / "cacher_git").rglob("*.py"))
+    assert len(sources) >= 4
+    offenders = {str(p): sorted(_cacher_imports(p) - {"cacher.plugin"}) for p in sources}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
 def test_plugins_import_only_the_public_plugin_api() -> None:
     """Every package under plugins/ (code and tests) and every example in docs/plugins.md uses
     `cacher.plugin` and `cacher.testing` only, so cacher's internals can move."""
@@ -129,13 +155,51 @@ def test_plugins_import_only_the_public_plugin_api() -> None:
             assert module in PUBLIC or module.startswith("cacher.testing"), module
 
 
+def _type_checking_homes() -> dict[str, str]:
+    """The names plugin.py imports under ``if TYPE_CHECKING:``, each with its home as `_HOMES`
+    spells it (``module``, or ``module:attribute`` for a renamed import)."""
+    tree = ast.parse((ROOT / "plugin.py").read_text())
+    block = next(
+        n for n in tree.body
+        if isinstance(n, ast.If) and isinstance(n.test, ast.Name) and n.test.id == "TYPE_CHECKING"
+    )
+    homes: dict[str, str] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.module, ast.dump(node)
+        for alias in node.names:
+            renamed = alias.asname and alias.asname != alias.name
+            homes[alias.asname or alias.name] = f"{node.module}:{alias.name}" if renamed else node.module
+    return homes
+
+
 def test_the_plugin_api_names_what_it_exports() -> None:
-    import types
+    """``__all__``, the imports type checkers read and the table the interpreter reads name the
+    same objects, and each name resolves to the object where it lives."""
+    import importlib
 
     import cacher.plugin
 
-    public = {
-        n for n, v in vars(cacher.plugin).items()
-        if n.isidentifier() and not n.startswith("_") and not isinstance(v, types.ModuleType)
-    }
-    assert sorted(cacher.plugin.__all__) == sorted(public)
+    homes: dict[str, str] = cacher.plugin._HOMES
+    assert cacher.plugin.__all__ == sorted(cacher.plugin.__all__)
+    assert set(cacher.plugin.__all__) == set(homes)
+    assert _type_checking_homes() == homes
+    assert dir(cacher.plugin) == cacher.plugin.__all__
+    for name, home in homes.items():
+        module, _, attribute = home.partition(":")
+        assert getattr(cacher.plugin, name) is getattr(importlib.import_module(module), attribute or name)
+    with pytest.raises(ImportError, match="NoSuchName"):
+        exec("from cacher.plugin import NoSuchName", {})
+
+
+def test_the_plugin_api_imports_a_name_when_it_is_used() -> None:
+    """Importing `cacher.plugin` loads no other cacher module, and one name loads its own home
+    only: the ``file`` kind of ``cacher exists`` must not bring in tar or ``subprocess``."""
+    code = (
+        "import sys\n"
+        "import cacher.plugin\n"
+        "print(sorted(m for m in sys.modules if m.startswith('cacher')))\n"
+        "from cacher.plugin import Kind\n"
+        "print('subprocess' in sys.modules, 'cacher.tar' in sys.modules, 'cacher.piped' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["['cacher', 'cacher.plugin']", "False False False"], out

@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
-from cacher.codec import Codec, DecodingReader
-from cacher.errors import IntegrityError
-from cacher.streams import Writable
+from cacher.plugin import Codec, DecodingReader, IntegrityError, Writable
 
 
 class GzipCodec(Codec):

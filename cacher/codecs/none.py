@@ -5,8 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import BinaryIO
 
-from cacher.codec import Codec
-from cacher.streams import Writable
+from cacher.plugin import Codec, Writable
 
 
 class NoneCodec(Codec):

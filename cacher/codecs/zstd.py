@@ -8,10 +8,8 @@ from typing import BinaryIO
 
 import zstandard
 
-from cacher.codec import Codec
 from cacher.codecs.zstdframes import FrameTracker
-from cacher.errors import IntegrityError
-from cacher.streams import ReaderBase, Writable
+from cacher.plugin import Codec, IntegrityError, ReaderBase, Writable
 
 
 def usable_cpus() -> int:

@@ -7,7 +7,7 @@ contents by length, so checking costs a few operations per 128 KiB block.
 
 from __future__ import annotations
 
-from cacher.errors import IntegrityError
+from cacher.plugin import IntegrityError
 
 ZSTD_MAGIC = 0xFD2FB528
 _SKIPPABLE = 0x184D2A50  # ..0x184D2A5F

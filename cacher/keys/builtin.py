@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from cacher.errors import UsageError
-from cacher.keying.hashing import digest
-from cacher.keying.keyfunc import KeyContext, KeyFunction
-from cacher.keying.platform_names import go_arch, go_os
+from cacher.plugin import KeyContext, KeyFunction, UsageError, content_digest, go_arch, go_os
 
 
 class HashKey(KeyFunction):
@@ -17,7 +14,7 @@ class HashKey(KeyFunction):
         if arg and not (arg.isdigit() and 1 <= int(arg) <= 64):
             raise UsageError(f"{{hash:{arg}}}: the length must be a number from 1 to 64")
         length = int(arg) if arg else ctx.hash_length
-        return digest(ctx.hash_from)[:length]
+        return content_digest(ctx.hash_from)[:length]
 
 
 class OsKey(KeyFunction):

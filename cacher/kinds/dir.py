@@ -7,13 +7,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.errors import UsageError
-from cacher.fs.globs import glob_regex
-from cacher.fs.staging import check_restore_target, restore_lock, staged_directory
-from cacher.kind import Kind, Option, Target
-from cacher.streams import Writable
-from cacher.tar.extract import extract_tree
-from cacher.tar.write import write_tree
+from cacher.plugin import (
+    Kind,
+    Option,
+    Target,
+    UsageError,
+    Writable,
+    check_restore_target,
+    extract_tree,
+    glob_regex,
+    restore_lock,
+    staged_directory,
+    write_tree,
+)
 
 
 class DirKind(Kind):

@@ -14,13 +14,20 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
-from cacher.errors import ArtifactError, ObjectRefused, UsageError
-from cacher.kind import Kind, Option, Target
 from cacher.kinds.docker_archive import ArchiveWatch
 from cacher.kinds.docker_refs import covers, is_id_prefix, valid_reference
-from cacher.piped import CHUNK, PipedProcess
-from cacher.streams import Writable
+from cacher.plugin import (
+    ArtifactError,
+    Kind,
+    ObjectRefused,
+    Option,
+    PipedProcess,
+    Target,
+    UsageError,
+    Writable,
+)
 
+CHUNK = 1 << 20  # the pipe's read size (the docstring's 1 MiB chunks)
 TAR_BLOCK = 512
 TAR_END = bytes(2 * TAR_BLOCK)  # a complete tar archive ends with two zero blocks
 CLI_ENV = "CACHER_DOCKER_CLI"

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cacher.errors import ObjectRefused
 from cacher.kinds.docker_refs import is_id_prefix, names_of, normalized
+from cacher.plugin import ObjectRefused
 
 __all__ = ["ArchiveWatch"]
 

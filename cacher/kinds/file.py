@@ -9,12 +9,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.errors import ArtifactError, UsageError
-from cacher.fetch import check_sha256, stream_url
-from cacher.fs.atomicfile import atomic_write
-from cacher.fs.staging import check_restore_file
-from cacher.kind import Kind, Option, Target
-from cacher.streams import Writable
+from cacher.plugin import (
+    ArtifactError,
+    Kind,
+    Option,
+    Target,
+    UsageError,
+    Writable,
+    atomic_write,
+    check_restore_file,
+    check_sha256,
+    stream_url,
+)
 
 CHUNK = 1 << 20
 

@@ -28,15 +28,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cacher.errors import ArtifactError, ObjectRefused, UsageError
-from cacher.fs.globs import expand, glob_regex, has_magic
-from cacher.fs.scratch import scratch_directory
-from cacher.fs.staging import check_restore_file, check_restore_target
-from cacher.kind import Kind, Target
 from cacher.kinds.paths_place import Planned, link_in_parents, put_in_place
-from cacher.streams import Writable
-from cacher.tar.extract import extract_tree
-from cacher.tar.write import TarWriter
+from cacher.plugin import (
+    ArtifactError,
+    Kind,
+    ObjectRefused,
+    Target,
+    TarWriter,
+    UsageError,
+    Writable,
+    check_restore_file,
+    check_restore_target,
+    expand_glob,
+    extract_tree,
+    glob_regex,
+    has_magic,
+    scratch_directory,
+)
 
 MANIFEST = "cacher-paths.json"
 NAMESPACE = "_paths"
@@ -157,7 +165,7 @@ class PathSet:
         found: dict[str, tuple[bool, str]] = {}
         for pattern, root in zip(self.includes, self.classes, strict=True):
             hits = (
-                expand(pattern)
+                expand_glob(pattern)
                 if has_magic(pattern)
                 else ([pattern] if os.path.lexists(pattern) else [])
             )

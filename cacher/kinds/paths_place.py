@@ -27,8 +27,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from cacher.errors import ArtifactError, ObjectRefused
-from cacher.fs.staging import check_restore_file, check_restore_target, staged_directory
+from cacher.plugin import (
+    ArtifactError,
+    ObjectRefused,
+    check_restore_file,
+    check_restore_target,
+    staged_directory,
+)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 TEMP_MARK = ".cacher-paths-"

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cacher.errors import UsageError
-from cacher.fetch import check_sha256, stream_url
-from cacher.kind import Option, Target
 from cacher.kinds.file import FileKind
-from cacher.streams import Writable
+from cacher.plugin import Option, Target, UsageError, Writable, check_sha256, stream_url
 
 
 class UrlKind(FileKind):
