@@ -1,0 +1,382 @@
+"""The content-addressed tree format (cacher.cas, docs/format.md): real trees round-trip
+through manifest and packs, a changed tree sends only its changes, manifests that break the
+dir kind's hostile-archive rules are refused, damaged blobs are refused, the same tree gives
+the same bytes, and an older reader that meets a manifest refuses it instead of calling it
+corrupt."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cacher.cas import frames, manifest, names
+from cacher.cas.export import export_tar
+from cacher.cas.model import Manifest
+from cacher.cas.pack import FOOTER, GROUP, Packer, PackInfo, PackWriter
+from cacher.cas.packread import read_blobs, read_index
+from cacher.cas.plan import to_fetch, to_send
+from cacher.cas.save import Known, Saved, save_tree
+from cacher.errors import ArtifactError, IntegrityError, ObjectRefused
+from cacher.kinds.dir import DirKind
+from cacher.tar.extract import extract_tree
+
+# -- a store of packs in memory: what the wiring will do through a Store ----------------------
+
+
+class Packs:
+    """Packs by reference, as a job's prefix holds them."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def packer(self) -> Packer:
+        def done(sink: object, info: PackInfo) -> None:
+            assert isinstance(sink, io.BytesIO)
+            self.objects[names.pack_ref(info.pack_id)] = sink.getvalue()
+
+        return Packer(io.BytesIO, done)
+
+    def save(self, root: Path, known: Known | None = None) -> Saved:
+        return save_tree(root, self.packer(), known or {}, names.pack_ref)
+
+    def blobs(self, stored: Manifest, have: dict[str, bytes] | None = None) -> dict[str, bytes]:
+        """Every blob of the manifest: those in ``have``, the rest fetched and checked."""
+        out = dict(have or {})
+        for read in to_fetch(stored, out):
+            data = self.objects[read.ref]
+            out.update(read_blobs(window(data[read.start : read.end], read.start), read.blobs))
+        return out
+
+
+def window(part: bytes, base: int) -> Callable[[int, int], bytes]:
+    """A ranged reader over the bytes one coalesced read fetched (``part``, from ``base``)."""
+    return lambda start, end: part[start - base : end - base]
+
+
+def restore(packs: Packs, stored: bytes, into: Path) -> Manifest:
+    """Decode the manifest, export its tree as tar and extract it with the dir kind's extractor."""
+    tree = manifest.decode(stored)
+    blobs = packs.blobs(tree)
+    tar = io.BytesIO()
+    export_tar(tree, blobs.__getitem__, tar)
+    tar.seek(0)
+    into.mkdir()
+    extract_tree(tar, into)
+    return tree
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, int, bytes | str]]:
+    """Every entry under root: type, permission bits, mtime, and contents or link target."""
+    out: dict[str, tuple[str, int, int, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            st_ = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(st_.st_mode):
+                out[rel] = ("link", 0, 0, os.readlink(path))
+            elif stat.S_ISDIR(st_.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st_.st_mode), int(st_.st_mtime), "")
+            else:
+                out[rel] = ("file", stat.S_IMODE(st_.st_mode), int(st_.st_mtime), path.read_bytes())
+    return out
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real venv: python -m venv, with pip installed into it by ensurepip (pip itself)."""
+    root = tmp_path_factory.mktemp("venv") / "v1"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True, timeout=240)
+    return root
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+def test_a_venv_round_trips_through_manifest_and_packs(venv: Path, tmp_path: Path) -> None:
+    packs = Packs()
+    saved = packs.save(venv)
+    stored = manifest.encode(saved.manifest)
+    restored = restore(packs, stored, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(venv)
+    assert saved.reused == 0 and len(packs.objects) == len(saved.packs) >= 1
+    assert restored.logical_size == sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
+    # Small files share frames: far fewer frames than files.
+    frames_ = {(b.frame_offset, r) for r, p in zip(packs.objects, saved.packs, strict=True) for b in p.blobs}
+    assert len(frames_) < sum(1 for e in restored.entries if e.type == "file") / 5
+
+
+def test_gnu_tar_reads_the_exported_tree(venv: Path, tmp_path: Path) -> None:
+    if shutil.which("tar") is None:
+        pytest.skip("no tar on PATH")
+    packs = Packs()
+    tree = manifest.decode(manifest.encode(packs.save(venv).manifest))
+    tar = tmp_path / "tree.tar"
+    with tar.open("wb") as sink:
+        export_tar(tree, packs.blobs(tree).__getitem__, sink)
+    (tmp_path / "gnu").mkdir()
+    run = subprocess.run(["tar", "-xf", str(tar), "-C", str(tmp_path / "gnu")], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert snapshot(tmp_path / "gnu") == snapshot(venv)
+
+
+def test_a_changed_tree_sends_only_its_changes(venv: Path, tmp_path: Path) -> None:
+    packs = Packs()
+    first = packs.save(venv)
+    v1 = manifest.decode(manifest.encode(first.manifest))
+    v2 = tmp_path / "v2"
+    shutil.copytree(venv, v2, symlinks=True)
+    site = next(v2.glob("lib/python*/site-packages"))
+    (site / "bumped").mkdir()
+    (site / "bumped" / "__init__.py").write_text("VERSION = '2.0'\n" * 50)
+    (site / "bumped" / "data.bin").write_bytes(os.urandom(GROUP + 12345))  # a frame of its own
+    shutil.rmtree(next(site.glob("pip-*.dist-info")))
+    before = len(packs.objects)
+    second = packs.save(v2, v1.locations())
+    sent = sum(len(packs.objects[r]) for r in list(packs.objects)[before:])
+    assert second.reused > 0
+    # The random file (incompressible) and a few KiB of frames, trailer and the small file.
+    assert GROUP + 12345 < sent < GROUP + 12345 + (16 << 10)
+    assert set(to_send(manifest.decode(manifest.encode(second.manifest)).digests(), v1.locations())) == {
+        b.digest for p in second.packs for b in p.blobs
+    }
+    stored = manifest.encode(second.manifest)
+    restore(packs, stored, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(v2)
+    # A runner holding v1's contents fetches only the new blobs.
+    have = packs.blobs(v1)
+    reads = to_fetch(manifest.decode(stored), have)
+    assert {b.digest for r in reads for b in r.blobs} == {b.digest for p in second.packs for b in p.blobs}
+
+
+def test_the_same_tree_gives_the_same_bytes(venv: Path) -> None:
+    one, two = Packs(), Packs()
+    first, second = manifest.encode(one.save(venv).manifest), manifest.encode(two.save(venv).manifest)
+    assert first == second
+    assert one.objects == two.objects
+
+
+def test_a_large_file_is_split_in_blocks_and_a_hardlink_stays_one(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    (root / "d").mkdir(parents=True)
+    big = os.urandom(9 << 20)
+    (root / "d" / "big").write_bytes(big)
+    os.link(root / "d" / "big", root / "d" / "link")
+    os.symlink("/etc/passwd", root / "abs")  # a link out of the tree is data, as in the dir kind
+    (root / "empty").write_bytes(b"")
+    packs = Packs()
+    saved = packs.save(root)
+    entries = {e.path: e for e in saved.manifest.entries}
+    assert [c.size for c in entries["d/big"].chunks] == [4 << 20, 4 << 20, 1 << 20]
+    assert entries["d/link"].type == "hardlink" and entries["d/link"].target == "d/big"
+    restore(packs, manifest.encode(saved.manifest), tmp_path / "out")
+    assert (tmp_path / "out" / "d" / "big").read_bytes() == big
+    assert os.stat(tmp_path / "out" / "d" / "link").st_ino == os.stat(tmp_path / "out" / "d" / "big").st_ino
+    assert os.readlink(tmp_path / "out" / "abs") == "/etc/passwd"
+
+
+def test_a_fifo_is_refused_at_save(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ArtifactError, match="FIFOs"):
+        Packs().save(tmp_path)
+
+
+# -- hostile manifests -------------------------------------------------------------------------
+
+DIGEST = "ab" * 32
+REF = names.pack_ref("cd" * 32)
+
+
+def document(entries: list[dict[str, object]], blobs: list[list[object]] | None = None) -> dict[str, object]:
+    packs = [{"ref": REF, "blobs": blobs}] if blobs else []
+    return {"format": "cacher-tree", "version": 1, "digest": "sha256", "entries": entries, "packs": packs}
+
+
+def raw(doc: object) -> bytes:
+    return frames.compress(json.dumps(doc).encode())
+
+
+D = {"type": "dir", "mode": 0o755, "mtime": 0}
+F = {"type": "file", "mode": 0o644, "mtime": 0, "size": 0, "chunks": []}
+L = {"type": "symlink", "mode": 0o777, "mtime": 0, "target": "/tmp"}
+
+HOSTILE = {
+    "dot-dot": document([{"path": "../x", **F}]),
+    "dot-dot inside": document([{"path": "a", **D}, {"path": "a/../../x", **F}]),
+    "absolute": document([{"path": "/etc/x", **F}]),
+    "dot segment": document([{"path": "a", **D}, {"path": "a/./b", **F}]),
+    "empty segment": document([{"path": "a", **D}, {"path": "a//b", **F}]),
+    "control character": document([{"path": "a\nb", **F}]),
+    "a link then a file under it": document([{"path": "a", **L}, {"path": "a/x", **F}]),
+    "a file then a file under it": document([{"path": "a", **F}, {"path": "a/x", **F}]),
+    "no parent entry": document([{"path": "a/x", **F}]),
+    "duplicate": document([{"path": "a", **F}, {"path": "a", **F}]),
+    "duplicate dir then file": document([{"path": "a", **D}, {"path": "a", **F}]),
+    "out of order": document([{"path": "b", **F}, {"path": "a", **F}]),
+    "unknown type": document([{"path": "a", "type": "fifo", "mode": 0, "mtime": 0}]),
+    "device": document([{"path": "a", "type": "chardev", "mode": 0, "mtime": 0}]),
+    "unknown field": document([{"path": "a", **F, "uid": 0}]),
+    "missing field": document([{"path": "a", "type": "file", "mode": 0o644, "mtime": 0}]),
+    "mode beyond permission bits": document([{"path": "a", **{**F, "mode": 0o170000}}]),
+    "bool as a number": document([{"path": "a", **{**F, "mode": True}}]),
+    "hardlink to nothing": document([{"path": "a", "type": "hardlink", "target": "b"}]),
+    "hardlink to a dir": document([{"path": "a", **D}, {"path": "b", "type": "hardlink", "target": "a"}]),
+    "size not its chunks": document(
+        [{"path": "a", **{**F, "size": 5, "chunks": [[DIGEST, 4]]}}], [[DIGEST, 0, 10, 0, 4]]
+    ),
+    "chunk in no pack": document([{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}]),
+    "blob of another size": document(
+        [{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}], [[DIGEST, 0, 10, 0, 5]]
+    ),
+    "unused blob": document(
+        [{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}],
+        [[DIGEST, 0, 10, 0, 4], ["ef" * 32, 10, 10, 0, 4]],
+    ),
+    "uppercase digest": document(
+        [{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST.upper(), 4]]}}], [[DIGEST.upper(), 0, 10, 0, 4]]
+    ),
+    "unknown version": {**document([]), "version": 2},
+    "unknown format": {**document([]), "format": "cacher-tar"},
+    "extra field": {**document([]), "note": "x"},
+    "not an object": [],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_manifest_is_refused(case: str) -> None:
+    with pytest.raises(ObjectRefused, match="manifest is refused"):
+        manifest.decode(raw(HOSTILE[case]))
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "../../etc/x.pack",
+        "_cas/packs/cd/" + "cd" * 32,  # no .pack
+        "_cas/packs/ab/" + "cd" * 32 + ".pack",  # the wrong shard
+        "_scopes/../_cas/packs/cd/" + "cd" * 32 + ".pack",
+        "_scopes/Main/_cas/packs/cd/" + "cd" * 32 + ".pack",
+        "other/_cas/packs/cd/" + "cd" * 32 + ".pack",
+    ],
+)
+def test_a_pack_reference_outside_the_format_is_refused(ref: str) -> None:
+    doc = document([{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}], [[DIGEST, 0, 10, 0, 4]])
+    doc["packs"] = [{"ref": ref, "blobs": [[DIGEST, 0, 10, 0, 4]]}]
+    with pytest.raises(ObjectRefused, match="not a pack reference"):
+        manifest.decode(raw(doc))
+
+
+def test_a_scoped_pack_reference_is_read() -> None:
+    ref = names.pack_ref("cd" * 32, "release-1-0")
+    doc = document([{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}])
+    doc["packs"] = [{"ref": ref, "blobs": [[DIGEST, 0, 10, 0, 4]]}]
+    assert manifest.decode(raw(doc)).locations()[DIGEST][0] == ref
+    assert names.parse_pack_ref(ref) == ("release-1-0", "cd" * 32)
+
+
+def test_a_damaged_manifest_frame_is_an_integrity_error(venv: Path) -> None:
+    stored = bytearray(manifest.encode(Packs().save(venv).manifest))
+    stored[len(stored) // 2] ^= 0x40
+    with pytest.raises((IntegrityError, ObjectRefused)):
+        manifest.decode(bytes(stored))
+    with pytest.raises(IntegrityError):
+        manifest.decode(bytes(stored[:-1]))
+    with pytest.raises(IntegrityError, match="states"):  # a frame that hides its size
+        manifest.decode(zstandard.ZstdCompressor(write_content_size=False).compress(b"{}"))
+
+
+# -- damaged packs -----------------------------------------------------------------------------
+
+
+def one_pack(blobs: list[bytes]) -> tuple[bytes, PackInfo]:
+    sink = io.BytesIO()
+    writer = PackWriter(sink)
+    for data in blobs:
+        writer.add(hashlib.sha256(data).hexdigest(), data)
+    info = writer.finish()
+    return sink.getvalue(), info
+
+
+def test_a_damaged_blob_is_refused_and_nothing_of_it_is_returned() -> None:
+    data, info = one_pack([b"a" * 100, b"b" * 200, os.urandom(GROUP)])
+    for blob in info.blobs:
+        damaged = bytearray(data)
+        damaged[blob.frame_offset + blob.frame_length // 2] ^= 0x01
+        got: list[str] = []
+        with pytest.raises(IntegrityError):
+            for digest, _ in read_blobs(window(bytes(damaged), 0), [blob]):
+                got.append(digest)
+        assert got == []
+
+
+def test_a_blob_that_is_not_its_digest_is_refused() -> None:
+    data, info = one_pack([b"a" * 100])
+    blob = info.blobs[0]
+    lying = type(blob)("ff" * 32, blob.frame_offset, blob.frame_length, blob.offset, blob.size)
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        list(read_blobs(lambda a, b: data[a:b], [lying]))
+
+
+def test_the_trailer_index_is_read_from_the_end_and_checked() -> None:
+    data, info = one_pack([b"x" * 10, b"y" * 20, os.urandom(GROUP + 1)])
+    assert read_index(lambda a, b: data[a:b], len(data)) == info.blobs
+    with pytest.raises(ObjectRefused, match="footer"):
+        read_index(lambda a, b: data[a:b], len(data) - 1)
+    forged = data[: -FOOTER.size] + FOOTER.pack(5, b"CACHERP2")
+    with pytest.raises(ObjectRefused, match="footer"):
+        read_index(lambda a, b: forged[a:b], len(forged))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=3000), max_size=30), st.integers(0, 3))
+def test_any_blobs_come_back_from_a_pack_as_they_went_in(blobs: list[bytes], big: int) -> None:
+    blobs = blobs + [bytes([i]) * (GROUP + i) for i in range(big)]
+    data, info = one_pack(blobs)
+    index = read_index(lambda a, b: data[a:b], len(data))
+    assert index == info.blobs
+    back = dict(read_blobs(lambda a, b: data[a:b], index))
+    assert sorted(back.values()) == sorted(set(blobs))
+
+
+def test_reads_are_coalesced_across_near_frames(venv: Path) -> None:
+    packs = Packs()
+    tree = manifest.decode(manifest.encode(packs.save(venv).manifest))
+    reads = to_fetch(tree, set())
+    frames_ = {(p.ref, b.frame_offset) for p in tree.packs for b in p.blobs}
+    assert len(reads) <= len(tree.packs) * 2 < len(frames_)
+    assert len(to_fetch(tree, set(tree.digests()))) == 0
+
+
+# -- older readers ------------------------------------------------------------------------------
+
+
+def test_an_older_reader_never_meets_a_manifest_at_its_key() -> None:
+    for key in ("deps/abc.tar.zst", "venv-linux-amd64", "_paths/0123/k"):
+        assert names.manifest_name(key) == f"_cas/manifests/{key}" != key
+    assert names.MANIFEST_METADATA["kind"] == names.MANIFEST_KIND
+
+
+def test_an_older_reader_that_meets_a_manifest_refuses_it_not_calls_it_corrupt(venv: Path, tmp_path: Path) -> None:
+    """Through a restore-key listing, 0.2.0's dir kind sees the manifest's recorded kind and
+    refuses it; with the metadata lost it reads a valid zstd frame that is no tar stream."""
+    assert not DirKind("dir").restores(names.MANIFEST_KIND)
+    stored = manifest.encode(Packs().save(venv).manifest)
+    (tmp_path / "out").mkdir()
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored))
+    with pytest.raises(ObjectRefused) as caught:
+        extract_tree(reader, tmp_path / "out")
+    assert not isinstance(caught.value, IntegrityError)
+    assert list((tmp_path / "out").iterdir()) == []
