@@ -19,6 +19,7 @@ PROXY_HINT = (
     "check the proxy's credentials (user:password@ in HTTPS_PROXY or HTTP_PROXY) and that it "
     "lets this job reach the endpoint; NO_PROXY lists hosts reached directly"
 )
+CHAIN_HINT = "check AWS_PROFILE, AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE and the STS endpoint"
 TLS_HINT = "set ca_bundle (--ca-bundle, CACHER_CA_BUNDLE, AWS_CA_BUNDLE) to the CA of the endpoint"
 
 
@@ -94,6 +95,11 @@ def failed(action: str, where: str, exc: BaseException, *, store_down: bool = Fa
     tls = is_tls(exc)
     message = f"cannot {action} {where}: {reason(exc)}"
     return Failure(message, hint=TLS_HINT if tls else None, store_down=store_down and not tls)
+
+
+def no_credentials_from(where: str, why: str, *, hint: str | None = None) -> StorageError:
+    """A credential source (the AWS chain) failed to give its credentials."""
+    return StorageError(f"cannot load S3 credentials from {where}: {why}", hint=hint)
 
 
 def remembered(action: str, where: str, why: str, seconds: float) -> StorageError:

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cacher.config import Settings, origin
-from cacher.errors import ConfigError, NoCredentials, StorageError
+from cacher.errors import ConfigError, NoCredentials
+from cacher.stores.errortable import Seam
+from cacher.stores.s3.errors import CREDENTIAL_ERRORS
 
 
 @dataclass(frozen=True)
@@ -98,22 +100,13 @@ def resolve(settings: Settings, environ: Mapping[str, str]) -> Credentials:
 
 def aws_chain() -> Credentials | None:
     """The standard AWS credential chain, through botocore's own resolver (imported here only)."""
-    import botocore.exceptions
     import botocore.session
 
-    try:
+    with CREDENTIAL_ERRORS.applied(Seam("load S3 credentials from", "the AWS chain")):
         found = botocore.session.Session().get_credentials()
         if found is None:
             return None
         frozen = found.get_frozen_credentials()
-    except botocore.exceptions.BotoCoreError as exc:
-        raise StorageError(
-            f"cannot load S3 credentials from the AWS chain: {type(exc).__name__}: {exc}",
-            hint="check AWS_PROFILE, AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE and the STS endpoint",
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - botocore's STS client raises ClientError and kin
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot load S3 credentials from the AWS chain: {reason}") from None
     method = getattr(found, "method", "") or "aws"
     return Credentials(
         frozen.access_key,

@@ -4,8 +4,8 @@ HEADs and ranged GETs report an HTTP status (`StoreRefused` carries it, or the H
 s3fs reports botocore's ``ClientError`` (often wrapped in an ``OSError`` by s3fs, the original
 as ``__cause__``); transports raise timeouts and connection errors. `S3_ERRORS` (applied by
 `S3Store._translate`) and `for_status` turn any of them into one error with the wording of
-`cacher.stores.wording`. botocore and aiohttp classes are named by their dotted names: the read
-path never imports them.
+`cacher.stores.wording`; `CREDENTIAL_ERRORS` does the same for the AWS credential chain.
+botocore and aiohttp classes are named by their dotted names: the read path never imports them.
 """
 
 from __future__ import annotations
@@ -135,5 +135,23 @@ S3_ERRORS = ErrorTable(
         Rule((OSError,), replaced, when=s3fs_precondition),
         Rule((StoreRefused,), _refused),
         Rule(UNANSWERED, _unanswered),
+    ),
+)
+
+
+def _chain_failed(seam: Seam, exc: BaseException) -> CacherError:
+    return wording.no_credentials_from(seam.where, f"{type(exc).__name__}: {exc}", hint=wording.CHAIN_HINT)
+
+
+def _chain_raised(seam: Seam, exc: BaseException) -> CacherError:
+    return wording.no_credentials_from(seam.where, wording.reason(exc))
+
+
+#: The AWS credential chain's (botocore's resolver; its STS client raises ClientError and kin).
+CREDENTIAL_ERRORS = ErrorTable(
+    "s3 credentials",
+    (
+        Rule(("botocore.exceptions.BotoCoreError",), _chain_failed),
+        Rule((Exception,), _chain_raised),
     ),
 )
