@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
-from cacher.testing.cli import CACHER as CACHER
-from cacher.testing.cli import CliRun
-from cacher.testing.cli import assert_one_error_line as assert_one_error_line
+from cacher.testing import CACHER as CACHER
+from cacher.testing import CliRun
+from cacher.testing import assert_one_error_line as assert_one_error_line
+
+# The kit's fixtures (cacher_store, seaweed_s3, s3_bucket, ...): a plugin that loads only when
+# asked for, as every plugin's suite asks for it.
+pytest_plugins = ["cacher.testing.fixtures"]
 
 VENV_BIN = Path(sys.executable).parent
 # In-process stores and any child that inherits this environment: no instance-metadata lookups

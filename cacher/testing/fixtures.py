@@ -86,9 +86,7 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def s3_bucket(seaweed_s3: Any) -> str:
     """A fresh, empty bucket on the session's SeaweedFS."""
-    name = f"t-{uuid.uuid4().hex[:16]}"
-    seaweed_s3.make_bucket(name)
-    return name
+    return new_bucket(seaweed_s3)
 
 
 def s3_settings(server: Any, bucket: str, **extra: Any) -> config.Settings:
@@ -101,6 +99,32 @@ def s3_environ(server: Any) -> dict[str, str]:
     return {"CACHER_S3_KEY_ID": server.key_id, "CACHER_S3_SECRET": server.secret}
 
 
+def memory_store() -> Store:
+    """A memory store of its own (no filesystem instance shared with other tests)."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    fs = MemoryFileSystem(global_store=False, skip_instance_cache=True)
+    return Store(fs, f"/mem-{uuid.uuid4().hex[:8]}", "", protocol="memory")
+
+
+def file_store(root: Path) -> Store:
+    """The file store under ``root``, opened as the settings open it."""
+    settings = config.load({}, {"backend": "file", "bucket": str(root)}, config_flag=os.devnull)
+    return open_store(settings, {})
+
+
+def s3_store(server: Any, bucket: str, **extra: Any) -> Store:
+    """The S3 store of ``bucket`` on a SeaweedFS or moto part; ``extra`` settings as flags."""
+    return open_store(s3_settings(server, bucket, **extra), s3_environ(server))
+
+
+def new_bucket(server: Any) -> str:
+    """A fresh, empty bucket on ``server``."""
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    server.make_bucket(name)
+    return name
+
+
 @pytest.fixture(params=BACKENDS)
 def cacher_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     """A store on each backend in turn: memory (isolated), file (under tmp_path), s3 on
@@ -108,20 +132,12 @@ def cacher_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     backend = request.param
     if backend == "s3-moto":
         server = request.getfixturevalue("moto_s3")
-        bucket = f"t-{uuid.uuid4().hex[:16]}"
-        server.make_bucket(bucket)
-        return open_store(s3_settings(server, bucket), s3_environ(server))
+        return s3_store(server, new_bucket(server))
     if backend == "s3":
-        server = request.getfixturevalue("seaweed_s3")
-        bucket = request.getfixturevalue("s3_bucket")
-        return open_store(s3_settings(server, bucket), s3_environ(server))
+        return s3_store(request.getfixturevalue("seaweed_s3"), request.getfixturevalue("s3_bucket"))
     if backend == "memory":
-        from fsspec.implementations.memory import MemoryFileSystem
-
-        fs = MemoryFileSystem(global_store=False, skip_instance_cache=True)
-        return Store(fs, f"/mem-{uuid.uuid4().hex[:8]}", "", protocol="memory")
-    settings = config.load({}, {"backend": "file", "bucket": str(tmp_path / "store")}, config_flag=os.devnull)
-    return open_store(settings, {})
+        return memory_store()
+    return file_store(tmp_path / "store")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,7 @@
 """Fixtures: an isolated environment and the real ``cacher`` command.
 
-The conformance kit's fixtures (``cacher_store``, ``cacher_registry``) need no declaration:
-ci-cacher registers ``cacher.testing.fixtures`` as a pytest plugin (``pytest11`` entry point),
-so they exist wherever cacher is installed. (Adding ``pytest_plugins = [...]`` for it here
-as well would register the module twice, which pytest refuses.)
+The conformance kit's fixtures (``cacher_store``, ``cacher_registry``, ``cacher_cli``, ...) are
+a pytest plugin that loads only when asked for: ``pytest_plugins`` below opts in.
 """
 
 from __future__ import annotations
@@ -13,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from gitrepos import GIT_ENV, REPO_ENV, Run
+
+pytest_plugins = ["cacher.testing.fixtures"]
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from cacher.testing import path_snapshot
-from cacher.testing.cli import CliRun
-from cacher.testing.cli import assert_one_error_line as assert_one_error_line
+from cacher.testing import CliRun, path_snapshot
+from cacher.testing import assert_one_error_line as assert_one_error_line
 
 #: One run of the installed ``cacher`` (the kit's `CliRun`).
 Run = CliRun

@@ -15,9 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cacher.testing.fixtures import require_part
-from cacher.testing.parts import PartUnavailable
-from cacher.testing.tools import find_tool
+from cacher.testing import PartUnavailable, find_tool, require_part
 
 # Captured at import, before the per-test isolation swaps HOME: uv keeps using its own cache.
 _ORIGINAL_ENV = dict(os.environ)
