@@ -1,0 +1,97 @@
+"""The test kit (`cacher.testing`) as plugin authors meet it: one surface, a plugin they opt into.
+
+Installing cacher must change nobody's test session: its fixtures load only for a suite that
+asks (``pytest_plugins`` or ``-p``), and a plugin's suite needs nothing beyond what
+``cacher.testing`` exports.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import cacher.testing
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A test that needs the kit's fixtures: it passes only where the plugin was loaded.
+NEEDS_THE_KIT = '''
+def test_uses_the_kit(cacher_cli, cacher_home):
+    run = cacher_cli("--version")
+    assert run.code == 0, run
+'''
+
+
+def test_installing_cacher_registers_no_pytest_plugin() -> None:
+    """Neither the installed distribution nor pyproject.toml names a ``pytest11`` entry point."""
+    installed = importlib.metadata.distribution("ci-cacher").entry_points
+    assert [ep for ep in installed if ep.group == "pytest11"] == []
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    assert "pytest11" not in declared
+
+
+@pytest.mark.parametrize(
+    ("opt_in", "conftest", "code"),
+    [
+        ([], "", 1),
+        (["-p", "cacher.testing.fixtures"], "", 0),
+        ([], 'pytest_plugins = ["cacher.testing.fixtures"]\n', 0),
+    ],
+    ids=["not-asked", "dash-p", "pytest_plugins"],
+)
+def test_the_fixtures_load_only_when_asked_for(
+    tmp_path: Path, opt_in: list[str], conftest: str, code: int
+) -> None:
+    """A foreign project's suite has no ``cacher_cli`` unless it opts in, either way."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "conftest.py").write_text(conftest)
+    (project / "test_foreign.py").write_text(NEEDS_THE_KIT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *opt_in, "test_foreign.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    if code:
+        assert "fixture 'cacher_cli' not found" in proc.stdout, proc.stdout
+
+
+def test_the_kit_exports_what_it_names() -> None:
+    """``__all__`` is the surface: every public name of the package, each one importable."""
+    public = {
+        name
+        for name, value in vars(cacher.testing).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType)
+    }
+    assert sorted(cacher.testing.__all__) == sorted(public)
+
+
+def _cacher_modules(path: Path) -> set[str]:
+    """The ``cacher`` modules a file imports (``import cacher.x`` and ``from cacher.x import``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m == "cacher" or m.startswith("cacher.")}
+
+
+def test_plugin_suites_use_the_surface_not_its_modules() -> None:
+    """A plugin's tests import ``cacher.testing`` (and ``cacher.plugin``), never a submodule of
+    the kit, so the kit's modules can move. The pytest plugin is named as a string only."""
+    suites = sorted(ROOT.glob("plugins/*/tests/*.py"))
+    assert suites, "no plugin test suites found"
+    for path in suites:
+        assert _cacher_modules(path) <= {"cacher.plugin", "cacher.testing"}, path
