@@ -98,6 +98,20 @@ def test_a_file_and_exists_agree_with_the_cli(store: dict[str, str], cacher: Cli
     assert cacher("exists", "bin/none", extra_env=store).code == 1
 
 
+def test_several_paths_under_one_key_as_the_cli_has_them(isolated: Path, cacher: Cli) -> None:
+    make_tree(Path("one"))
+    make_tree(Path("two"), "two")
+    expected = {name: tree_files(Path(name)) for name in ("one", "two")}
+    assert api.upload("pp.tar.zst", ["one", Path("two")], kind="paths").outcome == "uploaded"
+    for name in ("one", "two"):
+        for path in sorted(Path(name).rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+    run = cacher("paths", "download", "pp.tar.zst", "one", "two")
+    assert run.code == 0, run
+    assert {name: tree_files(Path(name)) for name in ("one", "two")} == expected
+    assert api.download("pp.tar.zst", ["one"], kind="paths").outcome == "miss"  # the path list is in the key
+
+
 def test_documents_are_the_cli_json_documents(isolated: Path, cacher: Cli) -> None:
     """Each API result's document() equals the CLI's --json document for the same step (the
     upload's key apart: the CLI's would be skipped under the same key)."""
