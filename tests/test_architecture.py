@@ -138,21 +138,27 @@ def test_the_git_plugin_imports_only_the_plugin_api() -> None:
 
 
 def test_plugins_import_only_the_public_plugin_api() -> None:
-    """Every package under plugins/ (code and tests) and every example in docs/plugins.md uses
-    `cacher.plugin` and `cacher.testing` only, so cacher's internals can move."""
+    """Every package under plugins/ (code and tests) and every example in docs/plugins.md
+    imports `cacher.plugin` and `cacher.testing` themselves, never a module behind them, so
+    cacher's internals (and the kit's submodules) can move."""
     sources = [p for p in PLUGINS.rglob("*.py") if "build" not in p.parts]
-    assert sources
-    offenders = {
-        str(p.relative_to(PLUGINS)): sorted(
-            m for m in _cacher_imports(p) if not (m in PUBLIC or m.startswith("cacher.testing."))
-        )
-        for p in sources
-    }
+    assert any("tests" in p.parts for p in sources)
+    offenders = {str(p.relative_to(PLUGINS)): sorted(_cacher_imports(p) - set(PUBLIC)) for p in sources}
     assert {k: v for k, v in offenders.items() if v} == {}
     docs = (PLUGINS.parent / "docs" / "plugins.md").read_text()
-    for block in re.findall(r"```python\n(.*?)```", docs, flags=re.S):
-        for module in re.findall(r"^\s*from (cacher(?:\.\w+)*) import", block, flags=re.M):
-            assert module in PUBLIC or module.startswith("cacher.testing"), module
+    examples = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
+    imported = {m for block in examples for m in re.findall(r"^\s*(?:from|import) (cacher(?:\.\w+)*)\b", block, flags=re.M)}
+    assert imported and imported <= set(PUBLIC), imported
+
+
+def test_mypy_checks_the_plugins_too() -> None:
+    """``mypy`` (pyproject's [tool.mypy] files) checks cacher and every plugin package that
+    ships ``py.typed``: a plugin that promises types is held to them."""
+    import tomllib
+
+    files = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["mypy"]["files"]
+    typed = [str(p.parent.relative_to(ROOT.parent)) for p in PLUGINS.glob("*/*/py.typed")]
+    assert typed and {"cacher", *typed} <= set(files), (typed, files)
 
 
 def _type_checking_homes() -> dict[str, str]:
@@ -203,3 +209,54 @@ def test_the_plugin_api_imports_a_name_when_it_is_used() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["['cacher', 'cacher.plugin']", "False False False"], out
+
+
+ARCHITECTURE = ROOT.parent / "docs" / "architecture.md"
+
+
+def _tree_entries() -> set[str]:
+    """The modules and packages the tree at the top of docs/architecture.md names, as paths
+    under cacher/ (``stores/s3/rest.py``, ``stores/s3/``), placed by their indentation."""
+    block = next(b for b in re.findall(r"```\n(.*?)```", ARCHITECTURE.read_text(), flags=re.S) if b.startswith("cacher/\n"))
+    entries: set[str] = set()
+    parents: list[tuple[int, str]] = [(0, "")]
+    for line in block.splitlines()[1:]:
+        found = re.match(r"( *)(\S+)", line)
+        if not found:
+            continue
+        indent, name = len(found[1]), found[2]
+        if indent == 0:
+            break  # past cacher/ (plugins/cacher-git)
+        if not name.endswith((".py", "/")):
+            continue  # a description's second line
+        while parents[-1][0] >= indent:
+            parents.pop()
+        path = parents[-1][1] + name
+        entries.add(path)
+        if name.endswith("/"):
+            parents.append((indent, path))
+    return entries
+
+
+def _must_be_named(path: Path) -> bool:
+    """Every module, and a package's ``__init__.py`` when it defines a function or a class
+    (one that only re-exports is its package's line)."""
+    if path.name != "__init__.py":
+        return True
+    return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) for n in ast.parse(path.read_text()).body)
+
+
+def test_the_architecture_page_names_every_module() -> None:
+    """docs/architecture.md's tree names every package and module of cacher/ where it is, and
+    nothing that is gone; a failure lists each missing one with its docstring's first line."""
+    sources = [p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts]
+    modules = {str(p.relative_to(ROOT)): p for p in sources if _must_be_named(p)}
+    packages = {str(p.parent.relative_to(ROOT)) + "/": p for p in sources if p.name == "__init__.py" and p != ROOT / "__init__.py"}
+    optional = {str(p.relative_to(ROOT)) for p in sources if p.name == "__init__.py"}
+    named = _tree_entries()
+    missing = [
+        f"{name:28} {(ast.get_docstring(ast.parse(path.read_text())) or '(no docstring)').splitlines()[0]}"
+        for name, path in sorted({**modules, **packages}.items()) if name not in named
+    ]
+    gone = sorted(named - set(modules) - set(packages) - optional)
+    assert not missing and not gone, "not in docs/architecture.md:\n" + "\n".join(missing) + f"\ngone: {gone}"
