@@ -431,3 +431,42 @@ def test_doctor_shows_every_setting_and_where_it_came_from(cacher, seaweed_s3, s
     assert document["settings"]["read_timeout"] == {"value": 30.0, "source": "CACHER_READ_TIMEOUT"}
     assert document["outcome"] == "ok" and "canary written, read back and deleted" in document["checks"]
     assert seaweed_s3.secret not in run.out
+
+
+# -- one declaration: every setting is a flag, a variable and a config key -------------------
+
+
+def test_every_setting_is_a_store_flag_with_its_declared_help() -> None:
+    """`StoreOptions` is generated from `Settings`: one flag per setting (issue 28: it lacked
+    part_size_mb, compression_level and lock_timeout), plus --config and --debug."""
+    import dataclasses
+    import typing
+
+    from cacher.cli.options import StoreOptions, flag_help
+
+    hints = typing.get_type_hints(StoreOptions, include_extras=True)
+    names = [f.name for f in dataclasses.fields(StoreOptions)]
+    assert names == [f.name for f in config.FIELDS] + ["config", "debug"]
+    for spec in config.FIELDS:
+        (parameter,) = typing.get_args(hints[spec.name])[1:]
+        assert parameter.help == flag_help(spec) and spec.help.rstrip(".)") in parameter.help, spec.name
+    assert StoreOptions().flags() == {f.name: None for f in config.FIELDS}
+
+
+def test_the_flags_that_were_missing_reach_the_settings(cacher) -> None:
+    run = cacher("doctor", "--json", "--part-size-mb", "16", "--compression-level", "5", "--lock-timeout", "7")
+    assert run.code == 0, run
+    settings = json.loads(run.out)["settings"]
+    assert settings["part_size_mb"] == {"value": 16, "source": "flag"}
+    assert settings["compression_level"] == {"value": 5, "source": "flag"}
+    assert settings["lock_timeout"] == {"value": 7.0, "source": "flag"}
+    bad = cacher("doctor", "--part-size-mb", "4")
+    assert bad.code == 2, bad
+    assert_one_error_line(bad, "part_size_mb 4 (--part-size-mb)", "at least 5")
+
+
+def test_cli_doc_lists_every_store_flag() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    section = doc.split("## Store options", 1)[1].split("\n## ", 1)[0]
+    for spec in config.FIELDS:
+        assert f"`{spec.flag}" in section, spec.flag

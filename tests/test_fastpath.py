@@ -93,6 +93,9 @@ def test_accepted_lines_behave_as_through_the_full_parser(
         ["exists", "Bad Key//{side}"],  # a usage error, the same either way
         ["download", "k/{side}", "bad-{side}.bin", "--sha256", "00"],
         ["upload", "r/{side}", "f.bin", "--read-only"],
+        # every boolean setting is a switch here, read from the one declaration
+        ["exists", "k/{side}", "--arch-suffix", "--soft-fail"],
+        ["exists", "k/{side}", "--offline"],  # no local tier: the same config error either way
     ]
     for template in lines:
         results = {}
@@ -134,6 +137,7 @@ def test_accepted_lines_behave_as_through_the_full_parser(
         ["upload", "k", ""],
         ["exists", "k", "--force"],
         ["download", "k", "d", "--no-soft-fail"],
+        ["exists", "k", "--part-size-mb", "16"],  # a store flag with a value
         ["ensure", "k", "d", "--", "true"],
         ["dir", "ensure", "k", "d", "--", "true"],
         ["list"],

@@ -88,19 +88,16 @@ def version_text() -> str:
     return f"cacher {__version__}\n{', '.join(parts)}, python {python}"
 
 
-#: The verbs every kind has, and the core commands: to name the command in an error document.
-_VERBS = ("upload", "download", "exists", "ensure")
-_CORE = ("list", "delete", "stats", "prune", "key", "plugins", "init", "doctor", "completion")
-
-
 def _command_of(argv: Sequence[str]) -> tuple[str | None, str | None]:
     """The command and kind a command line names, as far as it can be told without parsing."""
+    from cacher.cli.commands import CORE_COMMANDS, KIND_VERBS
+
     words = _options(argv)[:2]
     if not words or words[0].startswith("-"):
         return None, None
-    if words[0] in _VERBS:
+    if words[0] in KIND_VERBS:
         return words[0], "file"
-    if words[0] not in _CORE and len(words) > 1 and words[1] in _VERBS:
+    if words[0] not in CORE_COMMANDS and len(words) > 1 and words[1] in KIND_VERBS:
         return words[1], words[0]
     return words[0], None
 
@@ -155,6 +152,52 @@ def _usage_message(text: str) -> str:
     return _SAME_SUGGESTION.sub(r"unexpected argument \1: the command takes no more arguments", text)
 
 
+def _alone(args: Sequence[str]) -> str:
+    """The command line when it is nothing but flags that belong before a command, else ""."""
+    return " ".join(args) if args and all(a in GLOBAL_FLAGS for a in args) else ""
+
+
+def _dispatch(args: list[str], end: _Outcome) -> int:
+    """Run the command: by a fast path when the line is plain, else through cyclopts."""
+    if args[:1] == ["key"]:
+        from cacher.cli.keyrun import fast_key
+
+        fast = fast_key(args)
+        if fast is not None:
+            return fast
+    from cacher.registry import Registry
+
+    registry = Registry.from_entry_points()
+    if "--help" not in args and "-h" not in args:
+        from cacher.cli.fastpath import fast_transfer
+
+        fast = fast_transfer(args, registry)
+        if fast is not None:
+            return fast
+    import cyclopts
+
+    from cacher.cli.app import build_app
+
+    app = build_app(registry, args[0] if args else None)
+    try:
+        result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
+    except cyclopts.CycloptsError as exc:
+        return end.error("usage", _usage_message(str(exc)))
+    return int(result) if isinstance(result, int) else ExitCode.OK
+
+
+def _plugin_miss(exc: CacheMiss, args: Sequence[str], end: _Outcome) -> int:
+    """A plugin's own miss, reported like the verbs' (a result, not an error)."""
+    if not _quiet(args):
+        print(f"cacher: {exc.message}", file=sys.stderr)
+    if end.json:
+        from cacher.cli.report import Reporter, miss_document
+
+        command, kind_name = _command_of(args)
+        Reporter(json_output=True).emit(miss_document(command, kind_name, exc.key, exc))
+    return exc.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (0 ok, 1 miss, 2 error, 3 download miss)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -162,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(version_text())
         return ExitCode.OK
     debug = _debug(args)
-    alone = " ".join(args) if args and all(a in GLOBAL_FLAGS for a in args) else ""
+    alone = _alone(args)
     args = hoist_global_flags(args)
     end = _Outcome(args)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -172,31 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint="e.g. cacher --json exists KEY; cacher --help lists the commands",
         )
     try:
-        if args[:1] == ["key"]:
-            from cacher.cli.keyrun import fast_key
-
-            fast = fast_key(args)
-            if fast is not None:
-                return fast
-        from cacher.registry import Registry
-
-        registry = Registry.from_entry_points()
-        if "--help" not in args and "-h" not in args:
-            from cacher.cli.fastpath import fast_transfer
-
-            fast = fast_transfer(args, registry)
-            if fast is not None:
-                return fast
-        import cyclopts
-
-        from cacher.cli.app import build_app
-
-        app = build_app(registry, args[0] if args else None)
-        try:
-            result = app(args, exit_on_error=False, print_error=False, result_action="return_value")
-        except cyclopts.CycloptsError as exc:
-            return end.error("usage", _usage_message(str(exc)))
-        return int(result) if isinstance(result, int) else ExitCode.OK
+        return _dispatch(args, end)
     except BrokenPipeError:
         # stdout's reader went away (`cacher list | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -205,28 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return end.error("interrupted", "interrupted", code=ExitCode.INTERRUPTED)
     except Terminated:
         return end.error("terminated", "terminated", code=ExitCode.TERMINATED)
-    except CacheMiss as exc:  # a result, not an error: a plugin's own miss, reported like the verbs'
-        if not _quiet(args):
-            print(f"cacher: {exc.message}", file=sys.stderr)
-        if end.json:
-            from cacher.cli.report import Reporter
-
-            command, kind_name = _command_of(args)
-            Reporter(json_output=True).emit(
-                {
-                    "command": command,
-                    "kind": kind_name,
-                    "key": exc.key,
-                    "outcome": "miss",
-                    "match": "miss",
-                    "matched_key": None,
-                    "looked_up": exc.looked_up,
-                    "store": exc.store,
-                    "restore_keys": list(exc.restore_keys),
-                    "notes": list(exc.notes),
-                }
-            )
-        return exc.exit_code
+    except CacheMiss as exc:
+        return _plugin_miss(exc, args, end)
     except CacherError as exc:
         if debug:
             _print_traceback()

@@ -8,13 +8,11 @@ from typing import Any
 from cyclopts import App
 
 from cacher import __version__
+from cacher.cli.commands import CORE_COMMANDS
 from cacher.cli.completion import completion_command
-from cacher.cli.keycmd import key_command
-from cacher.cli.objects import delete_command, list_command, prune_command, stats_command
-from cacher.cli.pluginscmd import plugins_command
-from cacher.cli.scopecmd import scope_command
 from cacher.cli.verbs import make_verbs
 from cacher.errors import PluginError
+from cacher.kind import VERBS
 from cacher.registry import Registry
 
 TOP_LEVEL_KIND = "file"
@@ -86,20 +84,17 @@ def build_app(registry: Registry, first_arg: str | None = None) -> App:
 
 
 def _core_commands(registry: Registry) -> dict[str, Callable[[], Any]]:
-    """The commands that are not a kind's verbs, built only when asked for."""
-    from cacher.cli import setup
+    """The commands that are not a kind's verbs (`cacher.cli.commands`), each built (and its
+    module imported) only when asked for; ``completion`` is built from the application."""
+    import importlib
+
+    def builder(where: str) -> Callable[[], Any]:
+        module, _, name = where.partition(":")
+        return lambda: getattr(importlib.import_module(module), name)(registry)
 
     return {
-        "list": lambda: list_command(registry),
-        "delete": lambda: delete_command(registry),
-        "stats": lambda: stats_command(registry),
-        "prune": lambda: prune_command(registry),
-        "key": lambda: key_command(registry),
-        "scope": lambda: scope_command(registry),
-        "plugins": lambda: plugins_command(registry),
-        "init": lambda: setup.init_command(registry),
-        "doctor": lambda: setup.doctor_command(registry),
-        "completion": lambda: None,
+        name: builder(where) if name != "completion" else lambda: None
+        for name, where in CORE_COMMANDS.items()
     }
 
 
@@ -131,7 +126,7 @@ def _broken_verbs(error: PluginError) -> list[Any]:
         raise PluginError(error.message)
 
     out = []
-    for verb in ("upload", "download", "exists"):
+    for verb in VERBS:
 
         def command(*args: str, _f: Any = fail) -> int:
             return int(_f(*args))

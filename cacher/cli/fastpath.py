@@ -12,20 +12,27 @@ same either way; `tests/test_fastpath.py` runs accepted lines both ways.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
+from cacher.cli.commands import TRANSFER_VERBS
 from cacher.cli.kindverbs import KindVerbs
 from cacher.cli.report import Reporter
 from cacher.cli.session import Session
+from cacher.config import FIELDS
 from cacher.errors import PluginError
 from cacher.kind import Kind
 from cacher.registry import Registry
 
 #: The verbs taken here; ``ensure`` (a build command after ``--``) always goes the long way.
-VERBS = ("upload", "download", "exists")
-#: Store flags without a value that a CI line commonly carries.
-STORE_SWITCHES = {"--soft-fail": "soft_fail", "--read-only": "read_only"}
+VERBS = TRANSFER_VERBS
+#: Store flags without a value (``--soft-fail``, ``--read-only``, …): the boolean settings
+#: of the one declaration, `cacher.config.Settings`.
+STORE_SWITCHES = {spec.flag: spec.name for spec in FIELDS if spec.type is bool}
+
+_Switch = Callable[["_Line"], None]
+_Valued = Callable[["_Line", str], None]
 
 
 class _Line:
@@ -40,49 +47,83 @@ class _Line:
         self.seen: set[str] = set()
 
 
+def _set_option(name: str, line: _Line, value: Any) -> None:
+    line.options[name] = value
+
+
+def _add_restore_key(line: _Line, value: str) -> None:
+    line.restore_keys.append(value)
+
+
+def _set_store_flag(name: str, line: _Line) -> None:
+    line.flags[name] = True
+
+
+def _set_switch(attr: str, line: _Line) -> None:
+    setattr(line, attr, True)
+
+
+def _read_by_main(line: _Line) -> None:
+    """``--debug``: `cacher.cli.main` reads it from the whole command line."""
+
+
+def _grammar(verb: str, kind_cls: type[Kind]) -> tuple[dict[str, _Switch], dict[str, _Valued]]:
+    """The flags ``verb`` of this kind takes here: those without a value and those with one.
+    Later entries win a shared name: output flags over store switches over the kind's own."""
+    mine = [o for o in kind_cls.options if verb in o.verbs]
+    switches: dict[str, _Switch] = {}
+    valued: dict[str, _Valued] = {}
+    for o in mine:
+        flag = f"--{o.name.replace('_', '-')}"
+        if o.type is bool:
+            switches[flag] = partial(_set_option, o.name, value=True)
+        else:
+            valued[flag] = partial(_set_option, o.name)
+    if verb == "download":
+        valued["--restore-key"] = _add_restore_key
+    for flag, name in STORE_SWITCHES.items():
+        switches[flag] = partial(_set_store_flag, name)
+    for flag, attr in (("--force", "force"), ("--json", "json"), ("--quiet", "quiet"), ("-q", "quiet")):
+        if attr != "force" or verb == "upload":
+            switches[flag] = partial(_set_switch, attr)
+    switches["--debug"] = _read_by_main
+    return switches, valued
+
+
 def _parse(tokens: list[str], verb: str, kind_cls: type[Kind]) -> _Line | None:
     line = _Line()
-    mine = [o for o in kind_cls.options if verb in o.verbs]
-    valued = {f"--{o.name.replace('_', '-')}": o.name for o in mine}
-    switches = {f"--{o.name.replace('_', '-')}" for o in mine if o.type is bool}
-    if verb == "download":
-        valued["--restore-key"] = "restore_key"
+    switches, valued = _grammar(verb, kind_cls)
     while tokens:
         token = tokens.pop(0)
         if not token.startswith("-"):
             line.positionals.append(token)
-            continue
-        name, eq, value = token.partition("=")
-        name = "--quiet" if name == "-q" else name  # one flag, two spellings
-        if name in line.seen and name != "--restore-key":
-            return None  # "specified multiple times": the full parser says it
-        line.seen.add(name)
-        if token in ("-q", "--quiet"):
-            line.quiet = True
-        elif token == "--json":
-            line.json = True
-        elif token == "--debug":
-            continue  # read by main itself
-        elif token == "--force" and verb == "upload":
-            line.force = True
-        elif token in STORE_SWITCHES:
-            line.flags[STORE_SWITCHES[token]] = True
-        elif token in switches:
-            line.options[valued[token]] = True
-        elif name in valued and name not in switches:
-            if not eq:
-                if not tokens or tokens[0].startswith("-"):
-                    return None
-                value = tokens.pop(0)
-            if not value:
-                return None
-            if name == "--restore-key":
-                line.restore_keys.append(value)
-            else:
-                line.options[valued[name]] = value
-        else:
+        elif not _take(line, token, tokens, switches, valued):
             return None
     return line
+
+
+def _take(
+    line: _Line, token: str, tokens: list[str], switches: dict[str, _Switch], valued: dict[str, _Valued]
+) -> bool:
+    """Take one flag (and the value after it); False for anything the full parser must see."""
+    name, eq, value = token.partition("=")
+    name = "--quiet" if name == "-q" else name  # one flag, two spellings
+    if name in line.seen and name != "--restore-key":
+        return False  # "specified multiple times": the full parser says it
+    line.seen.add(name)
+    if token in switches:
+        switches[token](line)
+        return True
+    if name not in valued or name in switches:
+        return False
+    if not eq:
+        if not tokens or tokens[0].startswith("-"):
+            return False
+        value = tokens.pop(0)
+    if not value:
+        return False
+    valued[name](line, value)
+    return True
 
 
 def _arity_fits(line: _Line, verb: str, kind_cls: type[Kind]) -> bool:

@@ -5,88 +5,72 @@ path (`cacher.cli.fastpath`) builds the same session without it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Annotated, Any
+from dataclasses import dataclass, make_dataclass
+from dataclasses import field as dataclass_field
+from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import Parameter
 
 from cacher.cli.report import Reporter
 from cacher.cli.session import Session
+from cacher.config import FIELDS, Field
 from cacher.registry import Registry
 
 STORE_GROUP = "Store options"
 
 
-@Parameter(name="*", group=STORE_GROUP)
-@dataclass
-class StoreOptions:
-    """Flags that override the config file and ``CACHER_*`` variables for one command."""
+class _StoreFlags:
+    """Flags that override the config file and ``CACHER_*`` variables for one command: one per
+    setting of `cacher.config.Settings` (generated from it), plus ``--config`` and ``--debug``."""
 
-    backend: Annotated[str | None, Parameter(help="s3, file, memory or an fsspec protocol.")] = None
-    endpoint: Annotated[str | None, Parameter(help="S3 endpoint URL.")] = None
-    region: Annotated[str | None, Parameter(help="S3 region.")] = None
-    bucket: Annotated[str | None, Parameter(help="S3 bucket, or the directory of the file backend.")] = None
-    prefix: Annotated[str | None, Parameter(help="Joined in front of every key.")] = None
-    key_file: Annotated[str | None, Parameter(help="File holding the S3 access key id.")] = None
-    secret_file: Annotated[str | None, Parameter(help="File holding the S3 secret key.")] = None
-    session_token: Annotated[
-        str | None, Parameter(help="S3 session token of temporary credentials (also CACHER_SESSION_TOKEN).")
-    ] = None
-    ca_bundle: Annotated[
-        str | None,
-        Parameter(help="CA certificates (PEM) for the S3 endpoint (default AWS_CA_BUNDLE, SSL_CERT_FILE)."),
-    ] = None
-    arch_suffix: Annotated[
-        bool | None,
-        Parameter(
-            help="Append -OS-ARCH (Go's names, e.g. -linux-amd64) to every key.", negative="--no-arch-suffix"
-        ),
-    ] = None
-    soft_fail: Annotated[
-        bool | None, Parameter(help="Storage errors warn: a miss on download, exit 0 on upload.")
-    ] = None
-    read_only: Annotated[
-        bool | None,
-        Parameter(help="Never write to the store: uploads, deletes and prunes say so and do nothing."),
-    ] = None
-    scope: Annotated[
-        str | None, Parameter(help="Write to and restore from this scope first (e.g. the branch).")
-    ] = None
-    fallback_scopes: Annotated[
-        str | None, Parameter(help="Comma-separated scopes to restore from after the job's own.")
-    ] = None
-    connect_timeout: Annotated[
-        float | None, Parameter(help="Seconds to wait for a connection to the store (default 5).")
-    ] = None
-    read_timeout: Annotated[
-        float | None, Parameter(help="Seconds the store may stay silent in a request (default 60).")
-    ] = None
-    request_timeout: Annotated[
-        float | None, Parameter(help="Seconds one store request may take in all (default 300).")
-    ] = None
-    metadata_timeout: Annotated[
-        float | None, Parameter(help="Seconds a HEAD, LIST or DELETE may take in all (default 7.5).")
-    ] = None
-    max_attempts: Annotated[
-        int | None, Parameter(help="Attempts per store request, the first included (default 3).")
-    ] = None
-    local_tier: Annotated[
-        str | None, Parameter(help="Runner-local directory of verified copies of stored objects.")
-    ] = None
-    local_tier_max: Annotated[
-        str | None, Parameter(help="Bound of the local tier, e.g. 20GiB (default 20GiB).")
-    ] = None
-    offline: Annotated[
-        bool | None, Parameter(help="Ask no store: restore from the local tier, keep uploads there.")
-    ] = None
-    config: Annotated[str | None, Parameter(help="Config file (default: ~/.config/cacher/config.toml).")] = (
-        None
-    )
-    debug: Annotated[bool, Parameter(help="Show tracebacks (also CACHER_DEBUG=1).")] = False
+    config: str | None
+    debug: bool
 
     def flags(self) -> dict[str, Any]:
-        skip = {"config", "debug"}  # not settings: they steer this one run
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        """The settings given on the command line (None: not given); not ``config`` and
+        ``debug``, which steer this one run."""
+        return {spec.name: getattr(self, spec.name) for spec in FIELDS}
+
+
+def flag_help(spec: Field) -> str:
+    """A setting's flag help: its declared help and its default."""
+    if spec.default is None or spec.default == "" or spec.type is bool:
+        return spec.help
+    default = f"{spec.default:g}" if isinstance(spec.default, float) else str(spec.default)
+    text = spec.help.rstrip(".")
+    if text.endswith(")"):  # "(bounds a stuck transfer; default 300)", not two parentheses
+        return f"{text[:-1]}; default {default})."
+    return f"{text} (default {default})."
+
+
+def _generate() -> type[_StoreFlags]:
+    """`StoreOptions`: a dataclass with an optional flag per setting, in declaration order."""
+    def unset() -> Any:
+        return dataclass_field(default=None)  # one Field object per field: dataclasses name it
+
+    specs: list[tuple[str, Any, Any]] = [
+        (spec.name, Annotated[spec.type | None, Parameter(help=flag_help(spec))], unset()) for spec in FIELDS
+    ]
+    config_help = "Config file (default: ~/.config/cacher/config.toml)."
+    specs.append(("config", Annotated[str | None, Parameter(help=config_help)], unset()))
+    debug_help = "Show tracebacks (also CACHER_DEBUG=1)."
+    specs.append(("debug", Annotated[bool, Parameter(help=debug_help)], dataclass_field(default=False)))
+    cls = make_dataclass(
+        "StoreOptions", specs, bases=(_StoreFlags,), namespace={"__doc__": _StoreFlags.__doc__}
+    )
+    cls.__module__ = __name__
+    return Parameter(name="*", group=STORE_GROUP)(cls)
+
+
+if TYPE_CHECKING:
+
+    class StoreOptions(_StoreFlags):
+        """What the code reads of the generated class (mypy cannot see generated fields)."""
+
+        def __init__(self, **flags: Any) -> None: ...
+
+else:
+    StoreOptions = _generate()
 
 
 @Parameter(name="*", group="Output")

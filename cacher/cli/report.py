@@ -77,20 +77,7 @@ class Reporter:
             self.warn(note)
         self.say(f"{kind} {miss.message}")
         if command:
-            self.emit(
-                {
-                    "command": command,
-                    "key": key,
-                    "kind": kind,
-                    "outcome": "miss",
-                    "match": "miss",
-                    "matched_key": None,
-                    "looked_up": miss.looked_up,
-                    "store": miss.store,
-                    "restore_keys": list(miss.restore_keys),
-                    "notes": list(miss.notes),
-                }
-            )
+            self.emit(miss_document(command, kind, key, miss))
 
     def emit(self, document: dict[str, Any]) -> None:
         """A ``--json`` result on stdout."""
@@ -156,6 +143,22 @@ class Reporter:
             + ("" if result.verified else "; unverified (stored without a digest by an older cacher)")
             + (", from the local tier" if result.from_local_tier and result.outcome != "local" else "")
         )
+
+
+def miss_document(command: str | None, kind: str | None, key: str | None, miss: CacheMiss) -> dict[str, Any]:
+    """The ``--json`` document of a download miss (the verbs' and a plugin's own alike)."""
+    return {
+        "command": command,
+        "key": key,
+        "kind": kind,
+        "outcome": "miss",
+        "match": "miss",
+        "matched_key": None,
+        "looked_up": miss.looked_up,
+        "store": miss.store,
+        "restore_keys": list(miss.restore_keys),
+        "notes": list(miss.notes),
+    }
 
 
 #: Outcomes of a download that looked the key up (``match`` says how it answered).

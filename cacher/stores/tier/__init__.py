@@ -26,7 +26,8 @@ Not fsspec's ``filecache::``/``simplecache::``: they are not safe across process
 issue #1126), have no size bound, and would put fsspec back on the S3 read path.
 """
 
-from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier, parse_size
+from cacher.config.sizes import parse_size
+from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier
 from cacher.stores.tier.store import TieredStore, location_of, open_tiered, tier_of, tiered
 
 __all__ = [
