@@ -40,6 +40,19 @@ class ExitCode(IntEnum):
     TERMINATED = 143
 
 
+#: The outcomes that do not exit 0 (docs/cli.md), the one table from a command's outcome to its
+#: exit code: a key that is not stored (``exists``, ``delete``) exits 1, a download that
+#: missed exits 3; ``ensure``'s ``build-failed`` passes the build's own status through.
+OUTCOME_EXIT_CODES: dict[str, ExitCode] = {"absent": ExitCode.MISS, "miss": ExitCode.DOWNLOAD_MISS}
+
+
+def exit_code(outcome: str, *, build_status: int | None = None) -> int:
+    """What a command whose result is ``outcome`` exits with (`OUTCOME_EXIT_CODES`, else 0)."""
+    if outcome == "build-failed" and build_status is not None:
+        return build_status
+    return OUTCOME_EXIT_CODES.get(outcome, ExitCode.OK)
+
+
 class CacherError(Exception):
     """Base for failures whose message is written for the user."""
 

@@ -9,17 +9,19 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from cacher import engine
 from cacher.cli.report import github_output, result_document
 from cacher.cli.session import Session
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, CacherError, ExitCode, UsageError
+from cacher.errors import CacheMiss, CacherError, UsageError, exit_code
 from cacher.keying.keytemplate import fits_this_machine
 from cacher.keying.scopes import check_owner
 from cacher.kind import Kind
 from cacher.registry import Registry
+from cacher.stores.base import Store
 
 
 class KindVerbs:
@@ -34,25 +36,12 @@ class KindVerbs:
         stored_key = session.key(key)
         return kind, stored_key, session.codec(kind, stored_key, codec)  # cacher.job: as the API picks it
 
-    def _upload(
-        self,
-        session: Session,
-        kind: Kind,
-        key: str,
-        codec: Codec,
-        targets: list[str],
-        options: dict[str, Any],
-        force: bool,
-        command: str | None,
-    ) -> engine.Result:
-        """Upload and report; a soft failure is a result with outcome ``failed``."""
-        progress = session.report.progress(f"uploading {key}")
-        request = engine.UploadRequest(
-            kind, codec, key, targets, options,
-            force=force, soft_failure=session.soft_failure, progress=progress,
-        )
+    def _upload(self, session: Session, request: engine.UploadRequest, command: str | None) -> engine.Result:
+        """Upload with a progress line and report; a soft failure is a result with outcome
+        ``failed``."""
+        progress = session.report.progress(f"uploading {request.key}")
         try:
-            result = engine.upload(session.store, request)
+            result = engine.upload(session.store, replace(request, progress=progress))
         finally:
             if progress is not None:
                 progress.close()
@@ -60,41 +49,18 @@ class KindVerbs:
         return result
 
     def _download(
-        self,
-        session: Session,
-        kind: Kind,
-        key: str,
-        codec: Codec,
-        target: str | None,
-        options: dict[str, Any],
-        restore_keys: list[str],
-        command: str | None,
-        refused_is_miss: bool = False,
+        self, session: Session, request: engine.DownloadRequest, command: str | None
     ) -> engine.Result | None:
-        """Download and report (JSON only when ``command`` is given); None on a miss, reported
-        as a result line (a miss is not an error)."""
-        progress = session.report.progress(f"downloading {key}")
-        request = engine.DownloadRequest(
-            kind,
-            codec,
-            key,
-            target,
-            options,
-            restore_keys=restore_keys,
-            fallback_stores=session.fallback_stores,
-            fits=fits_this_machine if session.settings.arch_suffix else None,
-            refused_is_miss=refused_is_miss,
-            codecs=self.registry.codec,  # decoding: the level does not apply
-            soft_failure=session.soft_failure,
-            progress=progress,
-        )
+        """Download with a progress line and report (JSON only when ``command`` is given);
+        None on a miss, reported as a result line (a miss is not an error)."""
+        progress = session.report.progress(f"downloading {request.key}")
         try:
-            result = engine.download(session.store, request)
+            result = engine.download(session.store, replace(request, progress=progress))
         except CacheMiss as miss:
             if progress is not None:
                 progress.close()
             github_output(False, None, session.report)
-            session.report.miss(command, self.name, key, miss)
+            session.report.miss(command, self.name, request.key, miss)
             return None
         finally:
             if progress is not None:
@@ -102,6 +68,25 @@ class KindVerbs:
         github_output(result.match == "exact", result.matched_key, session.report)
         session.report.transfer(command, result)
         return result
+
+    def _download_request(
+        self, session: Session, setup: tuple[Kind, str, Codec], target: str | None, **policy: Any
+    ) -> engine.DownloadRequest:
+        """The download the session's settings ask for (``setup``: kind, stored key, codec):
+        the fallback scopes, the arch suffix's rule for restore keys, soft failure.
+        ``policy``: ``options`` and ``restore_keys``."""
+        kind, stored_key, chosen = setup
+        return engine.DownloadRequest(
+            kind,
+            chosen,
+            stored_key,
+            target,
+            fallback_stores=session.fallback_stores,
+            fits=fits_this_machine if session.settings.arch_suffix else None,
+            codecs=self.registry.codec,  # decoding: the level does not apply
+            soft_failure=session.soft_failure,
+            **policy,
+        )
 
     def upload(
         self,
@@ -117,8 +102,10 @@ class KindVerbs:
         kind, stored_key, chosen = self._setup(session, key, codec)
         if not targets or not all(targets):
             raise UsageError(f"cacher {self.name} upload needs {kind.upload_target.metavar}")
-        self._upload(session, kind, stored_key, chosen, list(targets), options, force, "upload")
-        return 0
+        request = engine.UploadRequest(
+            kind, chosen, stored_key, list(targets), options, force=force, soft_failure=session.soft_failure
+        )
+        return exit_code(self._upload(session, request, "upload").outcome)
 
     def download(
         self,
@@ -130,13 +117,14 @@ class KindVerbs:
         restore_key: list[str] | None = None,
         options: dict[str, Any],
     ) -> int:
-        kind, stored_key, chosen = self._setup(session, key, codec)
-        if kind.fallback_requested(options):  # --url, --pull: a miss stores what they make
+        setup = self._setup(session, key, codec)
+        if setup[0].fallback_requested(options):  # --url, --pull: a miss stores what they make
             check_owner(key, self.name)
         target = "\n".join(targets) if targets else None  # several (Target.many): one per line
-        restore = restore_key or []
-        found = self._download(session, kind, stored_key, chosen, target, options, restore, "download")
-        return ExitCode.OK if found is not None else ExitCode.DOWNLOAD_MISS
+        restore_keys = restore_key or []
+        request = self._download_request(session, setup, target, options=options, restore_keys=restore_keys)
+        found = self._download(session, request, "download")
+        return exit_code(found.outcome if found is not None else "miss")
 
     def exists(self, session: Session, key: str) -> int:
         stored_key = session.key(key)
@@ -144,7 +132,7 @@ class KindVerbs:
         if presence.failure is not None:
             session.report.warn(f"soft failure, treated as a miss: {presence.failure}")
         session.report.emit({"command": "exists", "key": stored_key, "exists": presence.found})
-        return 0 if presence.found else 1
+        return exit_code("found" if presence.found else "absent")
 
     def check_build_command(self, command: Sequence[str]) -> None:
         """``ensure`` needs a build command: the caller checks it before it opens the session."""
@@ -165,59 +153,14 @@ class KindVerbs:
         restore_key: list[str] | None = None,
         options: dict[str, Any],
     ) -> int:
+        """`cacher.engine.ensure`, each step reported as it happens, then its JSON document."""
         check_owner(key, self.name)
-        kind, stored_key, chosen = self._setup(session, key, codec)
-        document: dict[str, Any] = {"command": "ensure", "key": stored_key, "kind": self.name}
-        restored = self._download(
-            session,
-            kind,
-            stored_key,
-            chosen,
-            target,
-            options,
-            restore_key or [],
-            None,
-            refused_is_miss=True,
-        )
-        if restored is not None:
-            document.update(
-                match=restored.match, matched_key=restored.matched_key, restore=result_document(restored)
-            )
-        else:
-            document.update(match="miss", matched_key=None, restore=None)
-        if document["match"] == "exact":
-            hit = "local" if restored is not None and restored.outcome == "local" else "hit"
-            session.report.emit(
-                {**document, "outcome": hit, "failed": None, "build_status": None, "upload": None}
-            )
-            return 0
-        status = self._build(session, command)
-        if status != 0:
-            failed = {"outcome": "build-failed", "failed": "build", "build_status": status, "upload": None}
-            session.report.emit({**document, **failed})
-            return status
-        try:
-            uploaded = self._upload(session, kind, stored_key, chosen, [target], options, True, None)
-        except CacherError as exc:  # cacher's side failed after the build: main reports it, saying so
-            exc.message += " (the build command succeeded; its result was not stored)"
-            exc.details.update({**document, "build_status": 0, "upload": None})
-            raise
-        if uploaded.outcome == "failed":
-            session.report.emit(
-                {
-                    **document,
-                    "outcome": "failed",
-                    "failed": "cacher",
-                    "build_status": 0,
-                    "upload": None,
-                    "notes": [uploaded.reason],
-                }
-            )
-            return 0
-        outcome = "read-only" if uploaded.outcome == "read-only" else "built"
-        built = {"outcome": outcome, "failed": None, "build_status": 0, "upload": result_document(uploaded)}
-        session.report.emit({**document, **built})
-        return 0
+        setup = self._setup(session, key, codec)
+        restore_keys = restore_key or []
+        request = self._download_request(session, setup, target, options=options, restore_keys=restore_keys)
+        ensured = engine.ensure(session.store, request, _ReportedEnsure(self, session, command))
+        session.report.emit(ensure_document(ensured))
+        return exit_code(ensured.outcome, build_status=ensured.build_status)
 
     @staticmethod
     def _build(session: Session, command: tuple[str, ...]) -> int:
@@ -258,3 +201,54 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+class _ReportedEnsure(engine.EnsureSteps):
+    """``ensure``'s steps as the CLI runs them: each transfer with its progress line and
+    result line as it ends, the build command through `KindVerbs._build`."""
+
+    def __init__(self, verbs: KindVerbs, session: Session, command: tuple[str, ...]) -> None:
+        super().__init__(lambda: KindVerbs._build(session, command))
+        self.verbs, self.session = verbs, session
+        self.restored: engine.Result | None = None
+
+    def download(self, store: Store, request: engine.DownloadRequest) -> engine.Result | None:
+        self.restored = self.verbs._download(self.session, request, None)
+        return self.restored
+
+    def upload(self, store: Store, request: engine.UploadRequest) -> engine.Result:
+        try:
+            return self.verbs._upload(self.session, request, None)
+        except CacherError as exc:  # after a successful build: the error document says what ran
+            exc.details.update({**_restore_fields(request.key, request.kind.name, self.restored)})
+            exc.details.update(build_status=0, upload=None)
+            raise
+
+
+def _restore_fields(key: str, kind: str, restored: engine.Result | None) -> dict[str, Any]:
+    """The fields of ``ensure``'s document that say what the restore found."""
+    document: dict[str, Any] = {"command": "ensure", "key": key, "kind": kind}
+    if restored is None:
+        return {**document, "match": "miss", "matched_key": None, "restore": None}
+    return {
+        **document,
+        "match": restored.match,
+        "matched_key": restored.matched_key,
+        "restore": result_document(restored),
+    }
+
+
+def ensure_document(ensured: engine.Ensured) -> dict[str, Any]:
+    """``ensure``'s ``--json`` document (docs/json.md)."""
+    document = {
+        **_restore_fields(ensured.key, ensured.kind, ensured.restored),
+        "outcome": ensured.outcome,
+        "failed": ensured.failed,
+        "build_status": ensured.build_status,
+        "upload": None,
+    }
+    if ensured.outcome == "failed":
+        document["notes"] = [ensured.reason]
+    elif ensured.uploaded is not None:
+        document["upload"] = result_document(ensured.uploaded)
+    return document

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
+from cacher import engine
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import human_bytes
+from cacher.cli.session import Session
 from cacher.config.durations import parse_duration
-from cacher.errors import UsageError
+from cacher.errors import UsageError, exit_code
 from cacher.registry import Registry
 from cacher.stores.base import Leftover, ObjectInfo
 
@@ -57,7 +59,7 @@ def list_command(registry: Registry) -> Callable[..., int]:
         objects = session.store.list(prefix)
         if session.report.json_output:
             session.report.emit({"command": "list", "prefix": prefix, "objects": [_doc(o) for o in objects]})
-            return 0
+            return exit_code("listed")
         now = datetime.now(UTC)
         for obj in objects:
             if long:
@@ -66,7 +68,7 @@ def list_command(registry: Registry) -> Callable[..., int]:
                 )
             else:
                 print(obj.key)
-        return 0
+        return exit_code("listed")
 
     list_.__name__ = "list"
     return list_
@@ -87,13 +89,13 @@ def delete_command(registry: Registry) -> Callable[..., int]:
             document = {"command": "delete", "key": stored_key, "deleted": False, "outcome": "read-only"}
             session.report.emit(document)
             session.report.say(f"read-only: {stored_key} not deleted")
-            return 0
+            return exit_code("read-only")
         deleted = session.store.delete(stored_key)
         if not deleted:
             session.store.check_bucket()
         session.report.emit({"command": "delete", "key": stored_key, "deleted": deleted})
         session.report.say(f"deleted {stored_key}" if deleted else f"{stored_key} was not stored")
-        return 0 if deleted else 1
+        return exit_code("deleted" if deleted else "absent")
 
     return delete
 
@@ -141,7 +143,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         }
         if session.report.json_output:
             session.report.emit({"command": "stats", "prefix": prefix, **summary})
-            return 0
+            return exit_code("listed")
         print(f"objects: {summary['objects']}")
         print(f"bytes:   {total} ({human_bytes(total)})")
         print(f"oldest:  {summary['oldest'] or '-'}")
@@ -154,7 +156,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         if scratch:
             doc = summary["restore_scratch"]
             print(f"scratch of killed restores: {doc['count']}, {human_bytes(doc['bytes'])}")
-        return 0
+        return exit_code("listed")
 
     return stats
 
@@ -197,43 +199,35 @@ def prune_command(registry: Registry) -> Callable[..., int]:
                 "refusing to prune the whole bucket: no PREFIX and no prefix setting",
                 hint="give a PREFIX, set prefix, or pass --all-projects to mean every project",
             )
-        cutoff = datetime.now(UTC) - timedelta(seconds=age)
-        objects = sorted(
-            session.store.list(prefix),
-            key=lambda o: o.modified or datetime.min.replace(tzinfo=UTC),
-            reverse=True,
-        )
-        doomed = [o for o in objects[keep_last:] if o.modified is not None and o.modified < cutoff]
-        if not session.store.writable and not dry_run:
-            session.report.say(f"read-only: nothing deleted ({len(doomed)} objects would have been)")
-            dry_run = True  # what follows only reports
-        for obj in doomed:
-            if dry_run:
-                session.report.say(f"would delete {obj.key} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
-            else:
-                session.store.delete(obj.key)
-                session.report.say(f"deleted {obj.key} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
-        freed = sum(o.size for o in doomed)
-        verb = "would delete" if dry_run else "deleted"
-        session.report.say(f"{verb} {len(doomed)} of {len(objects)} objects, {human_bytes(freed)}")
-        leftovers = [
-            lo for lo in session.store.leftovers(prefix) if dry_run or session.store.remove_leftover(lo)
-        ]
-        if leftovers:
-            what = "would remove" if dry_run else "removed"
-            cleared = human_bytes(sum(lo.size for lo in leftovers))
-            session.report.say(f"{what} {len(leftovers)} unfinished uploads of killed jobs, {cleared}")
-        session.report.emit(
-            {
-                "command": "prune",
-                "prefix": prefix,
-                "dry_run": dry_run,
-                "deleted": [_doc(o) for o in doomed],
-                "kept": len(objects) - len(doomed),
-                "bytes": freed,
-                "unfinished_uploads": _leftover_doc(leftovers),
-            }
-        )
-        return 0
+        plan = engine.plan_prune(session.store, prefix, age, keep_last, dry_run)
+        if plan.writes_refused:
+            session.report.say(f"read-only: nothing deleted ({len(plan.doomed)} objects would have been)")
+        _report_prune(session, plan)
+        return exit_code("pruned")
 
     return prune
+
+
+def _report_prune(session: Session, plan: engine.PrunePlan) -> None:
+    """Carry out ``plan`` (`cacher.engine.prune`), saying what goes as it goes, then its document."""
+    for obj in engine.carry_out(session.store, plan):
+        verb = "would delete" if plan.dry_run else "deleted"
+        session.report.say(f"{verb} {obj.key} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
+    verb = "would delete" if plan.dry_run else "deleted"
+    session.report.say(f"{verb} {len(plan.doomed)} of {plan.listed} objects, {human_bytes(plan.freed)}")
+    leftovers = engine.clear_leftovers(session.store, plan)
+    if leftovers:
+        what = "would remove" if plan.dry_run else "removed"
+        cleared = human_bytes(sum(lo.size for lo in leftovers))
+        session.report.say(f"{what} {len(leftovers)} unfinished uploads of killed jobs, {cleared}")
+    session.report.emit(
+        {
+            "command": "prune",
+            "prefix": plan.prefix,
+            "dry_run": plan.dry_run,
+            "deleted": [_doc(o) for o in plan.doomed],
+            "kept": plan.listed - len(plan.doomed),
+            "bytes": plan.freed,
+            "unfinished_uploads": _leftover_doc(leftovers),
+        }
+    )

@@ -10,6 +10,8 @@ from typing import Any
 
 from cacher.cli.report import human_bytes
 from cacher.cli.session import Session
+from cacher.engine.prune import select_old
+from cacher.errors import exit_code
 from cacher.stores.readonly import allows_writes
 from cacher.stores.tier import Entry, tier_of
 
@@ -50,7 +52,7 @@ def local_stats(session: Session, prefix: str) -> int:
     }
     if session.report.json_output:
         session.report.emit({"command": "stats", "local": True, "prefix": prefix, **summary})
-        return 0
+        return exit_code("listed")
     print(f"local tier: {tier.root}")
     offline = f" ({summary['not_shared']} kept offline, not shared)" if summary["not_shared"] else ""
     print(f"copies:  {summary['copies']}{offline}")
@@ -62,7 +64,7 @@ def local_stats(session: Session, prefix: str) -> int:
     if unfinished:
         doc = summary["unfinished_copies"]
         print(f"unfinished copies of killed jobs: {doc['count']}, {human_bytes(doc['bytes'])}")
-    return 0
+    return exit_code("listed")
 
 
 def local_prune(session: Session, prefix: str, age: float, keep_last: int, dry_run: bool) -> int:
@@ -71,9 +73,8 @@ def local_prune(session: Session, prefix: str, age: float, keep_last: int, dry_r
     writable = allows_writes(session.settings)
     tier = tier_of(session.settings, writable=writable)
     entries = [e for e in tier.describe() if e.key.startswith(prefix)]
-    newest_first = sorted(entries, key=lambda e: e.used, reverse=True)
-    cutoff = datetime.now(UTC).timestamp() - age
-    doomed = [e for e in newest_first[keep_last:] if e.used < cutoff]
+    # The store's rule (cacher.engine.prune), on when each copy was last used.
+    _newest, doomed = select_old(entries, lambda e: e.used, age, keep_last, datetime.now(UTC).timestamp())
     if not writable and not dry_run:
         session.report.say(
             f"read-only: nothing removed from the local tier ({len(doomed)} copies would have been)"
@@ -110,4 +111,4 @@ def local_prune(session: Session, prefix: str, age: float, keep_last: int, dry_r
             "unfinished_copies": {"count": len(unfinished), "bytes": sum(size for _p, size in unfinished)},
         }
     )
-    return 0
+    return exit_code("pruned")

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cacher.config.sizes import parse_size
 from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefused, StorageError
 from cacher.keying.keyrules import validate_key, validate_list_prefix
 from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store, written_etag
+from cacher.stores.softfail import HARD, SoftFailure
 from cacher.stores.tier.copying import _CopyReader, _Filler, _FillingReader, _TeeWriter
-from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier, parse_size
+from cacher.stores.tier.disk import DEFAULT_MAX, WRITE_ID, Entry, LocalTier
 
 
 class TieredStore(Store):
@@ -27,13 +29,14 @@ class TieredStore(Store):
         *,
         keeps_copies: bool = True,
         offline: bool = False,
-        soft_fail: bool = False,
+        soft_failure: SoftFailure = HARD,
     ) -> None:
         """``keeps_copies`` False (a read-only job, decided by the gate): the tier is read and
-        never written: no copy kept, dropped or touched."""
+        never written: no copy kept, dropped or touched. Under ``soft_failure``, a store that
+        fails is marked down and the tier answers for it for the rest of the command."""
         super().__init__(None, inner.bucket, inner.prefix, protocol=inner.protocol)
         self.inner, self.tier, self.location = inner, tier, location
-        self.keeps_copies, self.offline, self.soft_fail = keeps_copies, offline, soft_fail
+        self.keeps_copies, self.offline, self.soft_failure = keeps_copies, offline, soft_failure
         self._down: str | None = None
         self._damaged_ids: set[str] = set()
         self._read_locally: set[str] = set()
@@ -41,7 +44,7 @@ class TieredStore(Store):
     def with_prefix(self, prefix: str) -> Store:
         return TieredStore(
             self.inner.with_prefix(prefix), self.tier, self.location,
-            keeps_copies=self.keeps_copies, offline=self.offline, soft_fail=self.soft_fail,
+            keeps_copies=self.keeps_copies, offline=self.offline, soft_failure=self.soft_failure,
         )
 
     @property
@@ -73,9 +76,7 @@ class TieredStore(Store):
             try:
                 return self.inner.head(key)
             except StorageError as exc:
-                if not self.soft_fail:
-                    raise
-                self._down = exc.message
+                self._down = self.soft_failure.absorb(exc)
         entry = self.tier.peek(self._id(key))
         return entry.info() if entry else None
 
@@ -166,9 +167,7 @@ class TieredStore(Store):
             try:
                 return self.inner.list(prefix)
             except StorageError as exc:
-                if not self.soft_fail:
-                    raise
-                self._down = exc.message
+                self._down = self.soft_failure.absorb(exc)
         validate_list_prefix(prefix)
         mine = [
             e for e in self.tier.describe()
@@ -289,5 +288,5 @@ def tiered(store: Store, settings: Any, backend: str, *, writable: bool) -> Stor
         location_of(backend, settings.values.get("endpoint"), store.bucket),
         keeps_copies=writable,
         offline=offline,
-        soft_fail=bool(settings.values.get("soft_fail")),
+        soft_failure=SoftFailure.for_settings(settings),
     )
