@@ -2,12 +2,11 @@
 
 Installing cacher must change nobody's test session: its fixtures load only for a suite that
 asks (``pytest_plugins`` or ``-p``), and a plugin's suite needs nothing beyond what
-``cacher.testing`` exports.
+``cacher.testing`` exports (tests/test_architecture.py holds plugin suites to that surface).
 """
 
 from __future__ import annotations
 
-import ast
 import importlib.metadata
 import subprocess
 import sys
@@ -75,23 +74,3 @@ def test_the_kit_exports_what_it_names() -> None:
         if not name.startswith("_") and not isinstance(value, ModuleType)
     }
     assert sorted(cacher.testing.__all__) == sorted(public)
-
-
-def _cacher_modules(path: Path) -> set[str]:
-    """The ``cacher`` modules a file imports (``import cacher.x`` and ``from cacher.x import``)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {m for m in found if m == "cacher" or m.startswith("cacher.")}
-
-
-def test_plugin_suites_use_the_surface_not_its_modules() -> None:
-    """A plugin's tests import ``cacher.testing`` (and ``cacher.plugin``), never a submodule of
-    the kit, so the kit's modules can move. The pytest plugin is named as a string only."""
-    suites = sorted(ROOT.glob("plugins/*/tests/*.py"))
-    assert suites, "no plugin test suites found"
-    for path in suites:
-        assert _cacher_modules(path) <= {"cacher.plugin", "cacher.testing"}, path
