@@ -8,7 +8,6 @@ the config-file keys, ``doctor``'s listing), the store flags of the command line
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -149,19 +148,22 @@ class Field:
         return f"--{self.name.replace('_', '-')}"
 
 
-def _value_type(hint: Any) -> type:
-    """``str | None`` → ``str``: the type a value has when it is given."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint  # type: ignore[no-any-return]
+#: The types a setting's value may have, by their name in the annotation.
+_VALUE_TYPES: dict[str, type] = {"str": str, "bool": bool, "int": int, "float": float}
+
+
+def _value_type(annotation: Any) -> type:
+    """``"str | None"`` → ``str``: the type a value has when it is given. Read from the
+    annotation's text, not evaluated (``typing.get_type_hints`` costs a CI command's start-up)."""
+    return _VALUE_TYPES[str(annotation).removesuffix(" | None")]
 
 
 def _declared() -> tuple[Field, ...]:
-    hints = typing.get_type_hints(Settings)
     out = []
     for f in fields(Settings):
         spec = f.metadata.get(_SPEC)
         if spec is not None:
-            value_type = _value_type(hints[f.name])
+            value_type = _value_type(f.type)
             out.append(Field(f.name, value_type, f.default, spec.help, spec.low, spec.high, spec.low_open))
     return tuple(out)
 
