@@ -33,6 +33,11 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cacher.cas import names
+from cacher.cas.model import BlobLocation
+from cacher.cas.pack import Packer, PackInfo
+from cacher.cas.root import decode_root
+from cacher.cas.save import save_tree
 from cacher.tar.write import write_tree
 
 PACK_TARGET = 16 << 20
@@ -179,6 +184,42 @@ def grouped(root: Path, split: Splitter, skip: set[str], group: int) -> tuple[in
     return total, frames, seen
 
 
+class _Discard:
+    """A pack sink that keeps nothing: the benchmark needs the packs' sizes only."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def chosen(old: Path, new: Path, new_tar: int) -> dict[str, object]:
+    """The format as cacher.cas writes it: a full save of OLD, then NEW against OLD's manifest."""
+    rows: dict[str, object] = {}
+    known: dict[str, tuple[str, BlobLocation]] = {}
+    for label, root in (("first", old), ("second", new)):
+        packs: list[PackInfo] = []
+
+        def done(_sink: object, info: PackInfo, packs: list[PackInfo] = packs) -> None:
+            packs.append(info)
+
+        t0 = time.process_time()
+        saved = save_tree(root, Packer(_Discard, done), known, names.pack_ref)
+        cpu = time.process_time() - t0
+        sent = sum(p.size for p in packs) + len(saved.root)
+        rows[label] = {
+            "sent_bytes": sent,
+            "sent_vs_tar": round(sent / new_tar, 4),
+            "packs": len(packs),
+            "blobs_sent": sum(len(p.blobs) for p in packs),
+            "blobs_reused": saved.reused,
+            "manifest_root_bytes": len(saved.root),
+            "manifest_parts": len(decode_root(saved.root).parts),
+            "save_cpu_s": round(cpu, 2),
+        }
+        parts = {loc.digest: (ref, loc) for ref, loc in decode_root(saved.root).parts}
+        known = {**saved.manifest.locations(), **parts}
+    return rows
+
+
 def packs_for(sizes: list[int]) -> int:
     """How many packs of PACK_TARGET bytes these compressed blobs fill, in order."""
     count, filled = 0, 0
@@ -277,6 +318,7 @@ def measure_pair(old: Path, new: Path) -> dict[str, object]:
             "hash_and_compress_cpu_s": round(cpu, 2),
         }
     report["units"] = rows
+    report["cacher.cas"] = chosen(old, new, new_tar)
     report["hashes"] = hash_speeds(new)
     report["chunkers"] = chunker_speeds(new)
     return report

@@ -22,12 +22,13 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cacher.cas import frames, manifest, names
+from cacher.cas import frames, names
 from cacher.cas.export import export_tar
 from cacher.cas.model import Manifest
 from cacher.cas.pack import FOOTER, GROUP, Packer, PackInfo, PackWriter
 from cacher.cas.packread import read_blobs, read_index
 from cacher.cas.plan import to_fetch, to_send
+from cacher.cas.root import PART_ENTRIES, Root, Stored, encode_root, load
 from cacher.cas.save import Known, Saved, save_tree
 from cacher.errors import ArtifactError, IntegrityError, ObjectRefused
 from cacher.kinds.dir import DirKind
@@ -52,6 +53,12 @@ class Packs:
     def save(self, root: Path, known: Known | None = None) -> Saved:
         return save_tree(root, self.packer(), known or {}, names.pack_ref)
 
+    def read(self, ref: str, start: int, end: int) -> bytes:
+        return self.objects[ref][start:end]
+
+    def load(self, stored: bytes) -> Stored:
+        return load(stored, self.read)
+
     def blobs(self, stored: Manifest, have: dict[str, bytes] | None = None) -> dict[str, bytes]:
         """Every blob of the manifest: those in ``have``, the rest fetched and checked."""
         out = dict(have or {})
@@ -67,8 +74,8 @@ def window(part: bytes, base: int) -> Callable[[int, int], bytes]:
 
 
 def restore(packs: Packs, stored: bytes, into: Path) -> Manifest:
-    """Decode the manifest, export its tree as tar and extract it with the dir kind's extractor."""
-    tree = manifest.decode(stored)
+    """Load the manifest, export its tree as tar and extract it with the dir kind's extractor."""
+    tree = packs.load(stored).manifest
     blobs = packs.blobs(tree)
     tar = io.BytesIO()
     export_tar(tree, blobs.__getitem__, tar)
@@ -109,21 +116,23 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_venv_round_trips_through_manifest_and_packs(venv: Path, tmp_path: Path) -> None:
     packs = Packs()
     saved = packs.save(venv)
-    stored = manifest.encode(saved.manifest)
-    restored = restore(packs, stored, tmp_path / "out")
+    restored = restore(packs, saved.root, tmp_path / "out")
     assert snapshot(tmp_path / "out") == snapshot(venv)
-    assert saved.reused == 0 and len(packs.objects) == len(saved.packs) >= 1
+    assert saved.reused == 0 and len(packs.objects) == len(saved.packs) >= 2  # contents, then parts
+    assert restored == saved.manifest
     assert restored.logical_size == sum(p.stat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
     # Small files share frames: far fewer frames than files.
-    frames_ = {(b.frame_offset, r) for r, p in zip(packs.objects, saved.packs, strict=True) for b in p.blobs}
+    frames_ = {(r, b.frame_offset) for r, p in zip(packs.objects, saved.packs, strict=True) for b in p.blobs}
     assert len(frames_) < sum(1 for e in restored.entries if e.type == "file") / 5
+    parts = packs.load(saved.root).root.parts
+    assert 1 < len(parts) < len(restored.entries) / 50
 
 
 def test_gnu_tar_reads_the_exported_tree(venv: Path, tmp_path: Path) -> None:
     if shutil.which("tar") is None:
         pytest.skip("no tar on PATH")
     packs = Packs()
-    tree = manifest.decode(manifest.encode(packs.save(venv).manifest))
+    tree = packs.load(packs.save(venv).root).manifest
     tar = tmp_path / "tree.tar"
     with tar.open("wb") as sink:
         export_tar(tree, packs.blobs(tree).__getitem__, sink)
@@ -136,7 +145,7 @@ def test_gnu_tar_reads_the_exported_tree(venv: Path, tmp_path: Path) -> None:
 def test_a_changed_tree_sends_only_its_changes(venv: Path, tmp_path: Path) -> None:
     packs = Packs()
     first = packs.save(venv)
-    v1 = manifest.decode(manifest.encode(first.manifest))
+    v1 = packs.load(first.root)
     v2 = tmp_path / "v2"
     shutil.copytree(venv, v2, symlinks=True)
     site = next(v2.glob("lib/python*/site-packages"))
@@ -145,27 +154,24 @@ def test_a_changed_tree_sends_only_its_changes(venv: Path, tmp_path: Path) -> No
     (site / "bumped" / "data.bin").write_bytes(os.urandom(GROUP + 12345))  # a frame of its own
     shutil.rmtree(next(site.glob("pip-*.dist-info")))
     before = len(packs.objects)
-    second = packs.save(v2, v1.locations())
-    sent = sum(len(packs.objects[r]) for r in list(packs.objects)[before:])
+    second = packs.save(v2, v1.known())
+    sent = sum(len(packs.objects[r]) for r in list(packs.objects)[before:]) + len(second.root)
     assert second.reused > 0
-    # The random file (incompressible) and a few KiB of frames, trailer and the small file.
-    assert GROUP + 12345 < sent < GROUP + 12345 + (16 << 10)
-    assert set(to_send(manifest.decode(manifest.encode(second.manifest)).digests(), v1.locations())) == {
-        b.digest for p in second.packs for b in p.blobs
-    }
-    stored = manifest.encode(second.manifest)
-    restore(packs, stored, tmp_path / "out")
+    # The random file (incompressible), the small file, the changed parts, trailers and the root.
+    assert GROUP + 12345 < sent < GROUP + 12345 + (64 << 10)
+    content = {b.digest for p in second.packs[:-1] for b in p.blobs}
+    assert set(to_send(second.manifest.digests(), v1.known())) == content
+    restore(packs, second.root, tmp_path / "out")
     assert snapshot(tmp_path / "out") == snapshot(v2)
     # A runner holding v1's contents fetches only the new blobs.
-    have = packs.blobs(v1)
-    reads = to_fetch(manifest.decode(stored), have)
-    assert {b.digest for r in reads for b in r.blobs} == {b.digest for p in second.packs for b in p.blobs}
+    have = packs.blobs(v1.manifest)
+    reads = to_fetch(packs.load(second.root).manifest, have)
+    assert {b.digest for r in reads for b in r.blobs} == content
 
 
 def test_the_same_tree_gives_the_same_bytes(venv: Path) -> None:
     one, two = Packs(), Packs()
-    first, second = manifest.encode(one.save(venv).manifest), manifest.encode(two.save(venv).manifest)
-    assert first == second
+    assert one.save(venv).root == two.save(venv).root
     assert one.objects == two.objects
 
 
@@ -182,7 +188,7 @@ def test_a_large_file_is_split_in_blocks_and_a_hardlink_stays_one(tmp_path: Path
     entries = {e.path: e for e in saved.manifest.entries}
     assert [c.size for c in entries["d/big"].chunks] == [4 << 20, 4 << 20, 1 << 20]
     assert entries["d/link"].type == "hardlink" and entries["d/link"].target == "d/big"
-    restore(packs, manifest.encode(saved.manifest), tmp_path / "out")
+    restore(packs, saved.root, tmp_path / "out")
     assert (tmp_path / "out" / "d" / "big").read_bytes() == big
     assert os.stat(tmp_path / "out" / "d" / "link").st_ino == os.stat(tmp_path / "out" / "d" / "big").st_ino
     assert os.readlink(tmp_path / "out" / "abs") == "/etc/passwd"
@@ -201,12 +207,38 @@ REF = names.pack_ref("cd" * 32)
 
 
 def document(entries: list[dict[str, object]], blobs: list[list[object]] | None = None) -> dict[str, object]:
+    """A manifest part as a hostile writer could store it."""
     packs = [{"ref": REF, "blobs": blobs}] if blobs else []
-    return {"format": "cacher-tree", "version": 1, "digest": "sha256", "entries": entries, "packs": packs}
+    return {"format": "cacher-tree-part", "version": 1, "entries": entries, "packs": packs}
+
+
+def stored(*parts: object, entries: int | None = None) -> tuple[bytes, Packs]:
+    """The parts in a real pack and a root naming them: what a restore would be handed."""
+    packs = Packs()
+    sink = io.BytesIO()
+    writer = PackWriter(sink)
+    digests = []
+    for part in parts:
+        data = json.dumps(part).encode()
+        digests.append(hashlib.sha256(data).hexdigest())
+        writer.add(digests[-1], data)
+    info = writer.finish()
+    ref = names.pack_ref(info.pack_id)
+    packs.objects[ref] = sink.getvalue()
+    where = {b.digest: b for b in info.blobs}
+    count = sum(len(p["entries"]) for p in parts if isinstance(p, dict) and isinstance(p.get("entries"), list))
+    root = Root(tuple((ref, where[d]) for d in digests), count if entries is None else entries)
+    return encode_root(root), packs
 
 
 def raw(doc: object) -> bytes:
     return frames.compress(json.dumps(doc).encode())
+
+
+def refused(*parts: object, entries: int | None = None) -> None:
+    data, packs = stored(*parts, entries=entries)
+    with pytest.raises(ObjectRefused, match="manifest is refused"):
+        packs.load(data)
 
 
 D = {"type": "dir", "mode": 0o755, "mtime": 0}
@@ -249,7 +281,7 @@ HOSTILE = {
         [{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST.upper(), 4]]}}], [[DIGEST.upper(), 0, 10, 0, 4]]
     ),
     "unknown version": {**document([]), "version": 2},
-    "unknown format": {**document([]), "format": "cacher-tar"},
+    "unknown format": {**document([]), "format": "cacher-tree"},
     "extra field": {**document([]), "note": "x"},
     "not an object": [],
 }
@@ -257,8 +289,46 @@ HOSTILE = {
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_manifest_is_refused(case: str) -> None:
-    with pytest.raises(ObjectRefused, match="manifest is refused"):
-        manifest.decode(raw(HOSTILE[case]))
+    refused(HOSTILE[case])
+
+
+def test_the_rules_hold_across_parts() -> None:
+    """Each part alone is fine; together they put a file under a symlink, or repeat a path."""
+    refused(document([{"path": "a", **L}]), document([{"path": "a/x", **F}]))
+    refused(document([{"path": "a", **F}]), document([{"path": "a", **F}]))
+    refused(document([{"path": "b", **F}]), document([{"path": "a", **F}]))
+    refused(document([{"path": "b", "type": "hardlink", "target": "a"}]), document([{"path": "a", **F}]))
+    data, packs = stored(document([{"path": "a", **D}]), document([{"path": "a/x", **F}]))
+    assert [e.path for e in packs.load(data).manifest.entries] == ["a", "a/x"]
+
+
+def test_a_root_that_miscounts_or_repeats_parts_is_refused() -> None:
+    refused(document([{"path": "a", **F}]), entries=2)
+    refused(document([{"path": "a", **F}]), document([{"path": "a", **F}]))  # the same part twice
+    data, packs = stored(document([{"path": "a", **F}]))
+    doc = json.loads(frames.decompress(data, 1 << 20, "root"))
+    for bad in ({**doc, "extra": 1}, {**doc, "version": 2}, {**doc, "entries": True}, {**doc, "parts": {}}):
+        with pytest.raises(ObjectRefused, match="manifest is refused"):
+            packs.load(raw(bad))
+    doc["parts"][0][0] = "../../x.pack"
+    with pytest.raises(ObjectRefused, match="not a pack reference"):
+        packs.load(raw(doc))
+
+
+def test_a_part_that_is_not_its_digest_is_an_integrity_error() -> None:
+    data, packs = stored(document([{"path": "a", **F}]))
+    ref = next(iter(packs.objects))
+    damaged = bytearray(packs.objects[ref])
+    damaged[5] ^= 0x01
+    packs.objects[ref] = bytes(damaged)
+    with pytest.raises(IntegrityError):
+        packs.load(data)
+
+
+def test_parts_are_cut_by_path_and_size() -> None:
+    entries = [{"path": f"f{i:05d}", **F} for i in range(3 * PART_ENTRIES)]
+    data, packs = stored(*[document(entries[i : i + PART_ENTRIES]) for i in range(0, len(entries), PART_ENTRIES)])
+    assert len(packs.load(data).manifest.entries) == 3 * PART_ENTRIES
 
 
 @pytest.mark.parametrize(
@@ -275,27 +345,30 @@ def test_a_hostile_manifest_is_refused(case: str) -> None:
 def test_a_pack_reference_outside_the_format_is_refused(ref: str) -> None:
     doc = document([{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}], [[DIGEST, 0, 10, 0, 4]])
     doc["packs"] = [{"ref": ref, "blobs": [[DIGEST, 0, 10, 0, 4]]}]
+    data, packs = stored(doc)
     with pytest.raises(ObjectRefused, match="not a pack reference"):
-        manifest.decode(raw(doc))
+        packs.load(data)
 
 
 def test_a_scoped_pack_reference_is_read() -> None:
     ref = names.pack_ref("cd" * 32, "release-1-0")
     doc = document([{"path": "a", **{**F, "size": 4, "chunks": [[DIGEST, 4]]}}])
     doc["packs"] = [{"ref": ref, "blobs": [[DIGEST, 0, 10, 0, 4]]}]
-    assert manifest.decode(raw(doc)).locations()[DIGEST][0] == ref
+    data, packs = stored(doc)
+    assert packs.load(data).manifest.locations()[DIGEST][0] == ref
     assert names.parse_pack_ref(ref) == ("release-1-0", "cd" * 32)
 
 
 def test_a_damaged_manifest_frame_is_an_integrity_error(venv: Path) -> None:
-    stored = bytearray(manifest.encode(Packs().save(venv).manifest))
-    stored[len(stored) // 2] ^= 0x40
+    packs = Packs()
+    root = bytearray(packs.save(venv).root)
+    root[len(root) // 2] ^= 0x40
     with pytest.raises((IntegrityError, ObjectRefused)):
-        manifest.decode(bytes(stored))
+        packs.load(bytes(root))
     with pytest.raises(IntegrityError):
-        manifest.decode(bytes(stored[:-1]))
+        packs.load(bytes(root[:-1]))
     with pytest.raises(IntegrityError, match="states"):  # a frame that hides its size
-        manifest.decode(zstandard.ZstdCompressor(write_content_size=False).compress(b"{}"))
+        packs.load(zstandard.ZstdCompressor(write_content_size=False).compress(b"{}"))
 
 
 # -- damaged packs -----------------------------------------------------------------------------
@@ -353,7 +426,7 @@ def test_any_blobs_come_back_from_a_pack_as_they_went_in(blobs: list[bytes], big
 
 def test_reads_are_coalesced_across_near_frames(venv: Path) -> None:
     packs = Packs()
-    tree = manifest.decode(manifest.encode(packs.save(venv).manifest))
+    tree = packs.load(packs.save(venv).root).manifest
     reads = to_fetch(tree, set())
     frames_ = {(p.ref, b.frame_offset) for p in tree.packs for b in p.blobs}
     assert len(reads) <= len(tree.packs) * 2 < len(frames_)
@@ -373,9 +446,9 @@ def test_an_older_reader_that_meets_a_manifest_refuses_it_not_calls_it_corrupt(v
     """Through a restore-key listing, 0.2.0's dir kind sees the manifest's recorded kind and
     refuses it; with the metadata lost it reads a valid zstd frame that is no tar stream."""
     assert not DirKind("dir").restores(names.MANIFEST_KIND)
-    stored = manifest.encode(Packs().save(venv).manifest)
+    root = Packs().save(venv).root
     (tmp_path / "out").mkdir()
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored))
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(root))
     with pytest.raises(ObjectRefused) as caught:
         extract_tree(reader, tmp_path / "out")
     assert not isinstance(caught.value, IntegrityError)

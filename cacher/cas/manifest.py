@@ -1,13 +1,15 @@
-"""A manifest's bytes: canonical JSON in one zstd frame, and the strict reading of them.
+"""A manifest part's bytes: canonical JSON, and the strict reading of them.
 
-The document (docs/format.md specifies it)::
+A stored tree's entries are cut into parts (`cacher.cas.root`); each part is a document::
 
-    {"digest": "sha256", "entries": [...], "format": "cacher-tree", "packs": [...], "version": 1}
+    {"entries": [...], "format": "cacher-tree-part", "packs": [...], "version": 1}
 
-is written with sorted keys, no spaces and UTF-8 text, packs sorted by reference and blobs by
-place, so the same tree packed the same way gives the same bytes. Reading refuses anything
-else: an unknown field, type or version, a wrong-typed value, and every rule of
-`cacher.cas.rules` (`ObjectRefused`); a damaged frame is an `IntegrityError`.
+holding a run of entries and where every blob they use lies. It is written with sorted keys,
+no spaces and UTF-8 text, packs sorted by reference and blobs by place, so the same entries
+packed the same way give the same bytes, and a part that did not change between two saves is
+the same blob, stored once. Reading refuses anything else: an unknown field, type or version,
+a wrong-typed value, and the blob rules of `cacher.cas.rules` (`ObjectRefused`); the tree
+rules run on the whole tree, once every part is read (`cacher.cas.root.join`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ import json
 import re
 from typing import Any, cast
 
-from cacher.cas import frames
 from cacher.cas.model import ENTRY_TYPES, BlobLocation, Chunk, Entry, EntryType, Manifest, PackBlobs
 from cacher.cas.names import parse_pack_ref
-from cacher.cas.rules import check_blobs, check_tree, refuse
+from cacher.cas.rules import check_blobs, check_entry, check_path, refuse
 
-FORMAT = "cacher-tree"
+FORMAT = "cacher-tree-part"
 VERSION = 1
-#: The largest manifest document read (about 1.5 million entries).
-MAX_MANIFEST = 256 << 20
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _FIELDS: dict[str, frozenset[str]] = {
@@ -62,46 +61,43 @@ def place(blob: BlobLocation) -> tuple[int, int]:
     return blob.frame_offset, blob.offset
 
 
-def encode(manifest: Manifest) -> bytes:
-    """The manifest object's bytes; its entries are checked first (a bad tree is never stored)."""
-    manifest = canonical(manifest)
-    check_tree(manifest.entries)
-    check_blobs(manifest)
+def encode_part(part: Manifest) -> bytes:
+    """A part's bytes (the frame that stores it compresses them); its blobs are checked first."""
+    part = canonical(part)
+    for entry in part.entries:
+        check_path(entry.path)
+        check_entry(entry)
+    check_blobs(part)
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "digest": "sha256",
-        "entries": [entry_document(e) for e in manifest.entries],
-        "packs": [
-            {"ref": p.ref, "blobs": [blob_document(b) for b in p.blobs]} for p in manifest.packs
-        ],
+        "entries": [entry_document(e) for e in part.entries],
+        "packs": [{"ref": p.ref, "blobs": [blob_document(b) for b in p.blobs]} for p in part.packs],
     }
     text = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return frames.compress(text.encode("utf-8"))
+    return text.encode("utf-8")
 
 
-def decode(data: bytes) -> Manifest:
-    """The manifest in ``data``, checked by every rule; see the module doc for the errors."""
-    text = frames.decompress(data, MAX_MANIFEST, "the stored manifest")
+def decode_part(data: bytes) -> Manifest:
+    """The part in ``data``, its fields and blobs checked; see the module doc for the errors."""
     try:
-        doc = json.loads(text.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise refuse(f"not a JSON document ({exc})") from None
+        raise refuse(f"a part is not a JSON document ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise refuse("not a cacher-tree document")
-    if set(doc) != {"format", "version", "digest", "entries", "packs"}:
-        raise refuse(f"unexpected fields {sorted(set(doc))}")
-    if doc["version"] != VERSION or doc["digest"] != "sha256":
-        raise refuse(f"version {doc['version']!r} with digest {doc['digest']!r} is not one this cacher reads")
-    manifest = Manifest(
+        raise refuse("a part is not a cacher-tree-part document")
+    if set(doc) != {"format", "version", "entries", "packs"}:
+        raise refuse(f"a part has unexpected fields {sorted(set(doc))}")
+    if doc["version"] != VERSION:
+        raise refuse(f"a part's version {doc['version']!r} is not one this cacher reads")
+    part = Manifest(
         tuple(_entry(item) for item in _list(doc["entries"], "entries")),
         tuple(_pack(item) for item in _list(doc["packs"], "packs")),
     )
-    if canonical(manifest) != manifest:
+    if canonical(part) != part:
         raise refuse("packs or blobs are out of order")
-    check_tree(manifest.entries)
-    check_blobs(manifest)
-    return manifest
+    check_blobs(part)
+    return part
 
 
 def _list(value: object, what: str) -> list[Any]:

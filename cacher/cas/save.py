@@ -1,20 +1,24 @@
-"""Saving a tree: its manifest, with only the contents not already stored packed anew.
+"""Saving a tree: its contents and manifest parts packed, only what is not already stored.
 
-``known`` maps the digests the store already holds (from the base key's manifest and the
-pack indexes the job may read) to their pack and place; those are referenced, not sent.
-Everything else goes through the `Packer`, once per digest. Nothing here publishes: the
-caller stores each pack as ``done`` receives it, and the manifest last, when every pack it
-names is stored.
+``known`` maps the digests the store already holds (from the base key's manifest, read with
+`cacher.cas.root.load`, and pack indexes the job may read) to their pack and place; those are
+referenced, not sent. Everything else goes through the `Packer`, once per digest: first the
+contents, then the manifest parts that changed (parts name the contents' packs, so they come
+after them, in packs of their own). Nothing here publishes: the caller stores each pack as
+``done`` receives it, and the root (`Saved.root`) last, when every pack it names is stored.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cacher.cas.manifest import canonical, encode_part
 from cacher.cas.model import BlobLocation, Chunk, Entry, Manifest, PackBlobs
 from cacher.cas.pack import Packer, PackInfo
+from cacher.cas.root import Root, cut_parts, encode_root
 from cacher.cas.scan import Skip, walk
 from cacher.cas.units import pieces
 
@@ -23,11 +27,17 @@ Known = Mapping[str, tuple[str, BlobLocation]]
 
 @dataclass(frozen=True)
 class Saved:
-    """What a save made: the manifest, the new packs, and how many blobs were reused."""
+    """What a save made: the manifest object's bytes, the whole manifest, the new packs, and
+    how many contents were reused rather than sent."""
 
+    root: bytes
     manifest: Manifest
     packs: tuple[PackInfo, ...]
     reused: int
+
+
+def _places(packs: list[PackInfo], ref_of: Callable[[str], str]) -> dict[str, tuple[str, BlobLocation]]:
+    return {blob.digest: (ref_of(info.pack_id), blob) for info in packs for blob in info.blobs}
 
 
 def save_tree(
@@ -37,8 +47,8 @@ def save_tree(
     ref_of: Callable[[str], str],
     skip: Skip | None = None,
 ) -> Saved:
-    """Walk ``root``, pack what ``known`` lacks, and return the manifest naming every blob's
-    pack by ``ref_of(pack id)`` for new packs, by its known reference otherwise."""
+    """Walk ``root`` and pack what ``known`` lacks; new packs are referenced as ``ref_of(pack
+    id)``, known blobs by their known reference."""
     entries: list[Entry] = []
     reused: set[str] = set()
     for found in walk(root, skip):
@@ -53,16 +63,22 @@ def save_tree(
                     packer.add(digest, data)
             entry = replace(entry, chunks=tuple(chunks))
         entries.append(entry)
-    packs = packer.finish()
-    places: dict[str, tuple[str, BlobLocation]] = {}
-    for info in packs:
-        ref = ref_of(info.pack_id)
-        for blob in info.blobs:
-            places[blob.digest] = (ref, blob)
+    content_packs = list(packer.finish())
+    places = _places(content_packs, ref_of)
     for digest in reused:
         places.setdefault(digest, known[digest])
     by_pack: dict[str, list[BlobLocation]] = {}
     for ref, blob in places.values():
         by_pack.setdefault(ref, []).append(blob)
-    manifest = Manifest(tuple(entries), tuple(PackBlobs(ref, tuple(blobs)) for ref, blobs in by_pack.items()))
-    return Saved(manifest, tuple(packs), len(reused))
+    manifest = canonical(Manifest(tuple(entries), tuple(PackBlobs(r, tuple(b)) for r, b in by_pack.items())))
+    part_digests = []
+    for part in cut_parts(manifest):
+        data = encode_part(part)
+        digest = hashlib.sha256(data).hexdigest()
+        part_digests.append(digest)
+        if digest not in known:
+            packer.add(digest, data)
+    packs = list(packer.finish())
+    part_places = {**known, **_places(packs[len(content_packs) :], ref_of)}
+    stored_root = Root(tuple(part_places[d] for d in part_digests), len(entries))
+    return Saved(encode_root(stored_root), manifest, tuple(packs), len(reused))
