@@ -216,7 +216,7 @@ class Store:
     def _translate(self, action: str, key: str) -> AbstractContextManager[None]:
         """The seam: a call into the filesystem inside this raises only what the backend's
         table (`error_table`) makes of its exceptions (FileNotFoundError passes)."""
-        return self.error_table.applied(Seam(action, self.url(key), self.bucket))
+        return self.error_table.applied(lambda: Seam(action, self.url(key), self.bucket))
 
 
 def bare_etag(value: str) -> str:

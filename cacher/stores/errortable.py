@@ -10,8 +10,9 @@ translate it itself (tests/test_errors_table.py holds both).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from types import TracebackType
 
 from cacher.errors import CacherError
 
@@ -71,23 +72,44 @@ class ErrorTable:
                 return exc if rule.build is None else rule.build(seam, matched)
         return exc
 
-    @contextmanager
-    def applied(self, seam: Seam, *, seen: Callable[[CacherError], None] | None = None) -> Iterator[None]:
+    def applied(
+        self, seam: Seam | Callable[[], Seam], *, seen: Callable[[CacherError], None] | None = None
+    ) -> AbstractContextManager[None]:
         """Run a call into the backend's libraries, raising what `translate` makes of its
-        ``Exception``; ``seen`` is told of every cacher error that leaves (the failure memory)."""
-        try:
-            yield
-        except Exception as exc:
-            error = self.translate(exc, seam)
-            if seen is not None and isinstance(error, CacherError):
-                seen(error)
-            if error is exc:
-                raise
-            raise error from exc
+        ``Exception``; ``seen`` is told of every cacher error that leaves (the failure memory).
+        ``seam`` may be a function that makes it: it is called only when something failed, so
+        the many reads of a download pay for no message they never show."""
+        return _Applied(self, seam, seen)
 
     def named(self) -> set[Catch]:
         """Every class the table names (for the test that each maps as documented)."""
         return {catch for rule in self.rules for catch in rule.catches}
+
+
+class _Applied:
+    """`ErrorTable.applied`: a plain context manager (a generator-based one costs a few
+    microseconds on every read of a stream)."""
+
+    __slots__ = ("seam", "seen", "table")
+
+    def __init__(
+        self, table: ErrorTable, seam: Seam | Callable[[], Seam], seen: Callable[[CacherError], None] | None
+    ) -> None:
+        self.table, self.seam, self.seen = table, seam, seen
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not isinstance(exc, Exception):
+            return  # no failure, or KeyboardInterrupt and kin: not a store's to translate
+        error = self.table.translate(exc, self.seam if isinstance(self.seam, Seam) else self.seam())
+        if self.seen is not None and isinstance(error, CacherError):
+            self.seen(error)
+        if error is not exc:
+            raise error from exc
 
 
 def is_a(exc: BaseException, catches: tuple[Catch, ...]) -> bool:

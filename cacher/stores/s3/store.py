@@ -6,7 +6,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -97,14 +97,12 @@ class S3Store(Store):
     def _seam(self, action: str, where: str) -> Seam:
         return Seam(action, where, self.bucket, self._head.region, self._proxy)
 
-    @contextmanager
-    def _translate(self, action: str, key: str) -> Iterator[None]:
+    def _translate(self, action: str, key: str) -> AbstractContextManager[None]:
         """Every S3 failure through the one table (`cacher.stores.s3.errors`); with
         ``--soft-fail`` in a CI job, a store found down is remembered, and not waited on again."""
         if self.failures is not None and (why := self.failures.recent()):
             raise wording.remembered(action, self.url(key), why, REMEMBER)
-        with self.error_table.applied(self._seam(action, self.url(key)), seen=self._remember):
-            yield
+        return self.error_table.applied(lambda: self._seam(action, self.url(key)), seen=self._remember)
 
     def _remember(self, error: CacherError) -> None:
         """A store found down is not waited on again by this CI job (``--soft-fail``)."""
