@@ -30,9 +30,12 @@ from cacher.cas.packread import read_blobs, read_index
 from cacher.cas.plan import to_fetch, to_send
 from cacher.cas.root import PART_ENTRIES, Root, Stored, encode_root, load
 from cacher.cas.save import Known, Saved, save_tree
+from cacher.codecs.none import NoneCodec
+from cacher.codecs.zstd import ZstdCodec
 from cacher.errors import ArtifactError, IntegrityError, ObjectRefused
 from cacher.kinds.dir import DirKind
 from cacher.tar.extract import extract_tree
+from cacher.tar.write import write_tree
 
 # -- a store of packs in memory: what the wiring will do through a Store ----------------------
 
@@ -367,8 +370,18 @@ def test_a_damaged_manifest_frame_is_an_integrity_error(venv: Path) -> None:
         packs.load(bytes(root))
     with pytest.raises(IntegrityError):
         packs.load(bytes(root[:-1]))
-    with pytest.raises(IntegrityError, match="states"):  # a frame that hides its size
+    with pytest.raises(ObjectRefused, match="not a cacher-tree root"):  # a frame that hides its size
         packs.load(zstandard.ZstdCompressor(write_content_size=False).compress(b"{}"))
+
+
+def test_a_tar_zst_at_the_manifest_name_is_refused_not_read(venv: Path) -> None:
+    """What an older cacher would store at ``_cas/manifests/KEY`` if asked to: its zstd codec's
+    stream is not this format's frame, so the manifest reader refuses it (a miss), unread."""
+    sink = io.BytesIO()
+    with ZstdCodec().encoder(sink) as encoder:
+        write_tree(venv, encoder)
+    with pytest.raises(ObjectRefused, match="not a cacher-tree root"):
+        Packs().load(sink.getvalue())
 
 
 # -- damaged packs -----------------------------------------------------------------------------
@@ -446,10 +459,21 @@ def test_an_older_reader_that_meets_a_manifest_refuses_it_not_calls_it_corrupt(v
     """Through a restore-key listing, 0.2.0's dir kind sees the manifest's recorded kind and
     refuses it; with the metadata lost it reads a valid zstd frame that is no tar stream."""
     assert not DirKind("dir").restores(names.MANIFEST_KIND)
-    root = Packs().save(venv).root
-    (tmp_path / "out").mkdir()
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(root))
-    with pytest.raises(ObjectRefused) as caught:
-        extract_tree(reader, tmp_path / "out")
-    assert not isinstance(caught.value, IntegrityError)
-    assert list((tmp_path / "out").iterdir()) == []
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    (tiny / "f").write_bytes(b"x")
+    for tree in (venv, tiny):
+        # Padded: longer than a tar header either way, so never "truncated inside a header".
+        root = Packs().save(tree).root
+        assert len(root) > 512 and len(frames.decompress(root, 1 << 20, "root")) > 512
+        refused_by_old_readers(root, tmp_path / tree.name)
+
+
+def refused_by_old_readers(root: bytes, where: Path) -> None:
+    for codec in (ZstdCodec(), NoneCodec()):  # the codec named by a `.tar.zst` key, or none
+        out = where / codec.name
+        out.mkdir(parents=True)
+        with pytest.raises(ObjectRefused) as caught:
+            extract_tree(codec.decoder(io.BytesIO(root)), out)
+        assert not isinstance(caught.value, IntegrityError)
+        assert list(out.iterdir()) == []

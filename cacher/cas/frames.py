@@ -21,6 +21,17 @@ def compress(data: bytes) -> bytes:
     return cctx.compress(data)
 
 
+def is_own_frame(data: bytes) -> bool:
+    """Whether ``data`` starts with a zstd frame header as `compress` writes one (its size
+    stated, a checksum): a stream written otherwise was not written by this format."""
+    try:
+        params = zstandard.get_frame_parameters(data)
+    except zstandard.ZstdError:
+        return False
+    unknown = (zstandard.CONTENTSIZE_UNKNOWN, zstandard.CONTENTSIZE_ERROR)
+    return params.content_size not in unknown and bool(params.has_checksum)
+
+
 def decompress(frame: bytes, limit: int, what: str, *, exact: int | None = None) -> bytes:
     """The bytes of the single frame ``frame``, at most ``limit`` of them (``exact``: just
     that many); `IntegrityError` naming ``what`` when the frame is not one this format wrote."""

@@ -6,7 +6,7 @@ on the paths alone, so a lockfile bump changes only the parts around what it cha
 every other part is the same blob as in the previous save, already stored. Parts are blobs in
 packs like file contents; the root, stored at the key's manifest name, is one zstd frame of::
 
-    {"digest": "sha256", "entries": N, "format": "cacher-tree",
+    {"digest": "sha256", "entries": N, "format": "cacher-tree", "pad": "<1024 hex>",
      "parts": [[ref, digest, frame offset, frame length, offset, size], ...], "version": 1}
 
 Reading (`load`) checks the root, fetches every part and checks it against its digest, then
@@ -34,6 +34,11 @@ VERSION = 1
 PART_ENTRIES = 1024
 #: The largest root read: about 100,000 parts, 100 million entries.
 MAX_ROOT = 32 << 20
+#: Hex digits of padding (SHAKE-256 of the rest of the document: deterministic, incompressible),
+#: so that the object, compressed or not, is longer than a tar header: an older cacher that
+#: reads it as a tar stream meets a bad header (refused), never a truncated archive (corrupt).
+PAD = 1024
+_HEX = frozenset("0123456789abcdef")
 
 #: ``read(ref, start, end)``: bytes ``start`` to ``end`` of the pack ``ref``.
 ReadPack = Callable[[str, int, int], bytes]
@@ -87,27 +92,37 @@ def cut_parts(manifest: Manifest) -> list[Manifest]:
 
 def encode_root(root: Root) -> bytes:
     """The manifest object's bytes: canonical JSON in one zstd frame."""
-    doc = {
+    doc: dict[str, object] = {
         "format": FORMAT,
         "version": VERSION,
         "digest": "sha256",
         "entries": root.entries,
         "parts": [[ref, *blob_document(loc)] for ref, loc in root.parts],
     }
-    return frames.compress(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    doc["pad"] = hashlib.shake_256(_canonical(doc)).hexdigest(PAD // 2)
+    return frames.compress(_canonical(doc))
+
+
+def _canonical(doc: dict[str, object]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def decode_root(data: bytes) -> Root:
-    """The root in ``data``: a damaged frame is an `IntegrityError`, a document that is not a
-    cacher-tree root (or names a pack outside the format) `ObjectRefused`."""
+    """The root in ``data``: a damaged frame is an `IntegrityError`; anything this format
+    never writes (another zstd stream, such as a tar.zst an older cacher put at this name, a
+    document that is not a cacher-tree root, a pack outside the format) is `ObjectRefused`."""
+    if not frames.is_own_frame(data):
+        raise refuse("not a cacher-tree root (one zstd frame stating its size, with a checksum)")
     try:
         doc = json.loads(frames.decompress(data, MAX_ROOT, "the stored manifest").decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise refuse(f"not a JSON document ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise refuse("not a cacher-tree document")
-    if set(doc) != {"format", "version", "digest", "entries", "parts"}:
+    if set(doc) != {"format", "version", "digest", "entries", "parts", "pad"}:
         raise refuse(f"unexpected fields {sorted(set(doc))}")
+    if not isinstance(doc["pad"], str) or len(doc["pad"]) != PAD or not set(doc["pad"]) <= _HEX:
+        raise refuse("the padding is not 1024 hex digits")
     if doc["version"] != VERSION or doc["digest"] != "sha256":
         raise refuse(f"version {doc['version']!r} with digest {doc['digest']!r} is not one this cacher reads")
     if type(doc["entries"]) is not int or doc["entries"] < 0 or not isinstance(doc["parts"], list):
