@@ -91,45 +91,61 @@ class TieredStore(Store):
 
     @contextmanager
     def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
+        """The tier's copy when it is the store's object (offline: any copy not found damaged),
+        else the store's object, copied into the tier as it is read."""
         if info is None:
             info = self.head(key)
             if info is None:
                 raise StorageError(f"cannot read {self.url(key)}: it does not exist")
         local_only = self.offline_reason is not None
         with self.tier.held(self._id(key)) as found:
-            if found is not None and self._id(key) in self._damaged_ids:
-                found = None
-            if found is not None and (local_only or found[0].matches(info)):
+            if found is not None and self._id(key) not in self._damaged_ids:
                 entry, fd = found
-                copy_id = self._id(key)
-
-                def drop() -> None:
-                    # Passed over for the rest of this command; removed unless read-only.
-                    self._damaged_ids.add(copy_id)
-                    if self.keeps_copies:
-                        self.tier.drop(entry, fd)
-
-                reader = _CopyReader(drop, entry, fd, fallback=not local_only)
-                try:
-                    yield reader  # type: ignore[misc]
-                    reader.drain()
-                except (IntegrityError, ObjectRefused) as exc:
-                    # The copy's bytes failed a check above (a codec's, the archive's): only
-                    # verified bytes are ever published, so the copy is damaged. Drop it and let
-                    # the engine read the store's object instead (offline: fail as a store would).
-                    drop()
-                    if local_only:
-                        raise
-                    raise ObjectChanged(
-                        f"the local copy of {key} failed verification ({exc.message}); dropped"
-                    ) from None
-                if self.keeps_copies:  # read-only jobs never write the tier, its times included
-                    self.tier.touch(entry)
-                self._read_locally.add(key)
-                return
+                if local_only or entry.matches(info):
+                    with self._from_copy(key, entry, fd, local_only) as reader:
+                        yield reader
+                    return
         if local_only:
             raise ObjectChanged(f"the local copy of {key} went away while it was read")
         self._read_locally.discard(key)
+        with self._from_store(key, info) as reading:
+            yield reading
+
+    @contextmanager
+    def _from_copy(self, key: str, entry: Entry, fd: int, local_only: bool) -> Iterator[BinaryIO]:
+        """Read the tier's copy of ``key`` (held by the caller); a copy whose bytes fail a
+        check is dropped and, unless ``local_only``, the read fails as `ObjectChanged` so the
+        engine reads the store's object instead."""
+        copy_id = self._id(key)
+
+        def drop() -> None:
+            # Passed over for the rest of this command; removed unless read-only.
+            self._damaged_ids.add(copy_id)
+            if self.keeps_copies:
+                self.tier.drop(entry, fd)
+
+        reader = _CopyReader(drop, entry, fd, fallback=not local_only)
+        try:
+            yield reader  # type: ignore[misc]
+            reader.drain()
+        except (IntegrityError, ObjectRefused) as exc:
+            # The copy's bytes failed a check above (a codec's, the archive's): only
+            # verified bytes are ever published, so the copy is damaged. Drop it and let
+            # the engine read the store's object instead (offline: fail as a store would).
+            drop()
+            if local_only:
+                raise
+            raise ObjectChanged(
+                f"the local copy of {key} failed verification ({exc.message}); dropped"
+            ) from None
+        if self.keeps_copies:  # read-only jobs never write the tier, its times included
+            self.tier.touch(entry)
+        self._read_locally.add(key)
+
+    @contextmanager
+    def _from_store(self, key: str, info: ObjectInfo) -> Iterator[BinaryIO]:
+        """Read the store's object, filling a copy that is published when the whole object
+        was read (discarded otherwise, and never made for a read-only job)."""
         with self.inner.open_read(key, info) as stored:
             filler = self._filler() if self.keeps_copies else None
             reading = _FillingReader(stored, filler)
