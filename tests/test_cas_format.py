@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -477,3 +478,43 @@ def refused_by_old_readers(root: bytes, where: Path) -> None:
             extract_tree(codec.decoder(io.BytesIO(root)), out)
         assert not isinstance(caught.value, IntegrityError)
         assert list(out.iterdir()) == []
+
+
+def test_a_name_that_is_not_utf8_is_refused_at_save(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    root.mkdir()
+    fd = os.open(os.fsencode(root) + b"/caf\xe9", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)
+    packs = Packs()
+    with pytest.raises(ArtifactError, match="not UTF-8"):
+        packs.save(root)
+    assert packs.objects == {}
+
+
+_NAMES = st.text(alphabet="abé_.-", min_size=1, max_size=5).filter(lambda n: n not in (".", ".."))
+_TREES = st.recursive(
+    st.binary(max_size=3000), lambda children: st.dictionaries(_NAMES, children, max_size=4), max_leaves=12
+)
+
+
+def _make(root: Path, tree: dict[str, object]) -> None:
+    for name, value in tree.items():
+        if isinstance(value, bytes):
+            (root / name).write_bytes(value)
+        else:
+            (root / name).mkdir()
+            _make(root / name, value)  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.dictionaries(_NAMES, _TREES, max_size=5))
+def test_any_tree_round_trips_and_saves_to_the_same_bytes(tree: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp, "tree")
+        root.mkdir()
+        _make(root, tree)
+        packs = Packs()
+        saved = packs.save(root)
+        assert Packs().save(root).root == saved.root
+        restore(packs, saved.root, Path(tmp, "out"))
+        assert snapshot(Path(tmp, "out")) == snapshot(root)

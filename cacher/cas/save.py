@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cacher.cas.manifest import canonical, encode_part
-from cacher.cas.model import BlobLocation, Chunk, Entry, Manifest, PackBlobs
+from cacher.cas.model import MAX_BLOB, BlobLocation, Chunk, Entry, Manifest, PackBlobs
 from cacher.cas.pack import Packer, PackInfo
 from cacher.cas.root import Root, cut_parts, encode_root
 from cacher.cas.scan import Skip, walk
 from cacher.cas.units import pieces
+from cacher.errors import ArtifactError
 
 Known = Mapping[str, tuple[str, BlobLocation]]
 
@@ -74,6 +75,11 @@ def save_tree(
     part_digests = []
     for part in cut_parts(manifest):
         data = encode_part(part)
+        if len(data) > MAX_BLOB:
+            raise ArtifactError(
+                f"cannot store {root} in this format: the entries from {part.entries[0].path!r} "
+                f"describe {len(data)} bytes, more than a part holds ({MAX_BLOB})"
+            )
         digest = hashlib.sha256(data).hexdigest()
         part_digests.append(digest)
         if digest not in known:
