@@ -11,6 +11,24 @@ chunkers (pyfastcdc, fastcdc) side by side, and the plain tar.zst of each tree a
 
     python benchmarks/incremental_units.py OLD NEW [OLD NEW ...] [--json out.json]
 
+The last rows ("cacher.cas") save OLD, then NEW against OLD's manifest, with the format as
+cacher.cas writes it (packs, trailers, manifest parts and root counted). docs/format.md has
+the numbers of one run, on trees made this way:
+
+    python -m venv v1 && v1/bin/pip install numpy==2.1.3 pandas==2.2.3 matplotlib==3.9.2 \
+        django==5.1.3 boto3==1.35.60 requests==2.31.0 urllib3==2.2.2 idna==3.7 certifi==2024.7.4 \
+        charset-normalizer==3.3.2 sqlalchemy==2.0.36 pydantic==2.9.2 pyparsing==3.1.4 \
+        packaging==24.1 six==1.16.0 python-dateutil==2.9.0
+    cp -a v1 v2 && v2/bin/pip install requests==2.32.3 urllib3==2.2.3 idna==3.10 \
+        certifi==2024.8.30 charset-normalizer==3.4.0 pyparsing==3.2.0 packaging==24.2 six==1.17.0
+    (npm install --ignore-scripts in n1 of react@18.2.0 react-dom@18.2.0 lodash@4.17.20
+     typescript@5.4.5 eslint@8.57.0 webpack@5.91.0 @babel/core@7.24.0 axios@1.6.8
+     express@4.19.2 moment@2.29.4 chalk@4.1.2 commander@11.1.0 uuid@9.0.1 semver@7.6.0;
+     cp -a n1 n2; in n2: npm install lodash@4.17.21 axios@1.7.2 uuid@9.0.0 commander@12.0.0
+     semver@7.6.2 chalk@4.1.1)
+    python benchmarks/incremental_units.py v1/lib/python3.11/site-packages \
+        v2/lib/python3.11/site-packages n1/node_modules n2/node_modules
+
 blake3, pyfastcdc and fastcdc are optional: a choice whose library is missing is skipped with a
 note. Every blob is compressed alone (one zstd frame, level 3), as the packs store it.
 """

@@ -21,7 +21,10 @@ from cacher.errors import IntegrityError, ObjectRefused
 
 #: Bytes fetched from a pack's end at first: the footer, and most trailers with it.
 TAIL = 64 << 10
-MAX_TRAILER = 64 << 20
+#: The largest trailer read, and what it may decompress to (a 16 MiB pack of tiny blobs
+#: indexes about 2 MB).
+MAX_TRAILER = 16 << 20
+MAX_INDEX = 64 << 20
 #: The most a frame decompresses to: a group closes under 2 MiB, a lone blob is MAX_BLOB.
 MAX_FRAME = MAX_BLOB
 
@@ -49,7 +52,7 @@ def parse_trailer(frame: bytes, trailer_start: int) -> tuple[BlobLocation, ...]:
     """The index in a trailer frame, checked against the layout: frames follow each other from
     the pack's first byte to the trailer, and the blobs of a frame fill it from its start."""
     try:
-        doc = json.loads(frames.decompress(frame, MAX_TRAILER * 8, "the pack's trailer"))
+        doc = json.loads(frames.decompress(frame, MAX_INDEX, "the pack's trailer"))
     except ValueError:
         raise ObjectRefused("the pack's trailer is not JSON") from None
     if not isinstance(doc, dict) or set(doc) != {"format", "version", "digest", "blobs"}:
