@@ -6,6 +6,7 @@ corrupt."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,11 +108,53 @@ def snapshot(root: Path) -> dict[str, tuple[str, int, int, bytes | str]]:
     return out
 
 
+def wheel(where: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """A pure-Python wheel, built by hand (no network, no build backend): ``files`` under
+    the package ``name``, with the dist-info pip needs."""
+    info = f"{name}-{version}.dist-info"
+    members = {f"{name}/{path}": data for path, data in files.items()}
+    members[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    members[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, data in members.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    members[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    out = where / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(out, "w") as zf:
+        for path, data in members.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    return out
+
+
+def pip_install(venv_root: Path, *wheels: Path) -> None:
+    run = subprocess.run(
+        [str(venv_root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels)],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+
+
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real venv: python -m venv, with pip installed into it by ensurepip (pip itself)."""
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two packages, and a new version of one of them: a lockfile bump, made by pip."""
+    where = tmp_path_factory.mktemp("wheels")
+    steady = {f"mod{i}.py": f"VALUE = {i}\n".encode() * 40 for i in range(30)}
+    return {
+        "steady": wheel(where, "steady", "1.0", {"__init__.py": b"", **steady}),
+        "bumped-1": wheel(where, "bumped", "1.0", {"__init__.py": b"VERSION = '1.0'\n" * 50}),
+        "bumped-2": wheel(
+            where, "bumped", "2.0", {"__init__.py": b"VERSION = '2.0'\n" * 50, "data.bin": os.urandom(GROUP + 12345)}
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> Path:
+    """A real venv: python -m venv (pip in it from ensurepip), then two packages installed by pip."""
     root = tmp_path_factory.mktemp("venv") / "v1"
     subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True, timeout=240)
+    pip_install(root, wheels["steady"], wheels["bumped-1"])
     return root
 
 
@@ -146,23 +190,23 @@ def test_gnu_tar_reads_the_exported_tree(venv: Path, tmp_path: Path) -> None:
     assert snapshot(tmp_path / "gnu") == snapshot(venv)
 
 
-def test_a_changed_tree_sends_only_its_changes(venv: Path, tmp_path: Path) -> None:
+def test_a_lockfile_bump_sends_only_its_changes(venv: Path, wheels: dict[str, Path], tmp_path: Path) -> None:
     packs = Packs()
     first = packs.save(venv)
     v1 = packs.load(first.root)
     v2 = tmp_path / "v2"
     shutil.copytree(venv, v2, symlinks=True)
+    pip_install(v2, wheels["bumped-2"])  # pip removes bumped 1.0 and installs 2.0
     site = next(v2.glob("lib/python*/site-packages"))
-    (site / "bumped").mkdir()
-    (site / "bumped" / "__init__.py").write_text("VERSION = '2.0'\n" * 50)
-    (site / "bumped" / "data.bin").write_bytes(os.urandom(GROUP + 12345))  # a frame of its own
-    shutil.rmtree(next(site.glob("pip-*.dist-info")))
+    assert (site / "bumped" / "data.bin").stat().st_size == GROUP + 12345  # a frame of its own
+    assert not (site / "bumped-1.0.dist-info").exists()
     before = len(packs.objects)
     second = packs.save(v2, v1.known())
     sent = sum(len(packs.objects[r]) for r in list(packs.objects)[before:]) + len(second.root)
     assert second.reused > 0
-    # The random file (incompressible), the small file, the changed parts, trailers and the root.
+    # The random file (incompressible), bumped's other files, the changed parts, trailers, the root.
     assert GROUP + 12345 < sent < GROUP + 12345 + (64 << 10)
+    assert len(v1.root.parts) > 4 and len(second.packs[-1].blobs) < len(v1.root.parts) / 2  # parts resent
     content = {b.digest for p in second.packs[:-1] for b in p.blobs}
     assert set(to_send(second.manifest.digests(), v1.known())) == content
     restore(packs, second.root, tmp_path / "out")
