@@ -6,5 +6,7 @@ by its modules only when a store is opened.
 - `ranges`: the parallel ranged reader, pinned to the object's ETag;
 - `multipart`: streamed multipart uploads with several parts in flight;
 - `client`: the s3fs/aiobotocore set-up;
-- `credentials`: where the key id and secret come from (never printed).
+- `credentials`: where the key id and secret come from (never printed);
+- `errors`: the S3 exception table and the table of HTTP statuses (their words:
+  `cacher.stores.wording`).
 """
