@@ -562,3 +562,17 @@ def test_any_tree_round_trips_and_saves_to_the_same_bytes(tree: dict[str, object
         assert Packs().save(root).root == saved.root
         restore(packs, saved.root, Path(tmp, "out"))
         assert snapshot(Path(tmp, "out")) == snapshot(root)
+
+
+def test_the_format_library_stands_alone() -> None:
+    """cacher.cas works on bytes and streams: it imports neither the engine nor the CLI (nor
+    a store), and each module keeps to one job (under 400 lines)."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "cacher" / "cas"
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not [m for m in imported if m.startswith(("cacher.engine", "cacher.cli", "cacher.stores"))], module
+        assert len(module.read_text().splitlines()) < 400, module
