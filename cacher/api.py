@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 
 from cacher import config, engine
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, CacherError, UsageError
+from cacher.errors import CacheMiss, UsageError
 from cacher.job import Job
 from cacher.keying.hashing import hash_inputs
 from cacher.keying.keyfunc import KeyContext
@@ -46,7 +46,6 @@ TransferOutcome = Literal[
     "uploaded", "skipped", "read-only", "failed", "local",
     "hit", "partial", "fetched", "fetched-not-stored", "miss",
 ]
-EnsureOutcome = Literal["hit", "local", "built", "build-failed", "failed", "read-only"]
 Match = Literal["exact", "partial", "miss"]
 
 #: The fields of each ``--json`` transfer document (docs/json.md), by outcome.
@@ -158,7 +157,7 @@ class Ensured:
 
     key: str
     kind: str
-    outcome: EnsureOutcome
+    outcome: engine.EnsureOutcome
     failed: Literal["build", "cacher"] | None
     match: Match
     matched_key: str | None
@@ -166,6 +165,20 @@ class Ensured:
     build_status: int | None
     upload: Transfer | None
     notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, ensured: engine.Ensured) -> Ensured:
+        """The engine's ensure as the document shows it."""
+        restored, uploaded = ensured.restored, ensured.uploaded
+        failed = ensured.outcome == "failed"
+        return cls(
+            ensured.key, ensured.kind, ensured.outcome, ensured.failed, ensured.match,
+            restored.matched_key if restored is not None else None,
+            Transfer.of("download", restored) if restored is not None else None,
+            ensured.build_status,
+            Transfer.of("upload", uploaded) if uploaded is not None and not failed else None,
+            (ensured.reason or "",) if failed else (),
+        )
 
     def document(self) -> dict[str, Any]:
         """The ``--json`` document of ``ensure``, without ``schema``."""
@@ -306,16 +319,21 @@ def _store(job: Job, request: engine.UploadRequest) -> Transfer:
     return Transfer.of("upload", engine.upload(job.store, replace(request, soft_failure=job.soft_failure)))
 
 
-def _restore(job: Job, request: engine.DownloadRequest) -> Transfer:
-    """Run a download with what the job adds to every request (fallback scopes, the arch
-    suffix's rule for restore keys, recorded codecs, soft failure); a miss is a result."""
-    request = replace(
+def _for_job(job: Job, request: engine.DownloadRequest) -> engine.DownloadRequest:
+    """The download with what the job adds to every request, as the CLI adds it: fallback
+    scopes, the arch suffix's rule for restore keys, recorded codecs, soft failure."""
+    return replace(
         request,
         fallback_stores=job.fallback_stores,
         fits=fits_this_machine if job.settings.arch_suffix else None,
         codecs=job.registry.codec,  # decoding: the level does not apply
         soft_failure=job.soft_failure,
     )
+
+
+def _restore(job: Job, request: engine.DownloadRequest) -> Transfer:
+    """Run a download for the job; a miss is a result."""
+    request = _for_job(job, request)
     try:
         return Transfer.of("download", engine.download(job.store, request))
     except CacheMiss as miss:
@@ -351,28 +369,10 @@ def ensure(
     job = _job(settings)
     check_owner(key, kind)
     the_kind, stored, chosen = _setup(job, kind, key, codec)
-    target, opts = os.fspath(path), _options(the_kind, "download", options)
-    restore = engine.DownloadRequest(
-        the_kind, chosen, stored, target, opts, tuple(restore_keys), refused_is_miss=True
-    )
-    restored = _restore(job, restore)
-    found = restored if restored.outcome != "miss" else None
-    match = restored.match or "miss"
-    done = Ensured(stored, kind, "hit", None, match, restored.matched_key, found, None, None)
-    if restored.hit:
-        return replace(done, outcome="local" if restored.outcome == "local" else "hit")
-    status = _build(build)
-    if status != 0:
-        return replace(done, outcome="build-failed", failed="build", build_status=status)
-    try:
-        uploaded = _store(job, engine.UploadRequest(the_kind, chosen, stored, [target], opts, force=True))
-    except CacherError as exc:
-        exc.message += " (the build succeeded; its result was not stored)"
-        raise
-    if uploaded.outcome == "failed":
-        return replace(done, outcome="failed", failed="cacher", build_status=0, notes=uploaded.notes)
-    outcome: EnsureOutcome = "read-only" if uploaded.outcome == "read-only" else "built"
-    return replace(done, outcome=outcome, build_status=0, upload=uploaded)
+    opts = _options(the_kind, "download", options)
+    request = engine.DownloadRequest(the_kind, chosen, stored, os.fspath(path), opts, tuple(restore_keys))
+    steps = engine.EnsureSteps(lambda: _build(build))
+    return Ensured.of(engine.ensure(job.store, _for_job(job, request), steps))
 
 
 def _build(build: Sequence[str] | Callable[[], object]) -> int:
