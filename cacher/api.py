@@ -28,7 +28,7 @@ from cacher.job import Job
 from cacher.keying.hashing import hash_inputs
 from cacher.keying.keyfunc import KeyContext
 from cacher.keying.keyrules import validate_key
-from cacher.keying.keytemplate import fits_this_machine, render
+from cacher.keying.keytemplate import render
 from cacher.keying.scopes import check_owner
 from cacher.kind import Kind
 from cacher.registry import Registry
@@ -319,21 +319,9 @@ def _store(job: Job, request: engine.UploadRequest) -> Transfer:
     return Transfer.of("upload", engine.upload(job.store, replace(request, soft_failure=job.soft_failure)))
 
 
-def _for_job(job: Job, request: engine.DownloadRequest) -> engine.DownloadRequest:
-    """The download with what the job adds to every request, as the CLI adds it: fallback
-    scopes, the arch suffix's rule for restore keys, recorded codecs, soft failure."""
-    return replace(
-        request,
-        fallback_stores=job.fallback_stores,
-        fits=fits_this_machine if job.settings.arch_suffix else None,
-        codecs=job.registry.codec,  # decoding: the level does not apply
-        soft_failure=job.soft_failure,
-    )
-
-
 def _restore(job: Job, request: engine.DownloadRequest) -> Transfer:
     """Run a download for the job; a miss is a result."""
-    request = _for_job(job, request)
+    request = job.for_download(request)
     try:
         return Transfer.of("download", engine.download(job.store, request))
     except CacheMiss as miss:
@@ -372,7 +360,7 @@ def ensure(
     opts = _options(the_kind, "download", options)
     request = engine.DownloadRequest(the_kind, chosen, stored, os.fspath(path), opts, tuple(restore_keys))
     steps = engine.EnsureSteps(lambda: _build(build))
-    return Ensured.of(engine.ensure(job.store, _for_job(job, request), steps))
+    return Ensured.of(engine.ensure(job.store, job.for_download(request), steps))
 
 
 def _build(build: Sequence[str] | Callable[[], object]) -> int:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
 from cacher import config
 from cacher.codec import Codec
+from cacher.engine.requests import DownloadRequest
 from cacher.errors import ConfigError, UsageError
 from cacher.keying.keyrules import validate_key
-from cacher.keying.keytemplate import arch_suffixed
+from cacher.keying.keytemplate import arch_suffixed, fits_this_machine
 from cacher.keying.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
 from cacher.kind import Kind
 from cacher.registry import Registry
@@ -100,6 +102,17 @@ class Job:
             prefix = scope_prefix(prefix, segment(self.settings.scope))
         check_key_length(config.resolved_backend(self.settings), prefix, stored)
         return stored
+
+    def for_download(self, request: DownloadRequest) -> DownloadRequest:
+        """The download with what the job adds to every one: the fallback scopes, the arch
+        suffix's rule for restore keys, recorded codecs, the soft-failure policy."""
+        return replace(
+            request,
+            fallback_stores=self.fallback_stores,
+            fits=fits_this_machine if self.settings.arch_suffix else None,
+            codecs=self.registry.codec,  # decoding: the level does not apply
+            soft_failure=self.soft_failure,
+        )
 
     def codec(self, kind: Kind, stored_key: str, override: str | None) -> Codec:
         """The codec `choose_codec` picks at the configured level; a level the codec refuses

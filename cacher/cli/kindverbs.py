@@ -17,7 +17,6 @@ from cacher.cli.report import github_output, result_document
 from cacher.cli.session import Session
 from cacher.codec import Codec
 from cacher.errors import CacheMiss, CacherError, UsageError, exit_code
-from cacher.keying.keytemplate import fits_this_machine
 from cacher.keying.scopes import check_owner
 from cacher.kind import Kind
 from cacher.registry import Registry
@@ -76,17 +75,7 @@ class KindVerbs:
         the fallback scopes, the arch suffix's rule for restore keys, soft failure.
         ``policy``: ``options`` and ``restore_keys``."""
         kind, stored_key, chosen = setup
-        return engine.DownloadRequest(
-            kind,
-            chosen,
-            stored_key,
-            target,
-            fallback_stores=session.fallback_stores,
-            fits=fits_this_machine if session.settings.arch_suffix else None,
-            codecs=self.registry.codec,  # decoding: the level does not apply
-            soft_failure=session.soft_failure,
-            **policy,
-        )
+        return session.for_download(engine.DownloadRequest(kind, chosen, stored_key, target, **policy))
 
     def upload(
         self,
