@@ -20,7 +20,7 @@ import pytest
 
 from cacher import api
 from cacher.errors import CacherError, ConfigError, StorageError, UsageError
-from tests.conftest import Run, tree_files
+from tests.conftest import Run, s3_store_env, tree_files
 
 Cli = Callable[..., Run]
 
@@ -38,12 +38,15 @@ def isolated(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return tmp_path
 
 
-@pytest.fixture
-def store(store_env: dict[str, str], isolated: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request: pytest.FixtureRequest, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The file store, then SeaweedFS, for the API (this process) and the CLI (``extra_env``)."""
-    for name, value in store_env.items():
+    variables: dict[str, str] = {}
+    if request.param == "s3":
+        variables = s3_store_env(request.getfixturevalue("seaweed_s3"), request.getfixturevalue("s3_bucket"))
+    for name, value in variables.items():
         monkeypatch.setenv(name, value)
-    return store_env
+    return variables
 
 
 def make_tree(root: Path, text: str = "one") -> Path:
@@ -228,6 +231,7 @@ def test_errors_raise_and_nothing_is_printed(
     assert capfd.readouterr() == ("", "")
 
 
+@pytest.mark.s3
 def test_a_missing_bucket_is_a_storage_error_unless_soft(seaweed_s3: Any, isolated: Path) -> None:
     s3 = {"endpoint": seaweed_s3.endpoint, "bucket": "no-such-bucket-api"}
     os.environ.update(CACHER_S3_KEY_ID=seaweed_s3.key_id, CACHER_S3_SECRET=seaweed_s3.secret)
