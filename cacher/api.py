@@ -203,10 +203,8 @@ def _checked(name: str, value: Any) -> Any:
         return None
     if spec.type is str and isinstance(value, os.PathLike):
         value = os.fspath(value)
-    numeric = spec.type in (int, float) and not isinstance(value, bool)
-    if not (isinstance(value, spec.type) and (spec.type is bool or not isinstance(value, bool))) and not (
-        numeric and spec.type is float and isinstance(value, int)
-    ):
+    wanted = (int, float) if spec.type is float else spec.type  # 30 is a fine timeout
+    if isinstance(value, bool) != (spec.type is bool) or not isinstance(value, wanted):
         raise UsageError(f"setting {name} must be {spec.type.__name__}, not {type(value).__name__}")
     return value
 
@@ -354,26 +352,39 @@ def ensure(
     ``path`` under ``key``, as ``cacher KIND ensure`` does. ``build`` is a command (its exit
     status is ``build_status``; non-zero is outcome ``build-failed``, nothing stored) or a
     callable (an exception it raises propagates, nothing stored)."""
+    run = _builder(build)  # before any I/O, as the CLI checks its command
     job = _job(settings)
     check_owner(key, kind)
     the_kind, stored, chosen = _setup(job, kind, key, codec)
     opts = _options(the_kind, "download", options)
     request = engine.DownloadRequest(the_kind, chosen, stored, os.fspath(path), opts, tuple(restore_keys))
-    steps = engine.EnsureSteps(lambda: _build(build))
-    return Ensured.of(engine.ensure(job.store, job.for_download(request), steps))
+    return Ensured.of(engine.ensure(job.store, job.for_download(request), engine.EnsureSteps(run)))
 
 
-def _build(build: Sequence[str] | Callable[[], object]) -> int:
-    """Run the build: a callable's exception propagates; a command's status as a shell gives
-    it (its own code, 128+N when killed by signal N, 127 when missing, 126 when not runnable)."""
+def _builder(build: Sequence[str] | Callable[[], object]) -> Callable[[], int]:
+    """The build as ``ensure`` runs it, returning its status: a callable's exception
+    propagates; a command's status is as a shell gives it (its own code, 128+N when killed by
+    signal N, 127 when missing, 126 when not runnable)."""
     if callable(build):
-        build()
-        return 0
+        function = build
+
+        def called() -> int:
+            function()
+            return 0
+
+        return called
+    if isinstance(build, str) or not build or not str(build[0]).strip():
+        raise UsageError(
+            f"ensure needs a build callable or command as a list of words, not {build!r}",
+            hint="shlex.split('make deps') gives the list",
+        )
     command = list(build)
-    if not command or not command[0].strip():
-        raise UsageError("ensure needs a build command or callable")
-    try:
-        status = subprocess.call(command)
-    except OSError as exc:
-        return 127 if isinstance(exc, FileNotFoundError) else 126
-    return 128 - status if status < 0 else status
+
+    def run() -> int:
+        try:
+            status = subprocess.call(command)
+        except OSError as exc:
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+        return 128 - status if status < 0 else status
+
+    return run

@@ -294,6 +294,10 @@ def test_ensure_failed_builds(isolated: Path, cacher: Cli) -> None:
     run = cacher("dir", "ensure", "b.tar.zst", "out", "--json", "--", "sh", "-c", "exit 5")
     assert run.code == 5 and cli_json(run) == without_seconds(failed.document()), run
     assert api.ensure("b.tar.zst", "out", ["no-such-command-xyz"]).build_status == 127
+    assert api.ensure("b.tar.zst", "out", ["sh", "-c", "kill -TERM $$"]).build_status == 143
+    with pytest.raises(UsageError, match="list of words"):
+        api.ensure("b.tar.zst", "out", "make deps")  # a str is a Sequence[str]: refused
+    assert not Path("out").exists()
 
     def broken() -> None:
         make_tree(Path("out"))
