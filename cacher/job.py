@@ -13,19 +13,21 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cacher import config
-from cacher.codec import Codec
-from cacher.engine.requests import DownloadRequest
 from cacher.errors import ConfigError, UsageError
 from cacher.keying.keyrules import validate_key
 from cacher.keying.keytemplate import arch_suffixed, fits_this_machine
 from cacher.keying.scopes import check_unscoped_key, fallbacks, scope_prefix, segment
-from cacher.kind import Kind
-from cacher.registry import Registry
-from cacher.stores.base import Store
 from cacher.stores.softfail import SoftFailure
+
+if TYPE_CHECKING:  # annotations only: a command imports what it uses (`cacher exists` no transfer code)
+    from cacher.codec import Codec
+    from cacher.engine.requests import DownloadRequest
+    from cacher.kind import Kind
+    from cacher.registry import Registry
+    from cacher.stores.base import Store
 
 __all__ = ["FILE_SEGMENT_BYTES", "S3_NAME_BYTES", "Job", "check_key_length", "choose_codec"]
 
