@@ -13,14 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 from cacher import engine
-from cacher.cli.report import github_output, result_document
+from cacher.cli.report import github_output
 from cacher.cli.session import Session
 from cacher.codec import Codec
-from cacher.errors import CacheMiss, CacherError, UsageError, exit_code
+from cacher.errors import CacheMiss, UsageError, exit_code
 from cacher.keying.scopes import check_owner
 from cacher.kind import Kind
 from cacher.registry import Registry
-from cacher.stores.base import Store
 
 
 class KindVerbs:
@@ -147,7 +146,9 @@ class KindVerbs:
         setup = self._setup(session, key, codec)
         restore_keys = restore_key or []
         request = self._download_request(session, setup, target, options=options, restore_keys=restore_keys)
-        ensured = engine.ensure(session.store, request, _ReportedEnsure(self, session, command))
+        from cacher.cli.ensuring import ReportedEnsure, ensure_document  # not on exists' path
+
+        ensured = engine.ensure(session.store, request, ReportedEnsure(self, session, command))
         session.report.emit(ensure_document(ensured))
         return exit_code(ensured.outcome, build_status=ensured.build_status)
 
@@ -190,54 +191,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-class _ReportedEnsure(engine.EnsureSteps):
-    """``ensure``'s steps as the CLI runs them: each transfer with its progress line and
-    result line as it ends, the build command through `KindVerbs._build`."""
-
-    def __init__(self, verbs: KindVerbs, session: Session, command: tuple[str, ...]) -> None:
-        super().__init__(lambda: KindVerbs._build(session, command))
-        self.verbs, self.session = verbs, session
-        self.restored: engine.Result | None = None
-
-    def download(self, store: Store, request: engine.DownloadRequest) -> engine.Result | None:
-        self.restored = self.verbs._download(self.session, request, None)
-        return self.restored
-
-    def upload(self, store: Store, request: engine.UploadRequest) -> engine.Result:
-        try:
-            return self.verbs._upload(self.session, request, None)
-        except CacherError as exc:  # after a successful build: the error document says what ran
-            exc.details.update({**_restore_fields(request.key, request.kind.name, self.restored)})
-            exc.details.update(build_status=0, upload=None)
-            raise
-
-
-def _restore_fields(key: str, kind: str, restored: engine.Result | None) -> dict[str, Any]:
-    """The fields of ``ensure``'s document that say what the restore found."""
-    document: dict[str, Any] = {"command": "ensure", "key": key, "kind": kind}
-    if restored is None:
-        return {**document, "match": "miss", "matched_key": None, "restore": None}
-    return {
-        **document,
-        "match": restored.match,
-        "matched_key": restored.matched_key,
-        "restore": result_document(restored),
-    }
-
-
-def ensure_document(ensured: engine.Ensured) -> dict[str, Any]:
-    """``ensure``'s ``--json`` document (docs/json.md)."""
-    document = {
-        **_restore_fields(ensured.key, ensured.kind, ensured.restored),
-        "outcome": ensured.outcome,
-        "failed": ensured.failed,
-        "build_status": ensured.build_status,
-        "upload": None,
-    }
-    if ensured.outcome == "failed":
-        document["notes"] = [ensured.reason]
-    elif ensured.uploaded is not None:
-        document["upload"] = result_document(ensured.uploaded)
-    return document

@@ -1,4 +1,4 @@
-"""What the engine's transfers return: `Result` (one upload or download) and `Presence`."""
+"""What the engine's transfers return: `Result`, one upload or download, and its outcomes."""
 
 from __future__ import annotations
 
@@ -44,11 +44,3 @@ class Result:
         if self.outcome == "hit":
             return "exact"
         return "partial" if self.outcome == "partial" else "miss"
-
-
-@dataclass(frozen=True)
-class Presence:
-    """What ``exists`` found: ``failure`` is the store's error when a soft failure hid it."""
-
-    found: bool
-    failure: str | None = None

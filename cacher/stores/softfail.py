@@ -12,7 +12,6 @@ once the store is down), the S3 store's memory of a dead store for the rest of t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cacher.errors import StorageError
@@ -25,11 +24,27 @@ if TYPE_CHECKING:
 __all__ = ["HARD", "SoftFailure"]
 
 
-@dataclass(frozen=True)
 class SoftFailure:
-    """Whether a storage error becomes a warning and a miss (``enabled``) or stays an error."""
+    """Whether a storage error becomes a warning and a miss (``enabled``) or stays an error.
+    Immutable; a plain class, not a dataclass, because every storage command imports it."""
 
-    enabled: bool = False
+    __slots__ = ("enabled",)
+    enabled: bool
+
+    def __init__(self, enabled: bool = False) -> None:
+        object.__setattr__(self, "enabled", enabled)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SoftFailure) and other.enabled == self.enabled
+
+    def __hash__(self) -> int:
+        return hash(self.enabled)
+
+    def __repr__(self) -> str:
+        return f"SoftFailure(enabled={self.enabled})"
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SoftFailure:

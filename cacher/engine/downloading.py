@@ -14,7 +14,7 @@ from cacher.codec import Codec
 from cacher.engine.listing import newest_first
 from cacher.engine.requests import DownloadRequest, UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
-from cacher.engine.upload import store_upload
+from cacher.engine.uploading import store_upload
 from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, ObjectRefused, StorageError, UsageError
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import ProgressReader, VerifyingReader

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from cacher.engine.download import download
+from cacher.engine.downloading import download
 from cacher.engine.requests import DownloadRequest, UploadRequest
 from cacher.engine.results import Result
-from cacher.engine.upload import upload
+from cacher.engine.uploading import upload
 from cacher.errors import CacheMiss, CacherError, UsageError
 from cacher.stores.base import Store
 

@@ -1,4 +1,4 @@
-"""Upload (kind -> codec -> store) and ``exists``."""
+"""Upload: kind -> codec -> store."""
 
 from __future__ import annotations
 
@@ -6,23 +6,10 @@ import time
 
 from cacher import __version__
 from cacher.engine.requests import UploadRequest, bound_store
-from cacher.engine.results import Outcome, Presence, Result
+from cacher.engine.results import Outcome, Result
 from cacher.errors import ArtifactError, StorageError
 from cacher.stores.base import Store
-from cacher.stores.softfail import HARD, SoftFailure
 from cacher.streams import CountingWriter
-
-
-def exists(store: Store, key: str, *, soft_failure: SoftFailure = HARD) -> Presence:
-    """Whether an object is stored under ``key``; a missing bucket is an error, not a miss.
-    Under soft failure, a store that fails answers "not found" and says why."""
-    try:
-        if store.exists(key):
-            return Presence(True)
-        store.check_bucket()
-    except StorageError as exc:
-        return Presence(False, soft_failure.absorb(exc))
-    return Presence(False)
 
 
 def upload(store: Store, request: UploadRequest) -> Result:
