@@ -7,7 +7,9 @@ The file is keyed by the endpoint and the CI job's id, so one blip on a shared r
 disables another job's cache; without a job id nothing is remembered. It lives in
 ``$RUNNER_TEMP`` (GitHub Actions empties it per job), else cacher's runtime directory, and is
 believed only when it is the user's own (`cacher.fs.ownership`): a planted "store down" would
-otherwise turn a job's cache off, and a planted link would redirect the write.
+otherwise turn a job's cache off, and a planted link would redirect the write. Whether a job
+keeps this memory at all is the soft-failure policy's call (`SoftFailure.job_memory` in
+`cacher.stores.softfail`).
 """
 
 from __future__ import annotations
