@@ -149,3 +149,63 @@ def test_a_read_only_prune_is_a_dry_run(registry: Registry, tmp_path: Path) -> N
 )
 def test_one_table_maps_outcomes_to_exit_codes(outcome: str, code: ExitCode) -> None:
     assert exit_code(outcome) == code
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("stored", ["exact", "restore-key", "fallback-scope", "nowhere", "store-down"])
+def test_download_across_soft_failure_scopes_restore_keys_and_the_gate(
+    registry: Registry, tmp_path: Path, stored: str, soft: bool, read_only: bool
+) -> None:
+    """One download per combination, on memory stores: where the object is decides the
+    outcome; soft failure only turns a dead store's error into a miss; the gate changes no read."""
+    base = memory_store()
+    own, other = base.with_prefix("scope-a"), base.with_prefix("scope-b")
+    src, dest = tmp_path / "src.bin", tmp_path / "dest.bin"
+    src.write_bytes(stored.encode())
+    home = {"exact": (own, "deps-2"), "restore-key": (own, "deps-1"), "fallback-scope": (other, "deps-2")}
+    if stored in home:
+        store, key = home[stored]
+        _upload(registry, store, key, src)
+    job = _down() if stored == "store-down" else own
+    job = ReadOnlyStore(job) if read_only else job
+    request = _request(
+        registry, "deps-2", dest, restore_keys=("deps-",), fallback_stores=(("b", other),),
+        soft_failure=SoftFailure(soft),
+    )
+    if stored == "store-down" and not soft:
+        with pytest.raises(StorageError):
+            engine.download(job, request)
+    elif stored in ("nowhere", "store-down"):
+        with pytest.raises(CacheMiss) as miss:
+            engine.download(job, request)
+        assert miss.value.looked_up == (stored == "nowhere")
+    else:
+        result = engine.download(job, request)
+        expected = {"exact": ("hit", None), "restore-key": ("partial", None), "fallback-scope": ("partial", "b")}
+        assert (result.outcome, result.scope) == expected[stored]
+        assert dest.read_bytes() == stored.encode()
+        return
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_ensure_on_a_dead_store(registry: Registry, tmp_path: Path, soft: bool) -> None:
+    """Hard: the store's error before any build. Soft: the build runs, nothing is stored, and
+    the outcome says cacher's side failed."""
+    dest, ran = tmp_path / "out.bin", []
+
+    def build() -> int:
+        ran.append("build")
+        dest.write_bytes(b"built")
+        return 0
+
+    request = _request(registry, "k", dest, soft_failure=SoftFailure(soft))
+    if not soft:
+        with pytest.raises(StorageError):
+            engine.ensure(_down(), request, engine.EnsureSteps(build))
+        assert ran == []
+        return
+    ensured = engine.ensure(_down(), request, engine.EnsureSteps(build))
+    assert (ensured.outcome, ensured.failed, ensured.reason, ran) == ("failed", "cacher", "the store is down", ["build"])
+    assert exit_code(ensured.outcome) == ExitCode.OK
