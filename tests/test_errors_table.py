@@ -51,6 +51,8 @@ TABLE_MODULES = {"errortable.py", "fsspec_errors.py", "wording.py", "s3/errors.p
 
 SEAM = Seam("read", "s3://b/k", "b", "garage")
 PROXIED = Seam("read", "s3://b/k", "b", "garage", proxy="127.0.0.1:3128")
+#: A missing object met by a read (a prune racing a restore) is a storage error like any other.
+GONE = ("cannot read s3://b/k: it does not exist", None, False)
 TLS_TEXT = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
 
 
@@ -90,7 +92,7 @@ def unanswered(why: str, *, store_down: bool = True) -> Expect:
 #: One real instance of every class a table names, and what it must become.
 FSSPEC_CASES: dict[Catch, list[tuple[BaseException, Expect]]] = {
     CacherError: [(StorageError("already ours"), PASSES)],
-    FileNotFoundError: [(FileNotFoundError("k"), PASSES)],
+    FileNotFoundError: [(FileNotFoundError("k"), GONE)],
     ReadPreconditionFailed: [(ReadPreconditionFailed("HTTP 412"), REPLACED)],
     PermissionError: [(PermissionError(errno.EACCES, "Permission denied"), denied("[Errno 13] Permission denied"))],
     OSError: [(OSError(errno.EINVAL, "At least one of the pre-conditions you specified did not hold"), REPLACED)],
@@ -104,7 +106,7 @@ S3_CASES: dict[Catch, list[tuple[BaseException, Expect]]] = {
     FileNotFoundError: [
         (caused(FileNotFoundError("gone"), client_error(404, "NoSuchBucket")),
          ("the bucket 'b' does not exist", wording.MISSING_BUCKET_HINT, False)),
-        (caused(FileNotFoundError("k"), client_error(404, "NoSuchKey")), PASSES),
+        (caused(FileNotFoundError("k"), client_error(404, "NoSuchKey")), GONE),
     ],
     CacherError: [(StorageError("already ours"), PASSES)],
     ReadPreconditionFailed: [(ReadPreconditionFailed("HTTP 412"), REPLACED)],
@@ -329,3 +331,11 @@ def test_the_file_store_head_goes_through_its_table(cacher: Callable[..., Run], 
     run = cacher("exists", "loop")
     assert_one_error_line(run, "cannot look up file://", "loop: [Errno 40] Too many levels of symbolic links")
     assert sorted(p.name for p in local_root.iterdir()) == ["loop"] and os.readlink(local_root / "loop") == "loop"
+
+
+@pytest.mark.parametrize("table", [FSSPEC_ERRORS, S3_ERRORS], ids=["fsspec", "s3"])
+def test_a_missing_object_passes_where_the_store_answers_it(table: ErrorTable) -> None:
+    """A look-up, a listing or a delete answers a missing object itself (None, empty, done)."""
+    for action in ("look up", "list", "delete"):
+        exc = FileNotFoundError("k")
+        assert table.translate(exc, Seam(action, "s3://b/k", "b", "garage")) is exc

@@ -21,10 +21,6 @@ from cacher.testing import StoreContract, file_store, memory_store, new_bucket, 
 
 #: The smallest part S3 allows: the contract's large object then takes two parts.
 PART_MB = 5
-OPEN_READ_OF_A_MISSING_KEY = (
-    "the fsspec-backed stores let FileNotFoundError through open_read of a missing key "
-    "(Store._translate passes it on) where S3 and the tier raise StorageError"
-)
 
 
 def files_under(root: Path) -> list[str]:
@@ -39,10 +35,6 @@ class TestMemoryStore(StoreContract):
     def store(self) -> Store:
         return memory_store()
 
-    @pytest.mark.xfail(strict=True, reason=OPEN_READ_OF_A_MISSING_KEY)
-    def test_reading_a_missing_key_is_a_storage_error(self, store: Store) -> None:
-        super().test_reading_a_missing_key_is_a_storage_error(store)
-
 
 class TestFileStore(StoreContract):
     @pytest.fixture
@@ -53,10 +45,6 @@ class TestFileStore(StoreContract):
     def residue(self, store: Store) -> list[str]:
         """The directory itself: no temporary sibling may stay."""
         return super().residue(store) + files_under(self.root)
-
-    @pytest.mark.xfail(strict=True, reason=OPEN_READ_OF_A_MISSING_KEY)
-    def test_reading_a_missing_key_is_a_storage_error(self, store: Store) -> None:
-        super().test_reading_a_missing_key_is_a_storage_error(store)
 
 
 class _S3Contract(StoreContract):
@@ -128,10 +116,6 @@ class TestReadOnlyStore(StoreContract):
     def residue(self, store: Store) -> list[str]:
         return super().residue(store) + files_under(self.root)
 
-    @pytest.mark.xfail(strict=True, reason=OPEN_READ_OF_A_MISSING_KEY)
-    def test_reading_a_missing_key_is_a_storage_error(self, store: Store) -> None:
-        super().test_reading_a_missing_key_is_a_storage_error(store)
-
 
 class TestUnavailableStore(StoreContract):
     """The stand-in for a store a job cannot reach (no credentials): every request fails."""
@@ -146,11 +130,3 @@ class TestUnavailableStore(StoreContract):
     def test_the_reason_is_the_message(self, store: Store) -> None:
         with pytest.raises(StorageError, match=r"^no credentials for s3://bucket$"):
             store.head("k")
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="unavailable_store answers leftovers() with [] (Store's default) instead of failing "
-        "like every other request: prune of unfinished uploads reports none instead of an error",
-    )
-    def test_an_empty_store_has_no_leftovers(self, store: Store) -> None:
-        super().test_an_empty_store_has_no_leftovers(store)

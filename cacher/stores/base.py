@@ -297,5 +297,6 @@ def unavailable_store(bucket: str, prefix: str, protocol: str, reason: str) -> S
             raise StorageError(reason)
 
         head = exists = check_bucket = list = delete = open_read = writer = _fail
+        leftovers = remove_leftover = _fail
 
     return _Unavailable(None, bucket, prefix, protocol=protocol)

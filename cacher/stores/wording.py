@@ -71,6 +71,12 @@ def store_failed(action: str, where: str, answered: str) -> Failure:
     return Failure(f"cannot {action} {where}: the store failed ({answered})", store_down=True)
 
 
+def gone(action: str, where: str) -> Failure:
+    """The object a read was asked for does not exist (never stored, or deleted before or while
+    it was read: a prune racing a restore)."""
+    return Failure(f"cannot {action} {where}: it does not exist")
+
+
 def not_found(action: str, where: str, answered: str) -> Failure:
     """An object that must exist (one named by URL) does not."""
     return Failure(f"cannot {action} {where}: not found ({answered})")

@@ -65,6 +65,11 @@ def _answer(exc: BaseException) -> tuple[int, str]:
     return status, str(response.get("Error", {}).get("Code") or "")
 
 
+def _gone(seam: Seam, exc: BaseException) -> CacherError:
+    """A ranged read that met a 404: the object was deleted while it was read."""
+    return wording.gone(seam.action, seam.where)
+
+
 def _no_such_bucket(seam: Seam, exc: BaseException) -> bool:
     """S3's ``NoSuchBucket``, which s3fs turns into a `FileNotFoundError` (elsewhere a missing
     key): a missing bucket must not read as an empty one."""
@@ -126,6 +131,7 @@ S3_ERRORS = ErrorTable(
     "s3",
     (
         Rule((FileNotFoundError,), _missing_bucket, when=_no_such_bucket),
+        Rule((FileNotFoundError,), _gone, when=lambda seam, exc: seam.action == "read"),
         Rule((FileNotFoundError, CacherError), None),
         Rule((ReadPreconditionFailed,), replaced),
         Rule((StoreRefused,), _refused_with_status, when=lambda seam, exc: bool(getattr(exc, "status", 0))),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from cacher.errors import CacherError, StorageError
+from cacher.errors import CacherError
 from cacher.keying.keyrules import validate_list_prefix
 from cacher.stores import wording
 from cacher.stores.base import (
@@ -168,7 +168,7 @@ class S3Store(Store):
     def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
         info = info or self.head(key)
         if info is None:
-            raise StorageError(f"cannot read {self.url(key)}: it does not exist")
+            raise wording.gone("read", self.url(key))
         bucket, _, name = self.path(key).partition("/")
         reader = RangeReader(
             self._head,

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from cacher.config.sizes import parse_size
 from cacher.errors import ConfigError, IntegrityError, ObjectChanged, ObjectRefused, StorageError
 from cacher.keying.keyrules import validate_key, validate_list_prefix
+from cacher.stores import wording
 from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store, written_etag
 from cacher.stores.softfail import HARD, SoftFailure
 from cacher.stores.tier.copying import _CopyReader, _Filler, _FillingReader, _TeeWriter
@@ -96,7 +97,7 @@ class TieredStore(Store):
         if info is None:
             info = self.head(key)
             if info is None:
-                raise StorageError(f"cannot read {self.url(key)}: it does not exist")
+                raise wording.gone("read", self.url(key))
         local_only = self.offline_reason is not None
         with self.tier.held(self._id(key)) as found:
             if found is not None and self._id(key) not in self._damaged_ids:
