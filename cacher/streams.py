@@ -11,10 +11,12 @@ from __future__ import annotations
 import collections
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cacher.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Called as transfers move: (bytes so far, total bytes or None when unknown).
 Progress = Callable[[int, int | None], None]
@@ -64,6 +66,10 @@ class BackgroundSha256:
     GATHER = 1 << 20
 
     def __init__(self) -> None:
+        # Imported here: concurrent.futures brings logging, which a command that restores
+        # nothing (``cacher exists``) never needs.
+        from concurrent.futures import ThreadPoolExecutor
+
         self._hash = hashlib.sha256()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="cacher-sha256")
         self._pending: collections.deque[tuple[Future[None], int]] = collections.deque()
