@@ -144,7 +144,16 @@ class Store:
                 f.close()
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        """Objects whose key starts with ``prefix`` (a plain string prefix), sorted by key."""
+        """Objects whose key starts with ``prefix`` (a plain string prefix), sorted by key: all
+        of `iter_list`, for a caller that needs them all at once."""
+        return sorted(self.iter_list(prefix), key=lambda o: o.key)
+
+    def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in no promised order, as the backend hands
+        them over: S3 a page and the file store a directory entry at a time, so a caller that
+        keeps what it needs (the newest few, a count) holds memory flat in the number of
+        objects. The prefix is checked when this is called; the store's failures come then or
+        while iterating (another fsspec filesystem lists whole, at the call)."""
         validate_list_prefix(prefix)
         directory, _, name = prefix.rpartition("/")
         base = "/".join(p for p in (self.bucket, self.prefix, directory) if p)
@@ -153,15 +162,16 @@ class Store:
                 found = self._find(base, name)
             except FileNotFoundError:
                 found = {}
-        out = []
+        return self._objects(found, prefix)
+
+    def _objects(self, found: dict[str, Any], prefix: str) -> Iterator[ObjectInfo]:
         for path, info in found.items():
             key = self._key_of(path)
             if info.get("type") == "directory" or not key.startswith(prefix):
                 continue
             if self.hides_temporaries and TEMP_MARK in key:
                 continue
-            out.append(ObjectInfo(key, int(info.get("size") or 0), modified_of(info)))
-        return sorted(out, key=lambda o: o.key)
+            yield ObjectInfo(key, int(info.get("size") or 0), modified_of(info))
 
     #: Whether keys holding `TEMP_MARK` are a writer's temporaries (the file store's), not objects.
     hides_temporaries = True
@@ -296,7 +306,7 @@ def unavailable_store(bucket: str, prefix: str, protocol: str, reason: str) -> S
         def _fail(self, *args: Any, **kwargs: Any) -> Any:
             raise StorageError(reason)
 
-        head = exists = check_bucket = list = delete = open_read = writer = _fail
+        head = exists = check_bucket = list = iter_list = delete = open_read = writer = _fail
         leftovers = remove_leftover = _fail
 
     return _Unavailable(None, bucket, prefix, protocol=protocol)

@@ -29,6 +29,35 @@ class LocalStore(Store):
         modified = datetime.fromtimestamp(st.st_mtime, UTC)
         return ObjectInfo(key, st.st_size, modified, self._metadata(path))
 
+    def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """`Store.iter_list` one directory entry at a time (``os.scandir``), entering only the
+        directories whose keys can start with ``prefix``; writers' temporaries are left out."""
+        validate_list_prefix(prefix)
+        return self._walk(prefix)
+
+    def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
+        root = os.path.join(self.bucket, self.prefix) if self.prefix else self.bucket
+        pending = [prefix.rpartition("/")[0]]  # directories still to read, relative to root
+        with self._translate("list", prefix):
+            while pending:
+                relative = pending.pop()
+                try:
+                    entries = os.scandir(os.path.join(root, relative) if relative else root)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # nothing stored there
+                with entries:
+                    for entry in entries:
+                        key = f"{relative}/{entry.name}" if relative else entry.name
+                        if entry.is_dir():
+                            if f"{key}/".startswith(prefix):
+                                pending.append(key)
+                        elif key.startswith(prefix) and TEMP_MARK not in key and entry.is_file():
+                            try:
+                                st = entry.stat()
+                            except FileNotFoundError:
+                                continue  # deleted since the directory was read
+                            yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
         dest = Path(self.path(key))

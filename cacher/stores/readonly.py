@@ -105,6 +105,9 @@ class ReadOnlyStore(Store):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)
 
+    def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.iter_list(prefix)
+
     def leftovers(self, prefix: str = "", *, older_than: timedelta = LEFTOVER_AGE) -> Sequence[Leftover]:
         return self.inner.leftovers(prefix, older_than=older_than)
 

@@ -4,23 +4,27 @@
 ranged GETs. Importing s3fs and building its client costs most of a second; signing a request
 costs microseconds, and http.client reads a body straight into a buffer with the GIL released,
 so several ranges download in parallel threads. The requests keep the Garage rules: path-style
-URLs, Signature V4, no checksum headers. Uploads, listings and deletes still go through s3fs.
+URLs, Signature V4, no checksum headers. Listing pages are GETs signed here too (`listing`);
+uploads and deletes still go through s3fs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import random
 import time
 import urllib.parse
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cacher.stores.s3.errors import RETRY_STATUS as RETRY_STATUS
+from cacher.stores.s3.head import send_head
 from cacher.stores.s3.transport import Transport
+
+if TYPE_CHECKING:
+    import http.client
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -60,7 +64,9 @@ class S3Http:
 
     def connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
         """A new connection to the endpoint, through the proxy when one applies (not yet
-        opened), with the socket timeout set."""
+        opened), with the socket timeout set. (A HEAD goes without http.client: `head`.)"""
+        import http.client
+
         timeout = self.timeout if timeout is None else timeout
         proxy = self.transport.proxy
         if self.scheme == "https":
@@ -95,8 +101,8 @@ class S3Http:
             if attempt:
                 time.sleep(min(0.1 * 2**attempt, 2.0) * (0.5 + random.random()))
             try:
-                status, headers = self._send(path)
-            except (OSError, http.client.HTTPException) as exc:
+                status, headers = send_head(self, path, self.sign("HEAD", path))
+            except OSError as exc:
                 last = exc
                 continue
             if status in RETRY_STATUS and attempt < self.attempts - 1:
@@ -109,24 +115,12 @@ class S3Http:
             )
         raise OSError(f"{type(last).__name__}: {last}" if last else "no answer")
 
-    def _send(self, quoted: str) -> tuple[int, dict[str, str]]:
-        headers = self.sign("HEAD", quoted)
-        timeout = min(self.transport.metadata_timeout, self.timeout)
-        conn = self.connect(timeout)
-        deadline = time.monotonic() + self.transport.metadata_timeout
-        try:
-            conn.request("HEAD", self.target(quoted), headers=headers)
-            if conn.sock is not None:  # what is left of the bound after connecting
-                conn.sock.settimeout(max(0.1, deadline - time.monotonic()))
-            response = conn.getresponse()
-            response.read()
-            return response.status, {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            conn.close()
-
-    def sign(self, method: str, quoted_path: str, *, now: time.struct_time | None = None) -> dict[str, str]:
+    def sign(
+        self, method: str, quoted_path: str, *, now: time.struct_time | None = None, query: str = ""
+    ) -> dict[str, str]:
         """The headers that authenticate a bodiless request; callers may add unsigned ones
-        (and a proxy's ``Proxy-Authorization``, added here, is never signed)."""
+        (and a proxy's ``Proxy-Authorization``, added here, is never signed). ``query``: the
+        canonical query string the request is sent with (a listing's; see `canonical_query`)."""
         headers = sign_v4(
             method,
             quoted_path,
@@ -134,6 +128,7 @@ class S3Http:
             region=self.region,
             credentials=self.transport.credentials.current(),
             now=now,
+            query=query,
         )
         proxy = self.transport.proxy
         if proxy is not None and proxy.authorization and self.scheme == "http":
@@ -141,14 +136,22 @@ class S3Http:
         return headers
 
 
-def canonical_request(method: str, quoted_path: str, headers: dict[str, str]) -> str:
-    """SigV4's canonical request of a bodiless, query-less request signing ``headers``."""
+def canonical_query(params: dict[str, str]) -> str:
+    """The query string in SigV4's canonical form (names and values percent-encoded but for
+    ``-_.~``, sorted by name): a request sent with exactly this string is signed with it."""
+    quote = urllib.parse.quote
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+
+
+def canonical_request(method: str, quoted_path: str, headers: dict[str, str], query: str = "") -> str:
+    """SigV4's canonical request of a bodiless request signing ``headers`` (``query``: its
+    canonical query string, empty for most)."""
     signed = ";".join(sorted(headers))
     return "\n".join(
         [
             method,
             quoted_path,
-            "",
+            query,
             *(f"{k}:{headers[k]}" for k in sorted(headers)),
             "",
             signed,
@@ -165,6 +168,7 @@ def sign_v4(
     region: str,
     credentials: tuple[str, str, str | None],
     now: time.struct_time | None = None,
+    query: str = "",
 ) -> dict[str, str]:
     """Signature V4 for S3, as botocore's ``S3SigV4Auth`` signs it (a test holds the two
     byte for byte): ``host`` (without a default port), the payload hash, the date and, for
@@ -176,7 +180,7 @@ def sign_v4(
     if token:
         headers["x-amz-security-token"] = token
     signed = ";".join(sorted(headers))
-    canonical = canonical_request(method, quoted_path, headers)
+    canonical = canonical_request(method, quoted_path, headers, query)
     scope = f"{day}/{region}/s3/aws4_request"
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
@@ -195,11 +199,27 @@ def sign_v4(
 def _parse(status: int, headers: dict[str, str]) -> Head:
     if status != 200:
         return Head(status)
-    modified = None
-    if "last-modified" in headers:
-        try:
-            modified = parsedate_to_datetime(headers["last-modified"])
-        except (TypeError, ValueError):
-            modified = None
+    modified = http_date(headers["last-modified"]) if "last-modified" in headers else None
     metadata = {k[len("x-amz-meta-") :]: v for k, v in headers.items() if k.startswith("x-amz-meta-")}
     return Head(200, int(headers.get("content-length") or 0), modified, headers.get("etag"), metadata)
+
+
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
+def http_date(text: str) -> datetime | None:
+    """An HTTP date (``Mon, 07 Dec 2026 17:22:22 GMT``, what S3 answers) as an aware datetime;
+    the older forms through the email package (imported only then); None for no date."""
+    try:
+        _, day, month, year, clock, zone = text.split()
+        hour, minute, second = clock.split(":")
+        if zone == "GMT" and month in _MONTHS:
+            return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None

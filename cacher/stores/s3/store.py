@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cacher.errors import CacherError
 from cacher.keying.keyrules import validate_list_prefix
@@ -27,8 +25,10 @@ from cacher.stores.base import (
 from cacher.stores.errortable import Seam
 from cacher.stores.s3 import errors
 from cacher.stores.s3.failures import REMEMBER, FailureMemory
-from cacher.stores.s3.ranges import RangeReader
 from cacher.stores.s3.rest import Head, S3Http
+
+if TYPE_CHECKING:  # imported where used, as the ranged reader is: a HEAD needs neither (logging, http.client)
+    import concurrent.futures
 
 
 @dataclass(frozen=True)
@@ -126,16 +126,29 @@ class S3Store(Store):
     #: S3 keys holding ``.cacher-tmp-`` are objects like any other (S3 writes have no temporaries).
     hides_temporaries = False
 
-    def _find(self, base: str, name: str) -> dict[str, Any]:
-        """`Store.list`'s listing, filtered by the store itself (``prefix=``): one LIST of the
-        matching keys, not of the whole directory. s3fs lists a missing bucket as empty: an
-        empty listing costs one HEAD of the bucket, so it is never mistaken for an empty one."""
-        found: dict[str, Any] = {}
-        with contextlib.suppress(FileNotFoundError):
-            found = self.fs.find(base, prefix=name, detail=True) if name else self.fs.find(base, detail=True)
-        if not found:
+    def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """`Store.iter_list` in key order, filtered by the store itself (``prefix=``): hand-signed
+        ListObjectsV2 pages (`cacher.stores.s3.listing`), each handed on as it is parsed, without
+        s3fs. A missing bucket is an error, never an empty listing: an empty one (or a 404)
+        costs one HEAD of the bucket."""
+        validate_list_prefix(prefix)
+        return self._listed(prefix)
+
+    def _listed(self, prefix: str) -> Iterator[ObjectInfo]:
+        from cacher.stores.s3.listing import list_objects
+
+        wanted = "/".join(p for p in (self.prefix, prefix) if p) + ("/" if self.prefix and not prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        empty = True
+        with self._translate("list", prefix):
+            try:
+                for obj in list_objects(self._head, self.bucket, wanted, strip=strip):
+                    empty = False
+                    yield obj
+            except FileNotFoundError:  # HTTP 404: the bucket, asked below
+                empty = True
+        if empty:
             self.check_bucket()
-        return found
 
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
@@ -170,6 +183,8 @@ class S3Store(Store):
         if info is None:
             raise wording.gone("read", self.url(key))
         bucket, _, name = self.path(key).partition("/")
+        from cacher.stores.s3.ranges import RangeReader
+
         reader = RangeReader(
             self._head,
             bucket,
@@ -193,6 +208,8 @@ class S3Store(Store):
             answer = self._head.head(self.bucket, path)
         if answer.status != 200:
             raise errors.for_status(self._seam("read", where), answer.status)
+        from cacher.stores.s3.ranges import RangeReader
+
         reader = RangeReader(
             self._head,
             self.bucket,
@@ -247,6 +264,8 @@ class S3Store(Store):
 
 def _in_thread(build: Callable[[], Any]) -> concurrent.futures.Future[Any]:
     """``build()`` on a daemon thread (a command that fails meanwhile does not wait for it)."""
+    import concurrent.futures
+
     result: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
     def run() -> None:
