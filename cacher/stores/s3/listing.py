@@ -14,7 +14,7 @@ import http.client
 import random
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from xml.parsers import expat
 
@@ -36,19 +36,17 @@ class _Retryable(Exception):
 
 
 class _Page:
-    """One ListObjectsV2 answer, fed to expat piece by piece: its objects and what comes next."""
+    """One listing answer, fed to expat piece by piece: the ``fields`` of each ``item`` element
+    (``Contents`` of ListObjectsV2, ``Upload`` of ListMultipartUploads), in order, and the
+    top-level elements that say what comes next (``IsTruncated``, the markers, the encoding)."""
 
-    __slots__ = (
-        "_fields", "_in_contents", "_text", "encoded", "next_token", "objects", "parser", "truncated",
-    )
+    __slots__ = ("_current", "_item", "_text", "_wanted", "items", "parser", "top")
 
-    def __init__(self) -> None:
-        self.objects: list[tuple[str, str, str]] = []  # (key, size, last modified), raw text
-        self.truncated = False
-        self.next_token = ""
-        self.encoded = False
-        self._in_contents = False
-        self._fields: dict[str, str] = {}
+    def __init__(self, item: str, fields: tuple[str, ...]) -> None:
+        self.items: list[tuple[str, ...]] = []
+        self.top: dict[str, str] = {}
+        self._item, self._wanted = item, fields
+        self._current: dict[str, str] | None = None
         self._text: list[str] = []
         self.parser = expat.ParserCreate()
         self.parser.buffer_text = True
@@ -58,32 +56,38 @@ class _Page:
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         self._text.clear()
-        if name == "Contents":
-            self._in_contents = True
-            self._fields = {}
+        if name == self._item:
+            self._current = {}
 
     def _end(self, name: str) -> None:
         text = "".join(self._text)
         self._text.clear()
-        if self._in_contents:
-            if name == "Contents":
-                self._in_contents = False
-                got = self._fields
-                self.objects.append((got.get("Key", ""), got.get("Size", "0"), got.get("LastModified", "")))
-            else:
-                self._fields[name] = text
-        elif name == "IsTruncated":
-            self.truncated = text.strip().lower() == "true"
-        elif name == "NextContinuationToken":
-            self.next_token = text
-        elif name == "EncodingType":
-            self.encoded = text.strip().lower() == "url"
+        current = self._current
+        if current is None:
+            self.top[name] = text
+        elif name == self._item:
+            self.items.append(tuple(current.get(field, "") for field in self._wanted))
+            self._current = None
+        else:
+            current[name] = text
 
     def feed(self, data: bytes, final: bool = False) -> None:
         try:
             self.parser.Parse(data, final)
         except expat.ExpatError as exc:
             raise _Retryable(f"the listing page is not well-formed XML: {exc}") from None
+
+    def flag(self, name: str, value: str) -> bool:
+        return self.top.get(name, "").strip().lower() == value
+
+    def keys_decoder(self) -> Callable[[str], str]:
+        """How this page's keys read: url-decoded as botocore decodes them when the store says
+        it encoded them (``EncodingType`` may come after the keys: the page is parsed first)."""
+        return _url_decoded if self.flag("EncodingType", "url") else str
+
+
+def _url_decoded(key: str) -> str:
+    return urllib.parse.unquote_plus(key) if "%" in key or "+" in key else key
 
 
 def list_objects(client: S3Http, bucket: str, prefix: str, *, strip: int = 0) -> Iterator[ObjectInfo]:
@@ -93,20 +97,39 @@ def list_objects(client: S3Http, bucket: str, prefix: str, *, strip: int = 0) ->
     FileNotFoundError (HTTP 404: the bucket is missing), OSError or TimeoutError (no answer
     after ``max_attempts``)."""
     lister = _Lister(client, bucket)
-    token = ""
+    params = {"list-type": "2", "encoding-type": "url", "max-keys": str(PAGE_KEYS), "prefix": prefix}
     try:
         while True:
-            page = lister.page(prefix, token)
-            unquote = urllib.parse.unquote_plus
-            for key, size, modified in page.objects:
-                if page.encoded and ("%" in key or "+" in key):
-                    key = unquote(key)  # botocore's decoding (encoding-type=url)
+            page = lister.page(params, "Contents", ("Key", "Size", "LastModified"))
+            decoded = page.keys_decoder()
+            for key, size, modified in page.items:
+                key = decoded(key)
                 if key.endswith("/"):
                     continue  # a folder marker, not an object
                 yield ObjectInfo(key[strip:], int(size or 0), _when(modified))
-            if not page.truncated or not page.next_token:
+            token = page.top.get("NextContinuationToken", "")
+            if not page.flag("IsTruncated", "true") or not token:
                 return
-            token = page.next_token
+            params["continuation-token"] = token
+    finally:
+        lister.close()
+
+
+def list_uploads(client: S3Http, bucket: str, prefix: str) -> Iterator[tuple[str, str, datetime | None]]:
+    """The multipart uploads of ``bucket`` under ``prefix`` not yet completed or aborted, page
+    by page: (key, upload id, when it started). Raises as `list_objects` does."""
+    lister = _Lister(client, bucket)
+    params = {"uploads": "", "max-uploads": str(PAGE_KEYS), "prefix": prefix}
+    try:
+        while True:
+            page = lister.page(params, "Upload", ("Key", "UploadId", "Initiated"))
+            decoded = page.keys_decoder()
+            for key, upload_id, initiated in page.items:
+                yield decoded(key), upload_id, _when(initiated)
+            key_marker, id_marker = page.top.get("NextKeyMarker", ""), page.top.get("NextUploadIdMarker", "")
+            if not page.flag("IsTruncated", "true") or not (key_marker or id_marker):
+                return
+            params.update({"key-marker": key_marker, "upload-id-marker": id_marker})
     finally:
         lister.close()
 
@@ -130,18 +153,15 @@ class _Lister:
             self.conn.close()
             self.conn = None
 
-    def page(self, prefix: str, token: str) -> _Page:
-        """The page after ``token`` (the first for ""), each attempt bounded by ``metadata_timeout``."""
-        params = {"list-type": "2", "encoding-type": "url", "max-keys": str(PAGE_KEYS), "prefix": prefix}
-        if token:
-            params["continuation-token"] = token
+    def page(self, params: dict[str, str], item: str, fields: tuple[str, ...]) -> _Page:
+        """The page ``params`` ask for, each attempt bounded by ``metadata_timeout``."""
         query = canonical_query(params)
         last: Exception | None = None
         for attempt in range(self.client.attempts):
             if attempt:
                 time.sleep(min(0.1 * 2**attempt, 2.0) * (0.5 + random.random()))
             try:
-                return self._once(query)
+                return self._once(query, item, fields)
             except (FileNotFoundError, StoreRefused):
                 self.close()
                 raise  # answers another attempt does not change
@@ -157,21 +177,22 @@ class _Lister:
             )
         raise OSError(f"{type(last).__name__}: {last}" if last else "no answer")
 
-    def _once(self, query: str) -> _Page:
+    def _once(self, query: str, item: str, fields: tuple[str, ...]) -> _Page:
         bound = self.client.transport.metadata_timeout
         deadline = time.monotonic() + bound
         headers = self.client.sign("GET", self.path, query=query)
         target = self.client.target(f"{self.path}?{query}")
         if self.conn is not None:
             try:  # the connection of the last page, unless the store closed it meanwhile
-                return self._send(self.conn, target, headers, deadline)
+                return self._send(self.conn, target, headers, deadline, _Page(item, fields))
             except (ConnectionError, http.client.RemoteDisconnected, http.client.CannotSendRequest):
                 self.close()
         self.conn = self.client.connect(min(bound, self.client.timeout))
-        return self._send(self.conn, target, headers, deadline)
+        return self._send(self.conn, target, headers, deadline, _Page(item, fields))
 
     def _send(
-        self, conn: http.client.HTTPConnection, target: str, headers: dict[str, str], deadline: float
+        self, conn: http.client.HTTPConnection, target: str, headers: dict[str, str], deadline: float,
+        page: _Page,
     ) -> _Page:
         bound = self.client.transport.metadata_timeout
         if conn.sock is not None:
@@ -182,7 +203,6 @@ class _Lister:
         response = conn.getresponse()
         if response.status != 200:
             self._refuse(response)
-        page = _Page()
         while data := response.read(_READ):
             page.feed(data)
             if time.monotonic() > deadline:

@@ -234,22 +234,15 @@ class S3Store(Store):
             base += "/"
         cutoff = datetime.now(UTC) - older_than
         out: list[Leftover] = []
-        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base}
+        from cacher.stores.s3.listing import list_uploads  # signed by hand, as listings are: no s3fs
+
         with self._translate("list the multipart uploads under", prefix):
-            while True:
-                page = self.fs.call_s3("list_multipart_uploads", **params)
-                for upload in page.get("Uploads", []):
-                    started = upload.get("Initiated")
-                    if isinstance(started, datetime) and started.tzinfo is None:
-                        started = started.replace(tzinfo=UTC)
-                    if isinstance(started, datetime) and started < cutoff:
-                        key = self._key_of(f"{self.bucket}/{upload['Key']}")
-                        out.append(Leftover(key, 0, started, str(upload["UploadId"])))
-                if not page.get("IsTruncated"):
-                    break
-                params.update(
-                    KeyMarker=page.get("NextKeyMarker"), UploadIdMarker=page.get("NextUploadIdMarker")
-                )
+            try:
+                for key, upload_id, started in list_uploads(self._head, self.bucket, base):
+                    if started is not None and started < cutoff:
+                        out.append(Leftover(self._key_of(f"{self.bucket}/{key}"), 0, started, upload_id))
+            except FileNotFoundError:  # HTTP 404: the bucket, asked below
+                self.check_bucket()
         return out
 
     def remove_leftover(self, leftover: Leftover) -> bool:
