@@ -204,7 +204,8 @@ def _parse(status: int, headers: dict[str, str]) -> Head:
     return Head(200, int(headers.get("content-length") or 0), modified, headers.get("etag"), metadata)
 
 
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
 
 
 def http_date(text: str) -> datetime | None:
@@ -212,9 +213,9 @@ def http_date(text: str) -> datetime | None:
     the older forms through the email package (imported only then); None for no date."""
     try:
         _, day, month, year, clock, zone = text.split()
-        hour, minute, second = clock.split(":")
+        hour, minute, second = (int(part) for part in clock.split(":"))
         if zone == "GMT" and month in _MONTHS:
-            return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+            return datetime(int(year), _MONTHS[month], int(day), hour, minute, second, tzinfo=UTC)
     except ValueError:
         pass
     from email.utils import parsedate_to_datetime
