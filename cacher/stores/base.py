@@ -149,11 +149,12 @@ class Store:
         return sorted(self.iter_list(prefix), key=lambda o: o.key)
 
     def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Objects whose key starts with ``prefix``, in no promised order, as the backend hands
-        them over: S3 a page and the file store a directory entry at a time, so a caller that
-        keeps what it needs (the newest few, a count) holds memory flat in the number of
-        objects. The prefix is checked when this is called; the store's failures come then or
-        while iterating (another fsspec filesystem lists whole, at the call)."""
+        """Objects whose key starts with ``prefix`` as the backend hands them over: in key order
+        (but on S3 stores that list folder by folder, as SeaweedFS does), S3 a page and the file
+        store a directory at a time, so a caller that keeps what it needs (the newest few, a
+        count) holds memory flat in the number of objects. The prefix is checked when this is
+        called; the store's failures come then or while iterating (another fsspec filesystem
+        lists whole, at the call)."""
         validate_list_prefix(prefix)
         directory, _, name = prefix.rpartition("/")
         base = "/".join(p for p in (self.bucket, self.prefix, directory) if p)
@@ -165,8 +166,8 @@ class Store:
         return self._objects(found, prefix)
 
     def _objects(self, found: dict[str, Any], prefix: str) -> Iterator[ObjectInfo]:
-        for path, info in found.items():
-            key = self._key_of(path)
+        for path in sorted(found):
+            info, key = found[path], self._key_of(path)
             if info.get("type") == "directory" or not key.startswith(prefix):
                 continue
             if self.hides_temporaries and TEMP_MARK in key:

@@ -30,33 +30,31 @@ class LocalStore(Store):
         return ObjectInfo(key, st.st_size, modified, self._metadata(path))
 
     def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """`Store.iter_list` one directory entry at a time (``os.scandir``), entering only the
-        directories whose keys can start with ``prefix``; writers' temporaries are left out."""
+        """`Store.iter_list` in key order, one directory at a time (``os.scandir``), entering
+        only the directories whose keys can start with ``prefix``; writers' temporaries are left
+        out. What is held is the sorted entries of the directories on the way down."""
         validate_list_prefix(prefix)
         return self._walk(prefix)
 
     def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
         root = os.path.join(self.bucket, self.prefix) if self.prefix else self.bucket
-        pending = [prefix.rpartition("/")[0]]  # directories still to read, relative to root
         with self._translate("list", prefix):
-            while pending:
-                relative = pending.pop()
-                try:
-                    entries = os.scandir(os.path.join(root, relative) if relative else root)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue  # nothing stored there
-                with entries:
-                    for entry in entries:
-                        key = f"{relative}/{entry.name}" if relative else entry.name
-                        if entry.is_dir():
-                            if f"{key}/".startswith(prefix):
-                                pending.append(key)
-                        elif key.startswith(prefix) and TEMP_MARK not in key and entry.is_file():
-                            try:
-                                st = entry.stat()
-                            except FileNotFoundError:
-                                continue  # deleted since the directory was read
-                            yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+            stack = [_entries(root, prefix.rpartition("/")[0])]
+            while stack:
+                found = next(stack[-1], None)
+                if found is None:
+                    stack.pop()
+                    continue
+                key, is_dir, entry = found
+                if is_dir:
+                    if f"{key}/".startswith(prefix):
+                        stack.append(_entries(root, key))
+                elif key.startswith(prefix) and TEMP_MARK not in key and entry.is_file():
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # deleted since the directory was read
+                    yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     @contextmanager
     def writer(self, key: str, metadata: dict[str, str] | None = None) -> Iterator[BinaryIO]:
@@ -94,6 +92,18 @@ class LocalStore(Store):
                     name = attr[len(f"user.{META_PREFIX}") :]
                     out[name] = os.getxattr(path, attr).decode(errors="replace")
         return out
+
+
+def _entries(root: str, relative: str) -> Iterator[tuple[str, bool, os.DirEntry[str]]]:
+    """The entries of one directory as (key, is a directory, entry), in key order: a directory
+    sorts as its name and a slash, so its keys come where they sort. None if it is not there."""
+    try:
+        with os.scandir(os.path.join(root, relative) if relative else root) as listing:
+            found = [(f"{relative}/{e.name}" if relative else e.name, e.is_dir(), e) for e in listing]
+    except (FileNotFoundError, NotADirectoryError):
+        return iter(())
+    found.sort(key=lambda t: f"{t[0]}/" if t[1] else t[0])
+    return iter(found)
 
 
 @contextmanager

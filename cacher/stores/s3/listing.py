@@ -91,7 +91,8 @@ def _url_decoded(key: str) -> str:
 
 
 def list_objects(client: S3Http, bucket: str, prefix: str, *, strip: int = 0) -> Iterator[ObjectInfo]:
-    """Every object of ``bucket`` whose key starts with ``prefix``, in key order, page by page;
+    """Every object of ``bucket`` whose key starts with ``prefix``, page by page, in the order
+    the store lists them (S3's is key order; SeaweedFS's goes folder by folder);
     each key without its first ``strip`` characters (the store's prefix). Raises what the S3
     store's table translates: `StoreRefused` (an answer that is not a page),
     FileNotFoundError (HTTP 404: the bucket is missing), OSError or TimeoutError (no answer

@@ -127,7 +127,8 @@ class S3Store(Store):
     hides_temporaries = False
 
     def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """`Store.iter_list` in key order, filtered by the store itself (``prefix=``): hand-signed
+        """`Store.iter_list` in the store's order (key order on AWS, moto, Garage; SeaweedFS
+        lists folder by folder), filtered by the store itself (``prefix=``): hand-signed
         ListObjectsV2 pages (`cacher.stores.s3.listing`), each handed on as it is parsed, without
         s3fs. A missing bucket is an error, never an empty listing: an empty one (or a 404)
         costs one HEAD of the bucket."""
