@@ -57,6 +57,10 @@ COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = 
         None,
     ),
 ]
+# Issue 29: every command that lists, at N = 1k, 10k, 50k objects, at most 1.5x `s5cmd ls`.
+from cacherbench.listing import comparisons as _listing_rows  # noqa: E402
+
+COMPARISONS += _listing_rows()
 # Rows with a target in seconds, not a ratio: (row label, cacher's (workload, tool), target
 # seconds or None, a peer shown beside it or None).
 ABSOLUTE: list[tuple[str, tuple[str, str], float | None, tuple[str, str] | None]] = [
