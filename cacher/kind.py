@@ -60,6 +60,11 @@ class Kind(abc.ABC):
     #: (``.tar.zst`` zstd, ``.tar.gz`` gzip, ``.tar`` none) and defaults to zstd. False stores
     #: raw bytes unless ``--codec`` says otherwise.
     archive: ClassVar[bool] = False
+    #: True when `digest` hashes the one target file and `pack` writes exactly its bytes: the
+    #: engine may then see the file unchanged by stat instead of hashing it again (honoured
+    #: only while ``digest`` and ``pack`` are those of the class that sets it; see
+    #: `cacher.engine.unchanged`).
+    digest_is_the_file: ClassVar[bool] = False
     upload_target: ClassVar[Target] = Target("PATH", "What to upload.")
     download_target: ClassVar[Target] = Target("DEST", "Where to restore it.")
     options: ClassVar[tuple[Option, ...]] = ()

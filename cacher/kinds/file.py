@@ -31,6 +31,7 @@ class FileKind(Kind):
     summary = "Single files (the top-level upload, download and exists)."
     upload_target = Target("PATH", "The file to upload.")
     download_target = Target("DEST", "Where to write the file (replaced atomically).")
+    digest_is_the_file = True  # pack copies the file that digest hashed
     options = (
         Option("url", "On a miss, fetch this URL (any fsspec URL), store it and write DEST."),
         Option(
