@@ -48,11 +48,12 @@ class _Page:
         self._item, self._wanted = item, fields
         self._current: dict[str, str] | None = None
         self._text: list[str] = []
-        self.parser = expat.ParserCreate()
-        self.parser.buffer_text = True
-        self.parser.StartElementHandler = self._start
-        self.parser.EndElementHandler = self._end
-        self.parser.CharacterDataHandler = self._text.append
+        parser = expat.ParserCreate()
+        parser.buffer_text = True
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._text.append
+        self.parser: expat.XMLParserType | None = parser
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         self._text.clear()
@@ -72,10 +73,19 @@ class _Page:
             current[name] = text
 
     def feed(self, data: bytes, final: bool = False) -> None:
+        """Parse the next piece of the body; the last (``final``) also lets the parser go."""
+        parser = self.parser
+        if parser is None:
+            raise _Retryable("the listing page was read past its end")
         try:
-            self.parser.Parse(data, final)
+            parser.Parse(data, final)
         except expat.ExpatError as exc:
+            self.parser = None
             raise _Retryable(f"the listing page is not well-formed XML: {exc}") from None
+        if final:
+            # The parser holds this page through its handlers: without the cycle, a page is
+            # freed as soon as it is consumed, not at the next full garbage collection.
+            self.parser = None
 
     def flag(self, name: str, value: str) -> bool:
         return self.top.get(name, "").strip().lower() == value
