@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cacher.stores.s3.rest import S3Http
@@ -34,8 +34,10 @@ def send_head(http: S3Http, quoted: str, headers: dict[str, str]) -> tuple[int, 
     deadline = time.monotonic() + transport.metadata_timeout
     timeout = min(transport.metadata_timeout, http.timeout)
     proxy = transport.proxy
-    where = (proxy.host, proxy.port) if proxy is not None else (http.host, http.port)
-    sock = socket.create_connection(where, timeout)
+    host, port = (proxy.host, proxy.port) if proxy is not None else (http.host, http.port)
+    # An ASCII name as bytes: a str goes through the idna codec (two more modules to import).
+    name: Any = host.encode() if host.isascii() else host  # getaddrinfo takes bytes (typeshed: str)
+    sock = socket.create_connection((name, port), timeout)
     try:
         if http.scheme == "https":
             if proxy is not None:
