@@ -4,7 +4,7 @@ A plugin (a kind, a key function or a codec, registered under the ``cacher.kinds
 ``cacher.keys`` or ``cacher.codecs`` entry points) imports from here and from
 `cacher.testing`, and from nothing else in cacher: what is named here is kept stable; the
 modules behind it may move. The built-ins load through the same door and use the same names
-(tests/test_architecture.py holds both to it); docs/plugins.md lists the names by purpose.
+(tests/plugins/test_architecture.py holds both to it); docs/plugins.md lists the names by purpose.
 
 Each name is imported on first use (PEP 562): ``cacher exists`` loads the ``file`` kind, and a
 plugin's import must not pull in the tar code or ``subprocess`` for a command that never uses

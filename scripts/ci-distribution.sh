@@ -5,7 +5,7 @@
 #   3. the wheel and the sdist build (into dist/), and the wheel holds the version of
 #      cacher/__init__.py.
 # The single-file executable and the wheel installs (uv tool, pipx) are built and tested by
-# tests/test_distribution.py inside ./dev test. Set CACHER_CI_SINGLE_FILE=1 to also build
+# tests/distribution/test_distribution.py inside ./dev test. Set CACHER_CI_SINGLE_FILE=1 to also build
 # dist/cacher here (about a minute), e.g. to publish it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

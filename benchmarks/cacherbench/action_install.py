@@ -1,5 +1,5 @@
 """The GitHub Action's install, timed: its main step (``dist/main.js`` under node, as
-tests/test_github_action.py runs it) restoring a small tree on a cache hit, on a fresh runner.
+tests/action/test_github_action.py runs it) restoring a small tree on a cache hit, on a fresh runner.
 
 A fresh runner has an empty tool cache, an empty HOME and no cacher on PATH; the rows differ in
 how the Action gets cacher (issue 26):

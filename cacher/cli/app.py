@@ -18,7 +18,7 @@ from cacher.registry import Registry
 TOP_LEVEL_KIND = "file"
 
 #: What ``cacher --help`` adds below the commands: the flags that may come before a command,
-#: the exit codes, the main variables and where the documentation is (tests/test_help.py
+#: the exit codes, the main variables and where the documentation is (tests/cli/test_help.py
 #: holds each list to the code and docs/cli.md).
 TOP_LEVEL_EPILOGUE = """\
 Flags that may come before the command as well as after it (`cacher -q --json dir download KEY DIR`):

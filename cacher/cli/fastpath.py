@@ -7,7 +7,7 @@ kind's ``upload``, ``download`` or ``exists``, its positional arguments and a fe
 this module parses it itself and runs the same `KindVerbs` with the same `Session`. Anything
 else (``--help``, store flags, an unknown or repeated flag, an empty argument, the wrong
 number of arguments) returns None and goes to the full parser, so errors and help read the
-same either way; `tests/test_fastpath.py` runs accepted lines both ways.
+same either way; `tests/cli/test_fastpath.py` runs accepted lines both ways.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class Settings:
     compression_level: int | None = setting(
         None,
         "Codec level (zstd: -131072 to 22, negative its fast levels, default 3; gzip: -1 to 9, default 6).",
-        # zstd's own range, the widest of the built-in codecs (tests/test_compression_level.py)
+        # zstd's own range, the widest of the built-in codecs (tests/cli/test_compression_level.py)
         low=-(1 << 17),
         high=22,
     )

@@ -4,7 +4,7 @@ In the manner of httpx's ``map_exceptions``: each backend declares one ordered t
 foreign errors its libraries raise (fsspec, s3fs, botocore, http.client, aiohttp) to cacher's
 `StorageError` family, and every call into those libraries runs inside `ErrorTable.applied`.
 The words come from `cacher.stores.wording`; no store method catches a foreign error to
-translate it itself (tests/test_errors_table.py holds both).
+translate it itself (tests/stores/test_errors_table.py holds both).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A read-only job (a fork's pull request, a job that must not publish) gets its st
 (`writer`, `delete`, `remove_leftover`) is refused, and ``writable`` is False so callers can
 report the documented ``read-only`` outcome before any producer runs. The local tier in front
 of the store is opened without writes too (no copies kept, no use times touched). Nothing else
-in cacher looks at the setting: `tests/test_architecture.py` holds that.
+in cacher looks at the setting: `tests/plugins/test_architecture.py` holds that.
 """
 
 from __future__ import annotations

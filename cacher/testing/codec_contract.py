@@ -1,6 +1,6 @@
 """The codec contract as tests: subclass `CodecContract` and give it a ``codec`` fixture.
 
-Every built-in codec runs it (tests/test_codecs.py), and so should a third-party codec: the
+Every built-in codec runs it (tests/archive/test_codecs.py), and so should a third-party codec: the
 promises are those of `cacher.codec.Codec` — the plain bytes come back whole, the sink is
 never closed (the store decides whether the object is committed), and a verifying codec
 refuses a stream that was cut or damaged instead of reading it as a short, valid one.

@@ -1,7 +1,7 @@
 """The key-function contract as tests: subclass `KeyFunctionContract`, give it a
 ``key_function`` fixture, the arguments it accepts and those it refuses.
 
-Every built-in key function runs it (tests/test_keys.py), and so should a third-party one:
+Every built-in key function runs it (tests/keys/test_keys.py), and so should a third-party one:
 the promises are those of `cacher.keying.keyfunc.KeyFunction` — the same inputs give the same value
 every time, the value is text a key can hold, and bad input is a `UsageError` (exit 2 with one
 line), never another exception.

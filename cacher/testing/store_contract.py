@@ -1,6 +1,6 @@
 """The store contract as tests: subclass `StoreContract` and give it a ``store`` fixture.
 
-Every store cacher ships runs it (tests/test_store_contract.py) — memory, file, S3 on two
+Every store cacher ships runs it (tests/stores/test_store_contract.py) — memory, file, S3 on two
 servers, the local tier, the read-only gate and the stand-in for a store that cannot be
 reached — the way fsspec's abstract suites run on every filesystem. The promises are those
 of `cacher.stores.base.Store`: what a writer wrote comes back byte for byte, a write is

@@ -25,7 +25,7 @@ await build({
   minify: false,
 });
 
-// The sources the bundle was made from, hashed: tests/test_github_action.py checks that dist/
+// The sources the bundle was made from, hashed: tests/action/test_github_action.py checks that dist/
 // was rebuilt after every change to them, without the network.
 const sources = ["build.mjs", "package.json", "package-lock.json",
   ...readdirSync("src").sort().map((f) => `src/${f}`)];
