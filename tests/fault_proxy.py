@@ -179,10 +179,6 @@ def random_file(path: Path, size: int) -> Path:
     return path
 
 
-def dir_snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def is_part(req: RecordedRequest) -> bool:
     """An UploadPart (or a single-request PutObject)."""
     return req.method == "PUT"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CACHER, assert_one_error_line
-from tests.kinds.test_dir import snapshot
+from tests.trees import snapshot
 
 
 def make_dir(root: Path, content: str) -> Path:

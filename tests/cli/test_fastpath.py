@@ -20,6 +20,7 @@ from cacher.errors import CacherError
 from cacher.registry import Registry
 from cacher.testing.cli import CliRun, clean_env
 from tests.conftest import s3_store_env
+from tests.trees import file_contents
 
 
 @pytest.fixture
@@ -62,10 +63,6 @@ def _steady(text: str) -> str:
 
     text = re.sub(r'"(seconds|elapsed|duration_s|rate_bps|mib_per_s)": [0-9.e+-]+', r'"\1": 0', text)
     return re.sub(r"in [0-9.]+ s, [0-9.]+ [KMG]?i?B/s", "in S", text)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_accepted_lines_behave_as_through_the_full_parser(
@@ -114,7 +111,7 @@ def test_accepted_lines_behave_as_through_the_full_parser(
         == (work / "out-full.bin").read_bytes()
         == (work / "f.bin").read_bytes()
     )
-    assert _tree(work / "back-fast") == _tree(work / "back-full") == {"sub/a.txt": b"a"}
+    assert file_contents(work / "back-fast") == file_contents(work / "back-full") == {"sub/a.txt": b"a"}
     assert not (work / "gone-fast.bin").exists() and not (work / "bad-fast.bin").exists()
 
 

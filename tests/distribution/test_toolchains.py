@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import stat
 import subprocess
 import sys
 import zipfile
@@ -31,30 +30,10 @@ from cacher.testing.fixtures import require_part
 from cacher.testing.parts import PartUnavailable
 from cacher.testing.tools import find_tool
 from tests.fault_proxy import leftovers
+from tests.trees import snapshot
 
 NETWORK_TIMEOUT = 600  # npm registry round trips, on a shared 2-core machine
 PNPM = "pnpm@12"
-
-
-def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
-    """Everything under ``root`` a restore must keep, without following a link: type, mode,
-    mtime (whole seconds, as archived), content, link target, and which files are one inode."""
-    out: dict[str, tuple[Any, ...]] = {}
-    inodes: dict[int, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(root))
-            mode, mtime = stat.S_IMODE(st.st_mode), int(st.st_mtime)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", mode, mtime, not any(p.iterdir()))
-            else:
-                first = inodes.setdefault(st.st_ino, rel) if st.st_nlink > 1 else rel
-                out[rel] = ("file", mode, mtime, p.read_bytes(), first)
-    return out
 
 
 def round_trip(cacher: Any, store_env: dict[str, str], key: str, tree: Path) -> dict[str, tuple[Any, ...]]:

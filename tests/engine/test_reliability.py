@@ -31,13 +31,13 @@ from tests.fault_proxy import (
     FaultProxy,
     assert_clean_failure,
     assert_nothing_published,
-    dir_snapshot,
     is_get,
     is_part,
     leftovers,
     random_file,
     s3_env,
 )
+from tests.trees import file_contents
 
 pytestmark = pytest.mark.s3
 
@@ -162,7 +162,7 @@ def test_signal_during_download_leaves_the_destination(
     if kind == "file":
         assert dest.read_bytes() == b"old"
     else:
-        assert dir_snapshot(dest) == {"keep": b"keep"}
+        assert file_contents(dest) == {"keep": b"keep"}
     assert leftovers(tmp_path) == []
 
 
@@ -229,7 +229,7 @@ def test_damaged_object_is_detected(
         dest.mkdir()
         (dest / "keep").write_text("keep")
         run = cacher("dir", "download", key, str(dest), extra_env=s3e)
-        assert dir_snapshot(dest) == {"keep": b"keep"}
+        assert file_contents(dest) == {"keep": b"keep"}
     assert_clean_failure(run)
     assert leftovers(tmp_path) == []
 
@@ -254,7 +254,7 @@ def test_truncated_plain_tar_is_detected(cacher, seaweed_s3, s3_bucket, tmp_path
     (dest / "keep").write_text("keep")
     run = cacher("dir", "download", "t.tar", str(dest), extra_env=s3_env(seaweed_s3, s3_bucket))
     assert_clean_failure(run)
-    assert dir_snapshot(dest) == {"keep": b"keep"}
+    assert file_contents(dest) == {"keep": b"keep"}
     assert leftovers(tmp_path) == []
 
 

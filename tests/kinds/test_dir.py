@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import stat
 import subprocess
 import tarfile
 import time
@@ -19,44 +18,7 @@ import pytest
 import zstandard
 
 from tests.conftest import CACHER, assert_one_error_line
-
-
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Everything a restore must keep: type, mode, mtime, content, link target, link identity."""
-    out: dict[str, tuple] = {}
-    inodes: dict[int, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode), int(st.st_mtime))
-            else:
-                first = inodes.setdefault(st.st_ino, rel)
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), int(st.st_mtime), p.read_bytes(), first)
-    return out
-
-
-def make_tree(root: Path) -> Path:
-    (root / "pkg" / "sub").mkdir(parents=True)
-    (root / "empty" / "deeper").mkdir(parents=True)
-    (root / "pkg" / "a.txt").write_text("alpha\n")
-    (root / "pkg" / "run.sh").write_text("#!/bin/sh\necho hi\n")
-    (root / "pkg" / "run.sh").chmod(0o755)
-    (root / "pkg" / "sub" / "big.bin").write_bytes(os.urandom(2 << 20))
-    os.link(root / "pkg" / "a.txt", root / "pkg" / "hard.txt")
-    (root / "pkg" / "link").symlink_to("sub/big.bin")
-    (root / "pkg" / "dangling").symlink_to("nowhere")
-    (root / "ünïcødé-ファイル.txt").write_text("unicode")
-    (root / ("long-" + "x" * 200)).write_text("long name")
-    deep = root / "/".join(["d" * 50] * 6)
-    deep.mkdir(parents=True)
-    (deep / "f").write_text("deep")
-    os.utime(root / "pkg" / "a.txt", (1_600_000_000, 1_600_000_000))
-    return root
+from tests.trees import make_tree, snapshot
 
 
 def make_go_modcache(root: Path) -> Path:

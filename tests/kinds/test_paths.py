@@ -22,8 +22,8 @@ import zstandard
 from cacher.fs.staging import force_rmtree
 from cacher.kinds.paths import namespace_of, patterns_of
 from cacher.testing import KindContract, path_snapshot
-from tests.conftest import assert_one_error_line
-from tests.kinds.test_dir import snapshot
+from tests.conftest import assert_one_error_line, s3_store_env
+from tests.trees import snapshot
 
 
 class TestPathsKind(KindContract):
@@ -247,10 +247,7 @@ def test_archive_naming_other_places_is_refused(
 @pytest.fixture
 def s3env(seaweed_s3: Any, s3_bucket: str) -> dict[str, str]:
     return {
-        "CACHER_ENDPOINT": seaweed_s3.endpoint,
-        "CACHER_BUCKET": s3_bucket,
-        "CACHER_S3_KEY_ID": seaweed_s3.key_id,
-        "CACHER_S3_SECRET": seaweed_s3.secret,
+        **s3_store_env(seaweed_s3, s3_bucket),
         "CACHER_PREFIX": "proj",
         "CACHER_SCOPE": "feature/x",
         "CACHER_FALLBACK_SCOPES": "main",

@@ -25,7 +25,8 @@ import pytest
 
 from cacher.testing.fixtures import require_part
 from tests.conftest import CACHER
-from tests.fault_proxy import FaultProxy, dir_snapshot, error_lines, is_get, is_part, leftovers, s3_env
+from tests.fault_proxy import FaultProxy, error_lines, is_get, is_part, leftovers, s3_env
+from tests.trees import file_contents
 
 pytestmark = pytest.mark.s3
 
@@ -125,7 +126,7 @@ def test_download_survives_a_server_restart(
     assert restarted is not None
     restarted.join(60)
     assert proc.returncode == 0, err
-    assert dir_snapshot(dest) == dir_snapshot(tree)
+    assert file_contents(dest) == file_contents(tree)
     assert leftovers(tmp_path) == []
 
 

@@ -10,21 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_one_error_line
-from tests.kinds.test_dir import make_tree, snapshot
+from tests.conftest import assert_one_error_line, s3_store_env
+from tests.trees import make_tree, snapshot
 
 DATA = os.urandom(12 << 20) + b"end"  # above the 5 MiB multipart threshold
 
 
 @pytest.fixture
 def s3env(seaweed_s3: Any, s3_bucket: str) -> dict[str, str]:
-    return {
-        "CACHER_ENDPOINT": seaweed_s3.endpoint,
-        "CACHER_BUCKET": s3_bucket,
-        "CACHER_S3_KEY_ID": seaweed_s3.key_id,
-        "CACHER_S3_SECRET": seaweed_s3.secret,
-        "CACHER_PREFIX": "proj",
-    }
+    return {**s3_store_env(seaweed_s3, s3_bucket), "CACHER_PREFIX": "proj"}
 
 
 @pytest.fixture
