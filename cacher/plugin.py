@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from cacher.fs.globs import expand as expand_glob
     from cacher.fs.globs import glob_regex, has_magic
     from cacher.fs.scratch import scratch_directory
-    from cacher.fs.staging import check_restore_file, check_restore_target, restore_lock, staged_directory
+    from cacher.fs.staging import (
+        check_restore_file,
+        check_restore_target,
+        check_upload_tree,
+        restore_lock,
+        staged_directory,
+    )
     from cacher.keying.hashing import digest as content_digest
     from cacher.keying.keyfunc import KeyContext, KeyFunction
     from cacher.keying.platform_names import go_arch, go_os
@@ -71,6 +77,7 @@ __all__ = [
     "check_restore_file",
     "check_restore_target",
     "check_sha256",
+    "check_upload_tree",
     "content_digest",
     "expand_glob",
     "extract_tree",
@@ -115,6 +122,7 @@ _HOMES: dict[str, str] = {
     "check_sha256": "cacher.fetch",
     # Where a restore may write, and writing there whole or not at all.
     "check_restore_target": "cacher.fs.staging",
+    "check_upload_tree": "cacher.fs.staging",
     "check_restore_file": "cacher.fs.staging",
     "restore_lock": "cacher.fs.staging",
     "staged_directory": "cacher.fs.staging",

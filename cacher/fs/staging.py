@@ -86,6 +86,29 @@ def _kept_conflict(resolved: Path, *, replaces_tree: bool) -> str | None:
     return None
 
 
+def check_upload_tree(target: str | os.PathLike[str]) -> Path:
+    """The directory a tree upload would pack, or `UsageError` when it is ``/`` or HOME or an
+    ancestor of HOME: a slip (``"$UNSET/"``, ``~/$UNSET``) that would pack the whole machine or
+    the user's credentials (``~/.ssh``, ``~/.aws``) into a shared cache. The current directory
+    may be packed (a restore names another place)."""
+    raw = os.fspath(target)
+    resolved = Path(os.path.realpath(raw))
+    shown = repr(raw) if raw == str(resolved) else f"{raw!r} ({resolved})"
+    home_text = os.path.expanduser("~")
+    home = Path(os.path.realpath(home_text)) if home_text not in ("", "~") else None
+    why = None
+    if resolved == Path(resolved.anchor):
+        why = "it is the root directory"
+    elif home is not None and home.is_relative_to(resolved):
+        why = "it is the home directory" if home == resolved else "it contains the home directory"
+    if why is not None:
+        raise UsageError(
+            f"refusing to upload {shown}: {why}, which holds far more than a cache (and credentials)",
+            hint="name the directory that holds only the cache; is a variable in the path unset?",
+        )
+    return resolved
+
+
 def check_restore_target(target: str | os.PathLike[str]) -> Path:
     """The directory a restore into ``target`` would replace, or `UsageError` if it must not.
 

@@ -14,6 +14,7 @@ from cacher.plugin import (
     UsageError,
     Writable,
     check_restore_target,
+    check_upload_tree,
     extract_tree,
     glob_regex,
     restore_lock,
@@ -44,6 +45,7 @@ class DirKind(Kind):
             raise UsageError(f"cannot upload {path}: no such directory")
         if not path.is_dir():
             raise UsageError(f"cannot upload {path}: not a directory")
+        check_upload_tree(path)
 
     def check_download(self, target: str | None, options: Mapping[str, Any]) -> None:
         path = check_restore_target(target or "")  # before any I/O; staged_directory checks again

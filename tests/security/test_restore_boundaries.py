@@ -3,7 +3,7 @@
 Ranked as found: a restore that replaced cacher's own store, a download over a device, an
 upload racing a restore of its directory, restore keys reaching into scopes, keys shaped like
 cacher's temporaries, empty variables (init --prefix, --hash-from, HOME, ensure's command) and
-a duration too large for the calendar.
+a duration too large for the calendar; then a tree upload of `/` or HOME (`"$UNSET/"`).
 """
 
 from __future__ import annotations
@@ -138,3 +138,21 @@ def test_a_duration_past_the_calendar_is_a_usage_error(cacher) -> None:
     assert_one_error_line(run, "at most 100 years")
     run = cacher("prune", "x/", "--older-than", "999999999999d", "--dry-run")
     assert_one_error_line(run, "at most 100 years")
+
+
+def test_a_tree_upload_never_packs_the_root_or_home(cacher, home: Path, tmp_path: Path) -> None:
+    """`dir upload KEY "$UNSET/"` or `~/$UNSET` would pack the machine or the user's credentials
+    into a shared cache: refused before anything is read, nothing stored (docs/dir.md)."""
+    (home / ".aws").mkdir(parents=True, exist_ok=True)
+    (home / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = SECRET\n")
+    link = tmp_path / "to-home"
+    link.symlink_to(home)
+    for target in ("/", str(home), str(home) + "/", str(home.parent), str(link)):
+        run = cacher("dir", "upload", "k.tar.zst", target)
+        assert_one_error_line(run, "refusing to upload", "holds far more than a cache")
+        assert "SECRET" not in run.err
+        assert cacher("exists", "k.tar.zst").code == 1, target
+    # The current directory, a tree of its own, may be packed (a restore names another place).
+    work = tree(tmp_path / "work", "x")
+    assert cacher("dir", "upload", "w.tar.zst", ".", cwd=work).code == 0
+    assert cacher("exists", "w.tar.zst").code == 0
