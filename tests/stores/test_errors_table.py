@@ -131,9 +131,9 @@ S3_CASES: dict[Catch, list[tuple[BaseException, Expect]]] = {
     TimeoutError: [(TimeoutError("no answer within 7.5 s"), unanswered("no answer within 7.5 s"))],
     ConnectionError: [(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
                        unanswered("[Errno 111] Connection refused"))],
-    ssl.SSLError: [(ssl.SSLCertVerificationError(1, TLS_TEXT), (f"cannot read s3://b/k: {TLS_TEXT}",
+    "ssl.SSLError": [(ssl.SSLCertVerificationError(1, TLS_TEXT), (f"cannot read s3://b/k: {TLS_TEXT}",
                                                                  wording.TLS_HINT, False))],
-    http.client.HTTPException: [(http.client.RemoteDisconnected("Remote end closed connection"),
+    "http.client.HTTPException": [(http.client.RemoteDisconnected("Remote end closed connection"),
                                  unanswered("Remote end closed connection"))],
     "botocore.exceptions.EndpointConnectionError": [
         (botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),

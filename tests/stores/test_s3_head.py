@@ -19,10 +19,9 @@ from cacher.stores.s3.head import LIMIT, BadAnswer
 from cacher.stores.s3.rest import S3Http, http_date
 from cacher.stores.s3.transport import resolve
 
-#: What the plain path of ``cacher exists`` must not import (each costs milliseconds). The S3
-#: error table still names http.client's exception class (stores/s3/errors.py), so http.client
-#: and the email package are not in this list yet; `head` itself needs neither.
-NOT_ON_THE_PLAIN_PATH = ("logging", "concurrent.futures", "s3fs", "botocore")
+#: What the plain path of ``cacher exists`` must not import (each costs milliseconds); ssl
+#: too, for an http:// endpoint (SeaweedFS here).
+NOT_ON_THE_PLAIN_PATH = ("http.client", "email", "ssl", "logging", "concurrent.futures", "s3fs", "botocore")
 
 
 class OneAnswer:
@@ -121,8 +120,9 @@ def test_http_dates() -> None:
 def test_exists_imports_nothing_it_does_not_need(
     s3_bucket: str, seaweed_s3: Any, env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The plain path of ``cacher exists`` (hit and miss) goes without logging and
-    concurrent.futures (and s3fs): a HEAD reads a status line and a few headers."""
+    """The plain path of ``cacher exists`` (hit and miss) goes without http.client, the email
+    package, ssl (over http), logging and concurrent.futures: a HEAD reads a status line and a
+    few headers."""
     s3env = {
         "CACHER_ENDPOINT": seaweed_s3.endpoint,
         "CACHER_BUCKET": s3_bucket,

@@ -19,16 +19,19 @@ fails for the next.
 from __future__ import annotations
 
 import os
-import ssl
 import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cacher.config import Settings, origin
 from cacher.errors import ConfigError
 from cacher.stores.s3.credentials import Credentials
 from cacher.stores.s3.credentials import resolve as resolve_credentials
+
+if TYPE_CHECKING:  # imported where a TLS context is made: a plain-HTTP endpoint needs no ssl
+    import ssl
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Transport:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for the endpoint (made once: loading a bundle costs milliseconds)."""
+        import ssl
+
         with self._lock:
             if not self._ssl:
                 if self.ca_bundle:
@@ -97,6 +102,8 @@ class Transport:
         """What botocore's ``verify`` gets: the same bundle ``http.client`` verifies with."""
         if self.ca_bundle:
             return self.ca_bundle
+        import ssl
+
         system = ssl.get_default_verify_paths().cafile
         return system if system and os.path.isfile(system) else True
 
