@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -10,7 +13,7 @@ from cyclopts import Parameter
 
 from cacher import engine
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
-from cacher.cli.report import human_bytes
+from cacher.cli.report import JSON_SCHEMA, Reporter, human_bytes
 from cacher.cli.session import Session
 from cacher.config.durations import parse_duration
 from cacher.errors import UsageError, exit_code
@@ -45,6 +48,24 @@ def _leftover_doc(leftovers: Sequence[Leftover]) -> dict[str, int]:
     return {"count": len(leftovers), "bytes": sum(lo.size for lo in leftovers)}
 
 
+def _emit_listing(prefix: str, objects: Iterable[ObjectInfo]) -> None:
+    """``list --json``'s document, byte for byte as `Reporter.emit` writes it, with its array
+    written as the listing arrives. Nothing is written before the first page came: a store
+    that fails at once gets the error document alone (one failing midway leaves it unfinished)."""
+    listing = iter(objects)
+    first = next(listing, None)
+    head = json.dumps({"command": "list", "objects": []}, sort_keys=True)[:-2]
+    tail = json.dumps({"prefix": prefix, "schema": JSON_SCHEMA}, sort_keys=True)[1:]
+    sys.stdout.write(head)
+    separator = ""
+    for obj in itertools.chain([first] if first is not None else [], listing):
+        sys.stdout.write(separator + json.dumps(_doc(obj), sort_keys=True))
+        separator = ", "
+    sys.stdout.write(f"], {tail}\n")
+    sys.stdout.flush()
+    Reporter.documents += 1
+
+
 def list_command(registry: Registry) -> Callable[..., int]:
     def list_(
         prefix: PrefixArg = "",
@@ -56,9 +77,9 @@ def list_command(registry: Registry) -> Callable[..., int]:
     ) -> int:
         """List stored keys under a prefix, one per line."""
         session = open_session(store, registry, output)
-        objects = session.store.list(prefix)
+        objects = session.store.iter_list(prefix)  # printed as the pages arrive
         if session.report.json_output:
-            session.report.emit({"command": "list", "prefix": prefix, "objects": [_doc(o) for o in objects]})
+            _emit_listing(prefix, objects)
             return exit_code("listed")
         now = datetime.now(UTC)
         for obj in objects:
@@ -100,6 +121,26 @@ def delete_command(registry: Registry) -> Callable[..., int]:
     return delete
 
 
+def _tally(
+    objects: Iterable[ObjectInfo],
+) -> tuple[int, int, datetime | None, datetime | None, dict[str, tuple[int, int]]]:
+    """Count, bytes, oldest and newest time, and (count, bytes) by first key segment, of a
+    listing consumed as it arrives (nothing per object is kept)."""
+    count = total = 0
+    oldest = newest = None
+    groups: dict[str, tuple[int, int]] = {}
+    for obj in objects:
+        count += 1
+        total += obj.size
+        name = obj.key.split("/", 1)[0] if "/" in obj.key else "(top level)"
+        n, size = groups.get(name, (0, 0))
+        groups[name] = (n + 1, size + obj.size)
+        if obj.modified is not None:
+            oldest = obj.modified if oldest is None or obj.modified < oldest else oldest
+            newest = obj.modified if newest is None or obj.modified > newest else newest
+    return count, total, oldest, newest, groups
+
+
 def stats_command(registry: Registry) -> Callable[..., int]:
     def stats(
         prefix: PrefixArg = "",
@@ -115,16 +156,8 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             from cacher.cli.tiercmd import local_stats
 
             return local_stats(session, prefix)
-        objects = session.store.list(prefix)
-        groups: dict[str, list[ObjectInfo]] = {}
-        for obj in objects:
-            groups.setdefault(obj.key.split("/", 1)[0] if "/" in obj.key else "(top level)", []).append(obj)
-        times = [o.modified for o in objects if o.modified]
-        total = sum(o.size for o in objects)
-        by_segment = {
-            name: {"objects": len(objs), "bytes": sum(o.size for o in objs)}
-            for name, objs in sorted(groups.items())
-        }
+        count, total, oldest, newest, groups = _tally(session.store.iter_list(prefix))
+        by_segment = {name: {"objects": n, "bytes": size} for name, (n, size) in sorted(groups.items())}
         leftovers = session.store.leftovers(prefix)
         from cacher.fs.scratch import scratch_leftovers
 
@@ -132,14 +165,11 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         summary: dict[str, Any] = {
             "unfinished_uploads": _leftover_doc(leftovers),
             "restore_scratch": {"count": len(scratch), "bytes": sum(size for _p, size in scratch)},
-            "objects": len(objects),
+            "objects": count,
             "bytes": total,
-            "oldest": _iso(min(times)) if times else None,
-            "newest": _iso(max(times)) if times else None,
-            "by_segment": {
-                name: {"objects": len(objs), "bytes": sum(o.size for o in objs)}
-                for name, objs in sorted(groups.items())
-            },
+            "oldest": _iso(oldest),
+            "newest": _iso(newest),
+            "by_segment": by_segment,
         }
         if session.report.json_output:
             session.report.emit({"command": "stats", "prefix": prefix, **summary})

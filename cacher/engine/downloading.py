@@ -8,10 +8,11 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
 from cacher.codec import Codec
-from cacher.engine.listing import newest_first
+from cacher.engine.listing import CANDIDATES, newest_first, recency
 from cacher.engine.requests import DownloadRequest, UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
 from cacher.engine.uploading import store_upload
@@ -108,19 +109,27 @@ class _Download:
 
     def restore_keys(self, prefixes: Sequence[str]) -> Result | None:
         """Under each prefix in turn, the newest object that fits and restores, while the store
-        answers; a refused candidate is skipped for the next newest."""
+        answers; a refused candidate is skipped for the next newest. The listing streams: the
+        `CANDIDATES` newest are held, and listed again for the next few if all are refused."""
         for prefix in prefixes:
+            older_than: tuple[datetime, str] | None = None
+            while self.store_ok:
+                try:
+                    listing = self.store.iter_list(prefix)
+                    batch = newest_first(listing, prefix, self.request.fits, older_than=older_than)
+                except StorageError as exc:
+                    self._soft(exc, "treated as a miss")
+                    return None
+                if older_than is None:
+                    self.restore_keys_tried.append(prefix)
+                result = self._first_restored(batch)
+                if result is not None or not self.store_ok:
+                    return result
+                if len(batch) < CANDIDATES:
+                    break  # every candidate under this prefix was tried
+                older_than = recency(batch[-1])
             if not self.store_ok:
                 return None
-            try:
-                listed = self.store.list(prefix)
-            except StorageError as exc:
-                self._soft(exc, "treated as a miss")
-                return None
-            self.restore_keys_tried.append(prefix)
-            result = self._first_restored(newest_first(listed, prefix, self.request.fits))
-            if result is not None or not self.store_ok:
-                return result
         return None
 
     def _first_restored(self, candidates: Sequence[ObjectInfo]) -> Result | None:

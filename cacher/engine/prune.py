@@ -7,8 +7,9 @@ that is not ``writable`` (the read-only gate) turns a prune into a dry run.
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,6 +27,30 @@ def select_old(
     cutoff = now - older_than
     doomed = [i for i in newest[keep_last:] if (t := when(i)) is not None and t < cutoff]
     return newest, doomed
+
+
+def select_old_streaming(
+    items: Iterable[T], when: Callable[[T], float | None], older_than: float, keep_last: int, now: float
+) -> tuple[int, list[T]]:
+    """`select_old` over items as they come, holding only the ``keep_last`` newest so far and
+    what is selected: (how many items, the selected newest first). An age-only prune holds
+    just what it deletes; ties are broken as `select_old`'s stable sort breaks them."""
+    cutoff = now - older_than
+    kept: list[tuple[float, int, T]] = []  # a min-heap of the keep_last newest so far
+    doomed: list[tuple[float, int, T]] = []
+    count = 0
+    for index, item in enumerate(items):
+        count += 1
+        entry = (_or_oldest(when(item)), -index, item)  # an earlier item wins a tie, as in a stable sort
+        if len(kept) < keep_last:
+            heapq.heappush(kept, entry)
+            continue
+        if kept and entry[:2] > kept[0][:2]:
+            entry = heapq.heapreplace(kept, entry)  # the one it pushes out is beyond keep_last
+        if entry[0] != float("-inf") and entry[0] < cutoff:
+            doomed.append(entry)
+    doomed.sort(key=lambda e: e[:2], reverse=True)
+    return count, [e[2] for e in doomed]
 
 
 def _or_oldest(t: float | None) -> float:
@@ -54,11 +79,12 @@ class PrunePlan:
 
 
 def plan_prune(store: Store, prefix: str, older_than: float, keep_last: int, dry_run: bool) -> PrunePlan:
-    """List ``prefix`` and select what goes (`select_old` on the objects' modification times)."""
+    """List ``prefix`` and select what goes (`select_old`'s rule on the objects' modification
+    times), the listing consumed as it comes: only the ``keep_last`` newest and what goes are held."""
     now = time.time()
-    objects, doomed = select_old(store.list(prefix), _modified, older_than, keep_last, now)
+    listed, doomed = select_old_streaming(store.iter_list(prefix), _modified, older_than, keep_last, now)
     refused = not store.writable and not dry_run
-    return PrunePlan(prefix, len(objects), tuple(doomed), dry_run or refused, refused)
+    return PrunePlan(prefix, listed, tuple(doomed), dry_run or refused, refused)
 
 
 def carry_out(store: Store, plan: PrunePlan) -> Iterator[ObjectInfo]:

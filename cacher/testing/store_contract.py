@@ -252,6 +252,19 @@ class StoreContract:
         assert [o.key for o in store.list("contract/a/b/o")] == [LISTED[0]]
         assert store.list("contract/nothing") == [] and store.list("elsewhere/") == []
 
+    def test_iter_list_hands_over_what_list_sorts(self, store: Store) -> None:
+        """`iter_list` is the listing as it arrives: the objects `list` gives, each once (in
+        the store's order, which `list` sorts); a bad prefix is refused when it is called."""
+        for n, key in enumerate(LISTED):
+            self.put(store, key, b"x" * (n + 1))
+        if not self.reachable:
+            self.fails(lambda: list(store.iter_list("contract/")))
+            return
+        for prefix in ("", "contract/a/b", "contract/a/b/", "contract/nothing"):
+            assert sorted(store.iter_list(prefix), key=lambda o: o.key) == store.list(prefix), prefix
+        with pytest.raises(UsageError):
+            store.iter_list("../")
+
     # -- deleting -------------------------------------------------------------------------------
 
     def test_delete(self, store: Store) -> None:

@@ -127,7 +127,6 @@ def crowded(seaweed_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Callab
 
 
 @pytest.mark.s3
-@pytest.mark.xfail(strict=True, reason="the engine's and the CLI's consumers stream next")
 @pytest.mark.parametrize("command", ["restore key", "list", "list --json", "stats", "prune --dry-run"])
 def test_a_listing_of_20000_peaks_within_a_few_mib_of_one_of_1000(
     crowded: Callable[..., tuple[int, int]], command: str, tmp_path: Path

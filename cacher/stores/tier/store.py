@@ -177,15 +177,27 @@ class TieredStore(Store):
             dict(info.metadata), shared,
         )
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        """The store's listing; offline, or under soft failure with the store down, the tier's
-        own copies of this store and prefix (so restore keys work on them)."""
+    def iter_list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The store's listing as it arrives; offline, or under soft failure with the store
+        down, the tier's own copies of this store and prefix (so restore keys work on them)."""
+        validate_list_prefix(prefix)
+        return self._listed(prefix)
+
+    def _listed(self, prefix: str) -> Iterator[ObjectInfo]:
         if self.offline_reason is None:
+            handed = False
             try:
-                return self.inner.list(prefix)
+                for obj in self.inner.iter_list(prefix):
+                    handed = True
+                    yield obj
+                return
             except StorageError as exc:
                 self._down = self.soft_failure.absorb(exc)
-        validate_list_prefix(prefix)
+            if handed:
+                return  # the store failed midway: what it listed stands, with the store marked down
+        yield from self._copies(prefix)
+
+    def _copies(self, prefix: str) -> list[ObjectInfo]:
         mine = [
             e for e in self.tier.describe()
             if e.location == self.location and e.prefix == self.inner.prefix and e.key.startswith(prefix)
