@@ -143,3 +143,56 @@ def test_exists_imports_nothing_it_does_not_need(
                               text=True, check=False, cwd=tmp_path)
         assert proc.returncode == 0, proc
     assert "LOADED [] 0 1" in proc.stdout, proc
+
+
+class _Answered:
+    """The bytes of an answer as http.client's socket: what `HTTPResponse` reads from."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> Any:
+        import io
+
+        return io.BytesIO(self.data)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\nETag: \"e1\"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length:   7   \r\nETAG:\t\"e2\"\r\nX-AMZ-META-Cacher-Kind:  dir \r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nLast-Modified: Tue, 01 Dec 2026 01:02:03 GMT\r\n\r\n",
+        b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 412 Precondition Failed\r\nx-amz-meta-a: one: two\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx-amz-meta-sha256: ABC\r\nx-amz-meta-empty:\r\n\r\n",
+    ],
+)
+def test_the_hand_read_head_agrees_with_http_client(serve: Any, answer: bytes) -> None:
+    """head.py reads what http.client reads from the same bytes: status, size, ETag, date and
+    the x-amz-meta-* headers (the library's behaviour is the reference for the hand-written one).
+    One deliberate difference: a value's trailing whitespace is not part of it (RFC 9110 5.5),
+    which http.client keeps."""
+    import http.client
+
+    reference = http.client.HTTPResponse(_Answered(answer), method="HEAD")  # type: ignore[arg-type]
+    reference.begin()
+    _, http_ = serve(answer)
+    ours = http_.head("b", "k")
+    assert ours.status == reference.status
+    if reference.status != 200:
+        return
+    assert ours.size == int(reference.getheader("content-length") or 0)
+    assert ours.etag == reference.getheader("etag")
+    modified = reference.getheader("last-modified")
+    assert (ours.modified is None) == (modified is None)
+    if modified is not None:
+        import email.utils
+
+        assert ours.modified == email.utils.parsedate_to_datetime(modified)
+    expected = {
+        name.lower()[len("x-amz-meta-"):]: value.strip()
+        for name, value in reference.getheaders()
+        if name.lower().startswith("x-amz-meta-")
+    }
+    assert ours.metadata == expected
