@@ -24,7 +24,8 @@ from cacher.stores.softfail import SoftFailure
 
 if TYPE_CHECKING:  # annotations only: a command imports what it uses (`cacher exists` no transfer code)
     from cacher.codec import Codec
-    from cacher.engine.requests import DownloadRequest
+    from cacher.engine.cas_layout import CasLayout
+    from cacher.engine.requests import DownloadRequest, UploadRequest
     from cacher.kind import Kind
     from cacher.registry import Registry
     from cacher.stores.base import Store
@@ -93,6 +94,17 @@ class Job:
             if name != own
         ]
 
+    @cached_property
+    def cas_layout(self) -> CasLayout:
+        """Where the job's content-addressed objects live: packs under its own prefix, reused
+        from its own and its fallback scopes (`cacher.engine.cas_layout`)."""
+        from cacher.engine.cas_layout import CasLayout
+
+        own = segment(self.settings.scope) if self.settings.scope else None
+        root = self.store.with_prefix(self.settings.prefix.strip("/")) if own else self.store
+        readable = (own, *(name for name, _ in self.fallback_stores))
+        return CasLayout(root, own, readable)
+
     def key(self, key: str) -> str:
         """The key as stored: validated, with the arch suffix when it is on, and short enough
         for the store (checked here, before any I/O, not as the store's own error mid-way)."""
@@ -114,6 +126,19 @@ class Job:
             fits=fits_this_machine if self.settings.arch_suffix else None,
             codecs=self.registry.codec,  # decoding: the level does not apply
             soft_failure=self.soft_failure,
+            tree_format=self.settings.tree_format,
+            cas=self.cas_layout if request.kind.archive else None,
+        )
+
+    def for_upload(self, request: UploadRequest) -> UploadRequest:
+        """The upload with what the job adds to every one: the soft-failure policy, the tree
+        format and, for ``cas``, the job's layout."""
+        cas = self.settings.tree_format == "cas" and request.kind.archive
+        return replace(
+            request,
+            soft_failure=self.soft_failure,
+            tree_format=self.settings.tree_format if cas else "tar",
+            cas=self.cas_layout if cas else None,
         )
 
     def codec(self, kind: Kind, stored_key: str, override: str | None) -> Codec:

@@ -56,12 +56,22 @@ def origin(settings: Settings, name: str) -> str:
     }.get(source, "default")
 
 
+#: The values of ``tree_format``: one archive per key (the default), or content-addressed.
+TREE_FORMATS = ("tar", "cas")
+
+
 def check_values(settings: Settings) -> None:
     """Every number in its range, the size a size, the endpoint an http(s) URL."""
     for spec in FIELDS:
         if spec.type in (int, float):
             _check_number(settings, spec)
     _check_size(settings, "local_tier_max")
+    tree_format = settings.values["tree_format"]
+    if tree_format not in TREE_FORMATS:
+        raise ConfigError(
+            f"tree_format {tree_format!r} ({origin(settings, 'tree_format')}) is not a tree format: "
+            f"give {' or '.join(TREE_FORMATS)}"
+        )
     endpoint = settings.values["endpoint"]
     if endpoint and not str(endpoint).lower().startswith(("http://", "https://")):
         raise ConfigError(

@@ -110,6 +110,11 @@ class Settings:
         low=_MS,
         high=_WEEK,
     )
+    tree_format: str = setting(
+        "tar",
+        "How trees (dir, paths) are stored: tar (one .tar.zst per key) or cas (content-addressed: "
+        "a changed tree sends and fetches only what changed; docs/format.md).",
+    )
     sources: dict[str, str] = field(default_factory=dict)
     config_path: Path = Path()
     config_found: bool = False

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cacher.codec import Codec
+from cacher.engine.cas_layout import CasLayout
 from cacher.keying.keyrules import validate_key
 from cacher.kind import Kind
 from cacher.stores.base import Store
@@ -27,7 +28,9 @@ class UploadRequest:
 
     ``force`` replaces an object already stored (else the upload is ``skipped``);
     ``soft_failure`` decides whether a failing store is an error or outcome ``failed``;
-    ``progress`` is called with the bytes packed so far.
+    ``progress`` is called with the bytes packed so far. ``tree_format`` ``cas`` stores an
+    archive kind's tree content-addressed in ``cas`` (docs/format.md), sending only what the
+    manifest of ``base`` (or of the newest key under a ``restore_keys`` prefix) does not hold.
     """
 
     kind: Kind
@@ -38,6 +41,10 @@ class UploadRequest:
     force: bool = False
     soft_failure: SoftFailure = HARD
     progress: Progress | None = None
+    tree_format: str = "tar"
+    cas: CasLayout | None = None
+    base: str | None = None
+    restore_keys: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class DownloadRequest:
       to be replaced (``ensure``), not an error.
     - ``soft_failure``: whether a failing store is a miss with a note or an error.
     - ``progress``: called with the bytes read so far and the object's size.
+    - ``tree_format``: the format looked up first when a key is stored in both (``tar``: the
+      archive ``KEY``; ``cas``: the manifest ``_cas/manifests/KEY``); ``cas`` the job's layout
+      (None: manifests are not looked up).
     """
 
     kind: Kind
@@ -67,6 +77,8 @@ class DownloadRequest:
     codecs: Callable[[str], Codec] | None = None
     soft_failure: SoftFailure = HARD
     progress: Progress | None = None
+    tree_format: str = "tar"
+    cas: CasLayout | None = None
 
 
 def bound_store(store: Store, kind: Kind, targets: Sequence[str], options: Mapping[str, Any]) -> Store:

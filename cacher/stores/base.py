@@ -143,6 +143,18 @@ class Store:
             with self._translate("read", key):
                 f.close()
 
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the object: a ranged read (the packs of the
+        content-addressed format, `cacher.engine.cas_layout`). An answer of another length is a
+        `StorageError`: the object is not what its reader was told it is."""
+        with self._translate("read", key):
+            data = bytes(self.fs.cat_file(self.path(key), start=start, end=end))
+        if len(data) != end - start:
+            raise StorageError(
+                f"cannot read {self.url(key)}: bytes {start}-{end} asked for, {len(data)} answered"
+            )
+        return data
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Objects whose key starts with ``prefix`` (a plain string prefix), sorted by key: all
         of `iter_list`, for a caller that needs them all at once."""
@@ -307,7 +319,7 @@ def unavailable_store(bucket: str, prefix: str, protocol: str, reason: str) -> S
         def _fail(self, *args: Any, **kwargs: Any) -> Any:
             raise StorageError(reason)
 
-        head = exists = check_bucket = list = iter_list = delete = open_read = writer = _fail
+        head = exists = check_bucket = list = iter_list = delete = open_read = writer = read_range = _fail
         leftovers = remove_leftover = _fail
 
     return _Unavailable(None, bucket, prefix, protocol=protocol)

@@ -102,6 +102,9 @@ class ReadOnlyStore(Store):
         with self.inner.open_read(key, info) as stream:
             yield stream
 
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        return self.inner.read_range(key, start, end)
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)
 

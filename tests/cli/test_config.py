@@ -43,6 +43,7 @@ SAMPLES: dict[str, tuple[Any, Any, Any, str]] = {
     "local_tier_max": ("1GiB", "2GiB", "3GiB", "2GiB"),
     "offline": (True, False, True, "0"),
     "lock_timeout": (10.0, 20.0, 30.0, "20"),
+    "tree_format": ("tar", "cas", "tar", "cas"),
 }
 
 

@@ -90,6 +90,14 @@ class TieredStore(Store):
         if self.offline_reason is None:
             self.inner.check_bucket()
 
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Part of the store's object. The tier keeps whole objects by key, not ranges: the
+        content-addressed format keeps its contents by digest itself (`cacher.engine.cas_layout`)."""
+        if self.offline_reason is not None:
+            reason = self.offline_reason
+            raise StorageError(f"cannot read {self.url(key)}: {reason}, and the local tier keeps no ranges")
+        return self.inner.read_range(key, start, end)
+
     @contextmanager
     def open_read(self, key: str, info: ObjectInfo | None = None) -> Iterator[BinaryIO]:
         """The tier's copy when it is the store's object (offline: any copy not found damaged),

@@ -1,0 +1,86 @@
+"""Where a job's content-addressed objects live, and the store operations the format needs.
+
+`cacher.cas` works on bytes; this module joins it to a `Store`. A `CasLayout` is built once per
+job (`cacher.job.Job.cas_layout`): ``root`` is the store under the *configured* prefix, since a
+manifest names packs relative to it (``_cas/packs/...`` or ``_scopes/<segment>/_cas/packs/...``);
+``own`` is the job's scope segment, the only place it writes packs; ``readable`` the segments
+whose packs an upload may reuse (its own, then its fallback scopes: docs/format.md). Manifests
+live beside the keys, in the (kind-bound) store a transfer uses, at ``_cas/manifests/KEY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from cacher.cas import names
+from cacher.cas.root import Known, Stored, load
+from cacher.stores.base import ObjectInfo, Store
+
+__all__ = ["CasLayout", "StoredManifest", "read_manifest"]
+
+
+@dataclass(frozen=True)
+class CasLayout:
+    """A job's place for content-addressed objects (see the module's text)."""
+
+    root: Store
+    own: str | None = None
+    readable: tuple[str | None, ...] = (None,)
+
+    def pack_ref(self, pack_id: str) -> str:
+        """The reference of a pack this job writes: under its own prefix."""
+        return names.pack_ref(pack_id, self.own)
+
+    def read(self, ref: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` of the pack a manifest names by ``ref`` (checked first:
+        a reference of any other shape is refused before anything is read)."""
+        names.parse_pack_ref(ref)
+        return self.root.read_range(ref, start, end)
+
+    def may_reuse(self, ref: str) -> bool:
+        """Whether an upload may reference this pack instead of sending its blobs: only packs
+        of scopes the job may read (its own and its fallback scopes)."""
+        return names.parse_pack_ref(ref)[0] in self.readable
+
+    def reusable(self, stored: Stored) -> Known:
+        """The blobs of a stored tree an upload may reference rather than send."""
+        return {digest: place for digest, place in stored.known().items() if self.may_reuse(place[0])}
+
+    def put_pack(self, pack_id: str, source: BinaryIO) -> int:
+        """Store a finished pack (``source`` at its start) under its id, unless a pack of that
+        id is stored already (same id, same bytes): the bytes sent, 0 when it was there."""
+        ref = self.pack_ref(pack_id)
+        if self.root.exists(ref):
+            return 0
+        sent = 0
+        with self.root.writer(ref, dict(names.PACK_METADATA)) as out:
+            while block := source.read(1 << 20):
+                out.write(block)
+                sent += len(block)
+        return sent
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    """A manifest as read from a store: the object's info and the checked tree."""
+
+    info: ObjectInfo
+    stored: Stored
+
+
+def read_manifest(
+    store: Store, key: str, layout: CasLayout, info: ObjectInfo | None = None
+) -> StoredManifest | None:
+    """The manifest of ``key`` in ``store`` (a kind-bound view of the job's store, or of a
+    fallback scope's), read and checked whole (`cacher.cas.root.load`: every part against its
+    digest, every tree rule); None when no manifest is stored under ``key``. A manifest that
+    breaks the format is `ObjectRefused` or `IntegrityError`, as a damaged archive is."""
+    name = names.manifest_name(key)
+    if info is None:
+        info = store.head(name)
+        if info is None:
+            return None
+    with store.open_read(name, info) as stream:
+        data = stream.read()
+    return StoredManifest(info, load(data, layout.read))
