@@ -278,7 +278,7 @@ def upload(
     the_kind, stored, chosen = _setup(job, kind, key, codec)
     opts = _options(the_kind, "upload", options)
     request = engine.UploadRequest(the_kind, chosen, stored, _targets(path), opts, force=force)
-    return _store(job, replace(request, progress=progress))
+    return _store(job, replace(job.for_upload(request), progress=progress))
 
 
 def download(

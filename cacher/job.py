@@ -103,7 +103,7 @@ class Job:
         own = segment(self.settings.scope) if self.settings.scope else None
         root = self.store.with_prefix(self.settings.prefix.strip("/")) if own else self.store
         readable = (own, *(name for name, _ in self.fallback_stores))
-        return CasLayout(root, own, readable)
+        return CasLayout(root, own, readable, tuple(self.fallback_stores))
 
     def key(self, key: str) -> str:
         """The key as stored: validated, with the arch suffix when it is on, and short enough

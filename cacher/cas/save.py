@@ -11,17 +11,20 @@ after them, in packs of their own). Nothing here publishes: the caller stores ea
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from cacher.cas.manifest import canonical, encode_part
 from cacher.cas.model import MAX_BLOB, BlobLocation, Chunk, Entry, Manifest, PackBlobs
 from cacher.cas.pack import Packer, PackInfo
 from cacher.cas.root import Root, cut_parts, encode_root
+from cacher.cas.rules import check_tree, order_key
 from cacher.cas.scan import Skip, walk
-from cacher.cas.units import pieces
-from cacher.errors import ArtifactError
+from cacher.cas.units import BLOCK, pieces
+from cacher.errors import ArtifactError, ObjectRefused
+from cacher.tar.stream import Member, TarStream
 
 Known = Mapping[str, tuple[str, BlobLocation]]
 
@@ -55,15 +58,88 @@ def save_tree(
     for found in walk(root, skip):
         entry = found.entry
         if entry.type == "file":
-            chunks = []
-            for digest, data in pieces(found.source, entry.size):
-                chunks.append(Chunk(digest, len(data)))
-                if digest in known:
-                    reused.add(digest)
-                else:
-                    packer.add(digest, data)
-            entry = replace(entry, chunks=tuple(chunks))
+            chunks = _pack_pieces(pieces(found.source, entry.size), packer, known, reused)
+            entry = replace(entry, chunks=chunks)
         entries.append(entry)
+    return _finish(str(root), entries, reused, packer, known, ref_of)
+
+
+def save_stream(source: BinaryIO, packer: Packer, known: Known, ref_of: Callable[[str], str]) -> Saved:
+    """`save_tree` of the tree a tar stream holds (what any archive kind's ``pack`` writes):
+    members become entries in the canonical order, regular files' data blobs of `BLOCK` bytes.
+    A stream this format cannot hold (a device, a name that is not UTF-8, a member whose parent
+    is not a directory of the stream) is an `ArtifactError`; nothing is published by a save."""
+    entries: list[Entry] = []
+    reused: set[str] = set()
+    stream = TarStream(source)
+    try:
+        for member in stream:
+            entry = _entry_of(member)
+            if entry is None:
+                continue
+            if entry.type == "file":
+                blocks = ((hashlib.sha256(d).hexdigest(), d) for d in stream.data_blocks(member, BLOCK))
+                entry = replace(entry, chunks=_pack_pieces(blocks, packer, known, reused))
+            entries.append(entry)
+        stream.drain()
+    finally:
+        stream.close()
+    entries.sort(key=lambda e: order_key(e.path))
+    try:
+        check_tree(tuple(entries))
+    except ObjectRefused as exc:
+        raise ArtifactError(f"the archive cannot be stored content-addressed: {exc.message}") from None
+    return _finish("the archive", entries, reused, packer, known, ref_of)
+
+
+def _entry_of(member: Member) -> Entry | None:
+    """The entry of one tar member (None for the tree's root itself)."""
+    path = member.name.rstrip("/")
+    while path.startswith("./"):
+        path = path[2:]
+    if path in ("", "."):
+        return None
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArtifactError(f"cannot store {path!r} content-addressed: its name is not UTF-8") from None
+    mode, mtime = member.mode & 0o7777, int(member.mtime)
+    if member.isdir():
+        return Entry(path, "dir", mode, mtime)
+    if member.isreg():
+        return Entry(path, "file", mode, mtime, member.size)
+    if member.issym():
+        return Entry(path, "symlink", mode, mtime, target=member.linkname)
+    if member.islnk():
+        target = member.linkname.rstrip("/")
+        return Entry(path, "hardlink", target=target[2:] if target.startswith("./") else target)
+    raise ArtifactError(f"cannot store {path!r} content-addressed: devices and FIFOs are not cached")
+
+
+def _pack_pieces(
+    found: Iterable[tuple[str, bytes]], packer: Packer, known: Known, reused: set[str]
+) -> tuple[Chunk, ...]:
+    """A file's chunks; each piece not ``known`` goes to the packer (which skips repeats)."""
+    chunks = []
+    for digest, data in found:
+        chunks.append(Chunk(digest, len(data)))
+        if digest in known:
+            reused.add(digest)
+        else:
+            packer.add(digest, data)
+    return tuple(chunks)
+
+
+def _finish(
+    what: str,
+    entries: list[Entry],
+    reused: set[str],
+    packer: Packer,
+    known: Known,
+    ref_of: Callable[[str], str],
+) -> Saved:
+    """The manifest of ``entries``: the contents' packs closed, the parts that changed packed
+    after them, the root naming the parts."""
     content_packs = list(packer.finish())
     places = _places(content_packs, ref_of)
     for digest in reused:
@@ -77,7 +153,7 @@ def save_tree(
         data = encode_part(part)
         if len(data) > MAX_BLOB:
             raise ArtifactError(
-                f"cannot store {root} in this format: the entries from {part.entries[0].path!r} "
+                f"cannot store {what} in this format: the entries from {part.entries[0].path!r} "
                 f"describe {len(data)} bytes, more than a part holds ({MAX_BLOB})"
             )
         digest = hashlib.sha256(data).hexdigest()

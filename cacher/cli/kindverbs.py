@@ -76,7 +76,7 @@ class KindVerbs:
         kind, stored_key, chosen = setup
         return session.for_download(engine.DownloadRequest(kind, chosen, stored_key, target, **policy))
 
-    def upload(
+    def upload(  # noqa: PLR0913 - one keyword per flag of the verb
         self,
         session: Session,
         key: str,
@@ -84,6 +84,8 @@ class KindVerbs:
         *,
         force: bool = False,
         codec: str | None = None,
+        base: str | None = None,
+        restore_key: list[str] | None = None,
         options: dict[str, Any],
     ) -> int:
         check_owner(key, self.name)
@@ -91,8 +93,10 @@ class KindVerbs:
         if not targets or not all(targets):
             raise UsageError(f"cacher {self.name} upload needs {kind.upload_target.metavar}")
         request = engine.UploadRequest(
-            kind, chosen, stored_key, list(targets), options, force=force, soft_failure=session.soft_failure
+            kind, chosen, stored_key, list(targets), options, force=force,
+            base=session.key(base) if base else None, restore_keys=restore_key or (),
         )
+        request = session.for_upload(request)
         return exit_code(self._upload(session, request, "upload").outcome)
 
     def download(

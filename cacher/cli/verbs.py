@@ -69,6 +69,29 @@ _RESTORE = P(
     ],
     default=None,
 )
+_BASE = P(
+    "base",
+    P.KEYWORD_ONLY,
+    annotation=_annotated(
+        str | None,
+        "With tree_format cas: the stored key whose contents need not be sent again "
+        "(default: the key itself, then the newest under each --restore-key).",
+    ),
+    default=None,
+)
+_UPLOAD_RESTORE = P(
+    "restore_key",
+    P.KEYWORD_ONLY,
+    annotation=Annotated[
+        list[str] | None,
+        Parameter(
+            help="With tree_format cas and no --base: the newest tree stored under this prefix is "
+            "the base (repeatable, in order).",
+            negative=(),
+        ),
+    ],
+    default=None,
+)
 _COMMAND = P("command", P.VAR_POSITIONAL, annotation=_annotated(str, "The build command, after '--'."))
 
 
@@ -91,12 +114,17 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
         *targets: str,
         force: bool = False,
         codec: str | None = None,
+        base: str | None = None,
+        restore_key: list[str] | None = None,
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
         **options: Any,
     ) -> int:
         session = open_session(store, registry, output)
-        return verbs.upload(session, key, targets, force=force, codec=codec, options=options)
+        return verbs.upload(
+            session, key, targets, force=force, codec=codec, base=base, restore_key=restore_key,
+            options=options,
+        )
 
     def download(
         key: str,
@@ -131,7 +159,10 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
 
     up_t, down_t = kind_cls.upload_target, kind_cls.download_target
     up_opts, down_opts = _option_params(kind_cls, "upload"), _option_params(kind_cls, "download")
-    up_params = [_KEY, _target_param(up_t, up_t.metavar.lower()), _FORCE, _CODEC, *up_opts, _STORE, _OUTPUT]
+    up_params = [_KEY, _target_param(up_t, up_t.metavar.lower()), _FORCE, _CODEC]
+    if kind_cls.archive:  # trees: the content-addressed format's base
+        up_params += [_BASE, _UPLOAD_RESTORE]
+    up_params += [*up_opts, _STORE, _OUTPUT]
     down_params = [
         _KEY,
         _target_param(down_t, down_t.metavar.lower()),

@@ -4,7 +4,8 @@
 job (`cacher.job.Job.cas_layout`): ``root`` is the store under the *configured* prefix, since a
 manifest names packs relative to it (``_cas/packs/...`` or ``_scopes/<segment>/_cas/packs/...``);
 ``own`` is the job's scope segment, the only place it writes packs; ``readable`` the segments
-whose packs an upload may reuse (its own, then its fallback scopes: docs/format.md). Manifests
+whose packs an upload may reuse (its own, then its fallback scopes: docs/format.md), and
+``fallbacks`` those scopes' stores. Manifests
 live beside the keys, in the (kind-bound) store a transfer uses, at ``_cas/manifests/KEY``.
 """
 
@@ -27,6 +28,9 @@ class CasLayout:
     root: Store
     own: str | None = None
     readable: tuple[str | None, ...] = (None,)
+    #: (scope, store) of the fallback scopes, as `cacher.job.Job.fallback_stores` gives them:
+    #: where an upload also looks for its base's manifest.
+    fallbacks: tuple[tuple[str, Store], ...] = ()
 
     def pack_ref(self, pack_id: str) -> str:
         """The reference of a pack this job writes: under its own prefix."""

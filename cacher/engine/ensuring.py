@@ -95,6 +95,9 @@ def ensure(store: Store, request: DownloadRequest, steps: EnsureSteps) -> Ensure
     made = UploadRequest(
         request.kind, request.codec, key, [target], request.options,
         force=True, soft_failure=request.soft_failure,
+        # Content-addressed: what the restore brought (a restore key's match) need not be sent.
+        tree_format=request.tree_format, cas=request.cas, restore_keys=request.restore_keys,
+        base=restored.matched_key if restored is not None else None,
     )
     try:
         uploaded = steps.upload(store, made)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from cacher import __version__
+from cacher.engine.cas_saving import cas_upload, stored_manifest_exists
 from cacher.engine.requests import UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
 from cacher.engine.unchanged import watch
@@ -22,6 +23,13 @@ def upload(store: Store, request: UploadRequest) -> Result:
     return store_upload(bound_store(store, request.kind, request.targets, request.options), request)
 
 
+def _stored(store: Store, request: UploadRequest) -> bool:
+    """Whether the key is stored already: as an archive, or (with a layout) as a manifest."""
+    if store.exists(request.key):
+        return True
+    return request.cas is not None and stored_manifest_exists(store, request.key)
+
+
 def store_upload(store: Store, request: UploadRequest) -> Result:
     """`upload` into ``store`` as it is (already bound to the kind's namespace, if any)."""
     kind, codec, key = request.kind, request.codec, request.key
@@ -30,8 +38,10 @@ def store_upload(store: Store, request: UploadRequest) -> Result:
     if not store.writable:
         return Result(key, "read-only", kind.name, codec.name, seconds=time.monotonic() - started)
     try:
-        if not request.force and store.exists(key):
+        if not request.force and _stored(store, request):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
+        if request.cas is not None and request.tree_format == "cas":
+            return cas_upload(store, request)
         store.prepare_writer()  # S3: s3fs is built while the file's digest is taken
         metadata = {**kind.metadata(targets, options), "kind": kind.name, "codec": codec.name}
         metadata["version"] = __version__

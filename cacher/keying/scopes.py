@@ -12,8 +12,9 @@ characters into one ``-``), so no clean name can take a digested segment's form.
 
 ``_scopes`` is reserved: no unscoped key may start with it, so no scoped object can be reached
 as an unscoped key. ``_paths`` belongs to the ``paths`` kind: only that kind writes there (other
-kinds are refused), while ``exists`` and ``list`` may still name it. With no scope set the
-layout is unchanged.
+kinds are refused), while ``exists`` and ``list`` may still name it. ``_cas`` holds the
+content-addressed format's manifests and packs (docs/format.md): no key a user names starts
+with it. With no scope set the layout is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import re
 from cacher.errors import ConfigError, UsageError
 
 __all__ = [
+    "CAS",
     "DIGEST_SEPARATOR",
     "RESERVED",
     "RESERVED_OWNERS",
@@ -38,11 +40,13 @@ __all__ = [
 ]
 
 RESERVED = "_scopes"
+#: The content-addressed format's objects (`cacher.cas.names`): never a key a user names.
+CAS = "_cas"
 #: First key segments that belong to one kind: only that kind writes under them.
 RESERVED_OWNERS = {"_paths": "paths"}
 #: First key segments that hold other namespaces' objects: scopes, and the ``paths`` kind's
 #: bound path lists. No unscoped key, exact or restore key, reaches into them.
-RESERVED_SEGMENTS = frozenset({RESERVED, *RESERVED_OWNERS})
+RESERVED_SEGMENTS = frozenset({RESERVED, CAS, *RESERVED_OWNERS})
 
 
 def _first_segment(key: str) -> str:
@@ -102,8 +106,13 @@ def scope_prefix(prefix: str, scope_segment: str) -> str:
 
 def check_unscoped_key(key: str) -> None:
     """A key a user names may not start with the reserved segment (scoped objects stay unreachable)."""
-    if _first_segment(key) == RESERVED:  # `_paths/<h>/KEY` stays nameable: the action looks it up
+    first = _first_segment(key)
+    if first == RESERVED:  # `_paths/<h>/KEY` stays nameable: the action looks it up
         raise UsageError(f"key {key!r} starts with {RESERVED!r}, which is reserved (scopes: use --scope)")
+    if first == CAS:
+        raise UsageError(
+            f"key {key!r} starts with {CAS!r}, which is reserved (the content-addressed format's objects)"
+        )
 
 
 def check_owner(key: str, kind: str) -> None:

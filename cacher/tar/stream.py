@@ -259,6 +259,18 @@ class TarStream:
         self._left = _padded(info.size) if info.isreg() else 0
         return info
 
+    def data_blocks(self, info: Member, block: int) -> Iterator[bytes]:
+        """The current regular member's data in pieces of ``block`` bytes (the last shorter),
+        then step over its padding: how a content-addressed save cuts a file into blobs."""
+        left = info.size
+        while left:
+            piece = bytearray()
+            for view in self._spans(min(block, left)):
+                piece += view
+            left -= len(piece)
+            yield bytes(piece)
+        self._left = _padded(info.size) - info.size
+
     def copy_data(self, info: Member, fd: int) -> None:
         """Write the current regular member's data to ``fd``, then step over its padding."""
         for view in self._spans(info.size):

@@ -1,0 +1,182 @@
+"""Upload in the content-addressed format: a kind's tar stream into packs, then its manifest.
+
+Any archive kind qualifies: its ``pack`` writes a tar stream (on a thread, into a pipe), which
+`cacher.cas.save.save_stream` cuts into entries and blobs. Blobs the base's manifest already
+stores in a pack the job may read are referenced, not sent; the rest go into new packs, stored
+under the job's own prefix as they fill (two in flight at most). The manifest is written last,
+once every pack it names is stored, so a killed upload leaves only unreferenced packs (prune
+removes them) and never a manifest naming a pack that is not there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import BinaryIO
+
+from cacher import __version__
+from cacher.cas import names
+from cacher.cas.pack import PACK_TARGET, Packer, PackInfo
+from cacher.cas.root import Known
+from cacher.cas.save import save_stream
+from cacher.engine.cas_layout import CasLayout, StoredManifest, read_manifest
+from cacher.engine.listing import newest_first
+from cacher.engine.requests import UploadRequest, bound_store
+from cacher.engine.results import Outcome, Result
+from cacher.errors import IntegrityError, ObjectRefused, StorageError
+from cacher.stores.base import ObjectInfo, Store
+from cacher.streams import Writable
+
+__all__ = ["CODEC", "cas_upload", "find_base", "stored_manifest_exists", "tar_of"]
+
+#: The codec a content-addressed upload reports (each frame is zstd; there is no one stream).
+CODEC = "cas"
+#: Packs stored at once while the next fills: bounds memory to about three packs.
+IN_FLIGHT = 2
+
+
+def stored_manifest_exists(store: Store, key: str) -> bool:
+    """Whether ``key`` is stored as a manifest in ``store``."""
+    return store.exists(names.manifest_name(key))
+
+
+def cas_upload(store: Store, request: UploadRequest) -> Result:
+    """Store the request's targets content-addressed under its key in ``store`` (kind-bound),
+    after the writable and skip checks of `cacher.engine.uploading.store_upload`."""
+    layout = request.cas
+    assert layout is not None  # the caller dispatches on it
+    started = time.monotonic()
+    base = find_base(store, request, layout)
+    known: Known = layout.reusable(base.stored) if base is not None else {}
+    with _PackSender(layout) as sender:
+        packer = Packer(sender.open_sink, sender.done)
+        with tar_of(request) as tar:
+            saved = save_stream(tar, packer, known, layout.pack_ref)
+    metadata = {
+        **names.MANIFEST_METADATA,
+        **request.kind.metadata(request.targets, request.options),
+        "tree-kind": request.kind.name,
+        "version": __version__,
+    }
+    with store.writer(names.manifest_name(request.key), metadata) as out:
+        out.write(saved.root)
+    outcome: Outcome = "local" if store.offline_reason else "uploaded"
+    return Result(
+        request.key, outcome, request.kind.name, CODEC, saved.manifest.logical_size,
+        sender.sent + len(saved.root), time.monotonic() - started,
+    )
+
+
+def find_base(store: Store, request: UploadRequest, layout: CasLayout) -> StoredManifest | None:
+    """The manifest whose contents this upload need not send: ``--base`` (or the key itself,
+    stored before), else the newest manifest under each restore-key prefix, in the job's own
+    store, then each fallback scope's. A base that cannot be read is passed over: it only
+    saves bytes."""
+    kind, targets, options = request.kind, request.targets, request.options
+    stores = [store, *(bound_store(other, kind, targets, options) for _, other in layout.fallbacks)]
+    exact = [request.base] if request.base else [request.key]
+    for where in stores:
+        for key in exact:
+            found = _readable(where, key, layout)
+            if found is not None:
+                return found
+    for prefix in request.restore_keys:
+        for where in stores:
+            listed = where.iter_list(f"{names.MANIFESTS}/{prefix}")
+            for candidate in newest_first(_as_keys(listed), prefix):
+                found = _readable(where, candidate.key, layout)
+                if found is not None:
+                    return found
+    return None
+
+
+def _as_keys(listed: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
+    """Listed manifests as their keys (``_cas/manifests/KEY`` -> ``KEY``)."""
+    for info in listed:
+        yield replace(info, key=info.key.removeprefix(names.MANIFESTS + "/"))
+
+
+def _readable(store: Store, key: str, layout: CasLayout) -> StoredManifest | None:
+    try:
+        return read_manifest(store, key, layout)
+    except (IntegrityError, ObjectRefused, StorageError):
+        return None
+
+
+@contextmanager
+def tar_of(request: UploadRequest) -> Iterator[BinaryIO]:
+    """The kind's tar stream of the request's targets, read from a pipe that ``pack`` writes
+    on a thread. The thread's failure is raised here once the stream is read; a reader that
+    stops early closes the pipe, which ends the writer."""
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(write_fd, "wb", buffering=1 << 20) as sink:
+                request.kind.pack(request.targets, sink, request.options)
+        except BrokenPipeError:
+            pass  # the reader stopped first; its own error is the one raised
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            failure.append(exc)
+
+    writer = threading.Thread(target=produce, name="cacher-cas-pack", daemon=True)
+    try:
+        with open(read_fd, "rb", buffering=1 << 20) as reader:
+            writer.start()
+            yield reader
+    finally:
+        if writer.is_alive() or writer.ident is not None:
+            writer.join()
+        else:
+            os.close(write_fd)
+    if failure:
+        raise failure[0]
+
+
+class _PackSender:
+    """Packs go to spooled files and are stored on a small pool as they finish; `sent` counts
+    the bytes stored (a pack already there is not sent again)."""
+
+    def __init__(self, layout: CasLayout) -> None:
+        self.layout = layout
+        self.sent = 0
+        self.pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="cacher-cas-put")
+        self.pending: list[Future[int]] = []
+
+    def __enter__(self) -> _PackSender:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self._wait(0)
+        finally:
+            for future in self.pending:
+                future.cancel()
+            self.pool.shutdown(wait=True)
+
+    def open_sink(self) -> Writable:
+        return tempfile.SpooledTemporaryFile(max_size=PACK_TARGET * 2)
+
+    def done(self, sink: Writable, info: PackInfo) -> None:
+        spool: BinaryIO = sink  # type: ignore[assignment]
+        self._wait(IN_FLIGHT - 1)
+        self.pending.append(self.pool.submit(self._put, spool, info))
+
+    def _put(self, spool: BinaryIO, info: PackInfo) -> int:
+        with spool:
+            spool.seek(0)
+            return self.layout.put_pack(info.pack_id, spool)
+
+    def _wait(self, room: int) -> None:
+        """Wait until at most ``room`` packs are in flight; a failed one raises here."""
+        while len(self.pending) > room:
+            self.sent += self.pending.pop(0).result()
+
