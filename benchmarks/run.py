@@ -25,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cacherbench import bundle, docker, listing, memory, parts, report, startup, tier, workloads
+from cacherbench import bundle, docker, incremental, listing, memory, parts, report, startup, tier, workloads
 from cacherbench.action_install import action_install
 from cacherbench.action_report import write_outputs as write_action_install
 from cacherbench.bench import BUCKET, Bench, Measurement, Skipped
@@ -56,6 +56,8 @@ WORKLOADS: dict[str, Callable[[Bench, Inputs], list[Measurement]]] = {
     "docker": docker.docker,
     "rss": memory.rss,
     "tier-download": tier.tier_download,
+    "incremental": incremental.incremental,
+    "incremental-medium": incremental.incremental_medium,
     "bundle": bundle.bundle,
     "action-install": action_install,
     "listing-scale": listing.listing_scale,

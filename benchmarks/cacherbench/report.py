@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cacherbench.incremental import bytes_table
 from cacherbench.targets import ABSOLUTE, COMPARISONS, RSS_TARGET_MIB
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -286,6 +287,9 @@ def input_lines(results: dict[str, Any]) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     out = [f"Size `{results['size']}`. Reproduce with `{results['command']}`.", ""]
     out += ["### Against the targets", "", *comparison_table(results), ""]
+    incremental = bytes_table(results)
+    if incremental:
+        out += ["### Incremental saves: bytes", "", *incremental, ""]
     absolute = absolute_table(results)
     if absolute:
         out += [

@@ -61,6 +61,10 @@ COMPARISONS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = 
 from cacherbench.listing import comparisons as _listing_rows  # noqa: E402
 
 COMPARISONS += _listing_rows()
+# Issue 30: incremental saves in the content-addressed format against the plain tar.zst.
+from cacherbench.incremental import comparisons as _incremental_rows  # noqa: E402
+
+COMPARISONS += _incremental_rows()
 # Rows with a target in seconds, not a ratio: (row label, cacher's (workload, tool), target
 # seconds or None, a peer shown beside it or None).
 ABSOLUTE: list[tuple[str, tuple[str, str], float | None, tuple[str, str] | None]] = [
