@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import Parameter
 
@@ -16,9 +16,13 @@ from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import JSON_SCHEMA, Reporter, human_bytes
 from cacher.cli.session import Session
 from cacher.config.durations import parse_duration
+from cacher.engine.listing import shown, stored_keys
 from cacher.errors import UsageError, exit_code
 from cacher.registry import Registry
 from cacher.stores.base import Leftover, ObjectInfo
+
+if TYPE_CHECKING:
+    from cacher.engine.cas_gc import Sweep
 
 PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a plain string prefix).")]
 LocalFlag = Annotated[
@@ -41,7 +45,15 @@ def _age(when: datetime | None, now: datetime) -> str:
 
 
 def _doc(obj: ObjectInfo) -> dict[str, Any]:
-    return {"key": obj.key, "size": obj.size, "modified": _iso(obj.modified)}
+    key, cas = shown(obj)
+    doc = {"key": key, "size": obj.size, "modified": _iso(obj.modified)}
+    return {**doc, "format": "cas"} if cas else doc
+
+
+def _name(obj: ObjectInfo) -> str:
+    """A listed key as a person reads it: a content-addressed tree's manifest as its KEY, marked."""
+    key, cas = shown(obj)
+    return f"{key}  [cas]" if cas else key
 
 
 def _leftover_doc(leftovers: Sequence[Leftover]) -> dict[str, int]:
@@ -75,20 +87,19 @@ def list_command(registry: Registry) -> Callable[..., int]:
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
-        """List stored keys under a prefix, one per line."""
+        """List stored keys under a prefix, one per line (a content-addressed tree: KEY  [cas])."""
         session = open_session(store, registry, output)
-        objects = session.store.iter_list(prefix)  # printed as the pages arrive
+        objects = stored_keys(session.store, prefix)  # printed as the pages arrive
         if session.report.json_output:
             _emit_listing(prefix, objects)
             return exit_code("listed")
         now = datetime.now(UTC)
         for obj in objects:
             if long:
-                print(
-                    f"{obj.size:>14}  {_iso(obj.modified) or '-':20}  {_age(obj.modified, now):>5}  {obj.key}"
-                )
+                when = _iso(obj.modified) or "-"
+                print(f"{obj.size:>14}  {when:20}  {_age(obj.modified, now):>5}  {_name(obj)}")
             else:
-                print(obj.key)
+                print(_name(obj))
         return exit_code("listed")
 
     list_.__name__ = "list"
@@ -170,6 +181,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             "oldest": _iso(oldest),
             "newest": _iso(newest),
             "by_segment": by_segment,
+            "cas": _cas_doc(session, prefix),
         }
         if session.report.json_output:
             session.report.emit({"command": "stats", "prefix": prefix, **summary})
@@ -180,6 +192,15 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         print(f"newest:  {summary['newest'] or '-'}")
         for name, group in by_segment.items():
             print(f"  {name}: {group['objects']} objects, {human_bytes(group['bytes'])}")
+        cas = summary["cas"]
+        if cas["trees"] or cas["unreadable"]:
+            ratio = f"{cas['dedup_ratio']:.2f}x" if cas["dedup_ratio"] is not None else "-"
+            print(
+                f"content-addressed trees: {cas['trees']}, {human_bytes(cas['logical_bytes'])} as restored, "
+                f"{human_bytes(cas['stored_bytes'])} in the packs they reference (deduplication {ratio})"
+            )
+            if cas["unreadable"]:
+                print(f"  manifests that could not be read: {cas['unreadable']}")
         if leftovers:
             doc = summary["unfinished_uploads"]
             print(f"unfinished uploads of killed jobs: {doc['count']}, {human_bytes(doc['bytes'])}")
@@ -189,6 +210,23 @@ def stats_command(registry: Registry) -> Callable[..., int]:
         return exit_code("listed")
 
     return stats
+
+
+def _cas_doc(session: Session, prefix: str) -> dict[str, Any]:
+    """The content-addressed trees under ``prefix`` in the job's own prefix: how many, their
+    size as restored, the bytes of the packs they reference, and the ratio of the two."""
+    from cacher.engine.cas_gc import cas_stats, within
+
+    layout = session.cas_layout
+    found = cas_stats(layout, within(layout), prefix)
+    ratio = round(found.ratio, 3) if found.ratio is not None else None
+    return {
+        "trees": found.manifests,
+        "logical_bytes": found.logical,
+        "stored_bytes": found.stored,
+        "dedup_ratio": ratio,
+        "unreadable": len(found.unreadable),
+    }
 
 
 def prune_command(registry: Registry) -> Callable[..., int]:
@@ -205,6 +243,14 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         ],
         keep_last: Annotated[int, Parameter(help="Never delete the N newest objects under the prefix.")] = 0,
         dry_run: Annotated[bool, Parameter(help="Only say what would be deleted.")] = False,
+        pack_grace: Annotated[
+            str,
+            Parameter(
+                help="How long an unreferenced pack of content-addressed trees waits before it is "
+                "condemned, and condemned before a later prune deletes it.",
+                allow_leading_hyphen=True,
+            ),
+        ] = "1d",
         all_projects: Annotated[
             bool,
             Parameter(help="Allow a prune with no prefix at all: every project in the bucket."),
@@ -219,6 +265,7 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         if keep_last < 0:
             raise UsageError("--keep-last must not be negative")
         age = parse_duration(older_than)
+        grace = parse_duration(pack_grace)
         session = open_session(store, registry, output)
         if local:
             from cacher.cli.tiercmd import local_prune
@@ -232,17 +279,20 @@ def prune_command(registry: Registry) -> Callable[..., int]:
         plan = engine.plan_prune(session.store, prefix, age, keep_last, dry_run)
         if plan.writes_refused:
             session.report.say(f"read-only: nothing deleted ({len(plan.doomed)} objects would have been)")
-        _report_prune(session, plan)
+        _report_prune(session, plan, grace)
         return exit_code("pruned")
 
     return prune
 
 
-def _report_prune(session: Session, plan: engine.PrunePlan) -> None:
-    """Carry out ``plan`` (`cacher.engine.prune`), saying what goes as it goes, then its document."""
+def _report_prune(session: Session, plan: engine.PrunePlan, grace: float) -> None:
+    """Carry out ``plan`` (`cacher.engine.prune`), saying what goes as it goes, then sweep the
+    packs of content-addressed trees (`cacher.engine.cas_gc`), then its document."""
+    from cacher.engine.prune import sweep_packs
+
     for obj in engine.carry_out(session.store, plan):
         verb = "would delete" if plan.dry_run else "deleted"
-        session.report.say(f"{verb} {obj.key} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
+        session.report.say(f"{verb} {_name(obj)} ({human_bytes(obj.size)}, {_iso(obj.modified)})")
     verb = "would delete" if plan.dry_run else "deleted"
     session.report.say(f"{verb} {len(plan.doomed)} of {plan.listed} objects, {human_bytes(plan.freed)}")
     leftovers = engine.clear_leftovers(session.store, plan)
@@ -250,6 +300,8 @@ def _report_prune(session: Session, plan: engine.PrunePlan) -> None:
         what = "would remove" if plan.dry_run else "removed"
         cleared = human_bytes(sum(lo.size for lo in leftovers))
         session.report.say(f"{what} {len(leftovers)} unfinished uploads of killed jobs, {cleared}")
+    swept = sweep_packs(session.cas_layout, plan, grace)
+    _say_sweep(session, swept)
     session.report.emit(
         {
             "command": "prune",
@@ -259,5 +311,34 @@ def _report_prune(session: Session, plan: engine.PrunePlan) -> None:
             "kept": plan.listed - len(plan.doomed),
             "bytes": plan.freed,
             "unfinished_uploads": _leftover_doc(leftovers),
+            "packs": {
+                "deleted": [o.key for o in swept.deleted],
+                "bytes": swept.freed,
+                "condemned": len(swept.condemned),
+                "waiting": swept.waiting,
+                "live": swept.live,
+                "young": swept.young,
+                "unreadable_manifests": list(swept.unreadable),
+            },
         }
+    )
+
+
+def _say_sweep(session: Session, swept: Sweep) -> None:
+    """What the sweep of content-addressed packs did, in a line or two (nothing when no pack
+    and no manifest concerned it)."""
+    if swept.unreadable:
+        shown_names = ", ".join(swept.unreadable[:3]) + (" …" if len(swept.unreadable) > 3 else "")
+        session.report.say(
+            f"packs: none deleted: {len(swept.unreadable)} manifest(s) could not be read ({shown_names}), "
+            "and could name any pack"
+        )
+        return
+    if not (swept.deleted or swept.condemned or swept.waiting or swept.young):
+        return
+    verb = "would delete" if swept.dry_run else "deleted"
+    condemn = "would condemn" if swept.dry_run else "condemned"
+    session.report.say(
+        f"packs: {verb} {len(swept.deleted)} ({human_bytes(swept.freed)}), {condemn} {len(swept.condemned)}, "
+        f"{swept.waiting} waiting out the grace period, {swept.young} too young, {swept.live} referenced"
     )

@@ -2,7 +2,10 @@
 
 Selection is one rule for the store and the local tier: never the ``keep_last`` most recent,
 and of the rest those last written (or used) more than ``older_than`` seconds ago. A store
-that is not ``writable`` (the read-only gate) turns a prune into a dry run.
+that is not ``writable`` (the read-only gate) turns a prune into a dry run. The keys are those
+`cacher.engine.listing.stored_keys` lists: a content-addressed manifest counts as its KEY and
+goes like any object; packs are never selected by age but swept after the selection, when no
+manifest references them (`sweep_packs`, `cacher.engine.cas_gc`).
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from cacher.stores.base import Leftover, ObjectInfo, Store
+from cacher.engine.listing import manifest_key, stored_keys
+from cacher.stores.base import LEFTOVER_AGE, Leftover, ObjectInfo, Store
+
+if TYPE_CHECKING:
+    from cacher.engine.cas_gc import Sweep
+    from cacher.engine.cas_layout import CasLayout
 
 T = TypeVar("T")
 
@@ -82,7 +90,7 @@ def plan_prune(store: Store, prefix: str, older_than: float, keep_last: int, dry
     """List ``prefix`` and select what goes (`select_old`'s rule on the objects' modification
     times), the listing consumed as it comes: only the ``keep_last`` newest and what goes are held."""
     now = time.time()
-    listed, doomed = select_old_streaming(store.iter_list(prefix), _modified, older_than, keep_last, now)
+    listed, doomed = select_old_streaming(stored_keys(store, prefix), _modified, older_than, keep_last, now)
     refused = not store.writable and not dry_run
     return PrunePlan(prefix, listed, tuple(doomed), dry_run or refused, refused)
 
@@ -99,3 +107,15 @@ def clear_leftovers(store: Store, plan: PrunePlan) -> list[Leftover]:
     """The unfinished uploads of killed jobs under the plan's prefix, removed unless a dry run
     (those that could not be removed are left out)."""
     return [lo for lo in store.leftovers(plan.prefix) if plan.dry_run or store.remove_leftover(lo)]
+
+
+def sweep_packs(
+    layout: CasLayout, plan: PrunePlan, grace: float = LEFTOVER_AGE.total_seconds(), now: float | None = None
+) -> Sweep:
+    """After the plan's objects went: the sweep of the job's own packs (`cacher.engine.cas_gc`),
+    the manifests the plan selects counted as gone (a dry run has not deleted them); a dry
+    run, or a store the gate keeps read-only, deletes and records nothing."""
+    from cacher.engine.cas_gc import sweep, within
+
+    skip = frozenset(within(layout) + o.key for o in plan.doomed if manifest_key(o.key) is not None)
+    return sweep(layout, grace=grace, dry_run=plan.dry_run, skip=skip, now=now)
