@@ -126,6 +126,21 @@ class KindVerbs:
         session.report.emit({"command": "exists", "key": stored_key, "exists": presence.found})
         return exit_code("found" if presence.found else "absent")
 
+    def export(self, session: Session, key: str) -> int:
+        """`cacher.engine.cas_export.export` to stdout: the tar alone there; a miss is a result
+        line on stderr (exit 3), as ``download`` reports it."""
+        from cacher.engine.cas_export import export  # not on the transfers' path
+
+        setup = self._setup(session, key, None)
+        request = self._download_request(session, setup, None, options={})
+        try:
+            export(session.store, request, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except CacheMiss as miss:
+            session.report.miss(None, self.name, request.key, miss)
+            return exit_code("miss")
+        return exit_code("hit")
+
     def check_build_command(self, command: Sequence[str]) -> None:
         """``ensure`` needs a build command: the caller checks it before it opens the session."""
         if not command or not command[0].strip():

@@ -1,9 +1,14 @@
 """Download (store -> codec -> kind): the exact key, restore keys, fallback scopes, the kind's
-fallback; retried when the object is replaced mid-read; refused objects never poison a key."""
+fallback; retried when the object is replaced mid-read; refused objects never poison a key.
+
+With a content-addressed layout in the request, a key may be stored as a manifest
+(``_cas/manifests/KEY``) as well as an archive: both are looked up, and the newer wins
+(`cacher.engine.cas_restoring` restores a manifest)."""
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import os
 import random
 import time
@@ -11,8 +16,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
+from cacher.cas import names
 from cacher.codec import Codec
-from cacher.engine.listing import CANDIDATES, newest_first, recency
+from cacher.engine.cas_restoring import is_manifest, look_up_exact, plain_key, restore_manifest
+from cacher.engine.listing import CANDIDATES, newest_first
 from cacher.engine.requests import DownloadRequest, UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
 from cacher.engine.uploading import store_upload
@@ -85,7 +92,7 @@ class _Download:
     def look_up(self) -> ObjectInfo | None:
         """The exact key's object, or None (missing, or the store is down under soft failure)."""
         try:
-            info = self.store.head(self.key)
+            info = self._exact()
             if info is None:
                 self.store.check_bucket()
             self.looked_up = True
@@ -93,6 +100,26 @@ class _Download:
         except StorageError as exc:
             self._soft(exc, "treated as a miss")
             return None
+
+    def _exact(self) -> ObjectInfo | None:
+        """The exact key's archive or, with a layout, its manifest (`look_up_exact`)."""
+        if self.request.cas is None:
+            return self.store.head(self.key)
+        return look_up_exact(self.store, self.key, self.request.tree_format)
+
+    def _newest(self, prefix: str, older_than: tuple[datetime, str] | None) -> list[ObjectInfo]:
+        """The newest candidates under a restore-key prefix (`newest_first`): archives and, with
+        a layout, manifests (``_cas/manifests/<prefix>...``, judged by the key they stand for),
+        which compete by recency; a manifest keeps its object name, to be told apart."""
+        fits = self.request.fits
+        plain = newest_first(self.store.iter_list(prefix), prefix, fits, older_than=older_than)
+        if self.request.cas is None:
+            return plain
+        stored = self.store.iter_list(f"{names.MANIFESTS}/{prefix}")
+        listed = (dataclasses.replace(o, key=plain_key(o)) for o in stored)
+        found = newest_first(listed, prefix, fits, older_than=older_than)
+        manifests = [dataclasses.replace(o, key=f"{names.MANIFESTS}/{o.key}") for o in found]
+        return heapq.nlargest(CANDIDATES, plain + manifests, key=_recency)
 
     def from_scope(self, scope: str, store: Store, prefixes: Sequence[str]) -> Result | None:
         """The exact key, then the restore keys, in another scope's store; a partial hit."""
@@ -115,8 +142,7 @@ class _Download:
             older_than: tuple[datetime, str] | None = None
             while self.store_ok:
                 try:
-                    listing = self.store.iter_list(prefix)
-                    batch = newest_first(listing, prefix, self.request.fits, older_than=older_than)
+                    batch = self._newest(prefix, older_than)
                 except StorageError as exc:
                     self._soft(exc, "treated as a miss")
                     return None
@@ -127,7 +153,7 @@ class _Download:
                     return result
                 if len(batch) < CANDIDATES:
                     break  # every candidate under this prefix was tried
-                older_than = recency(batch[-1])
+                older_than = _recency(batch[-1])
             if not self.store_ok:
                 return None
         return None
@@ -152,7 +178,7 @@ class _Download:
     def restore(self, info: ObjectInfo, outcome: Outcome) -> Result | None:
         """Restore one candidate; None when it is to be treated as a miss."""
         try:
-            raw, chosen, info = self._restore_latest(info)
+            raw, codec, info, stored, blobs = self._restore_latest(info)
         except (IntegrityError, ObjectRefused) as exc:
             self._refused(exc, info, outcome)
             return None
@@ -160,7 +186,7 @@ class _Download:
             self._soft(exc, "treated as a miss")
             return None
         seconds = time.monotonic() - self.started
-        checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or chosen.name != "none"
+        checked = bool(self.kind.sha256(self.options) or info.metadata.get("sha256")) or codec != "none"
         local_match: Literal["exact", "partial"] | None = None
         reason = self.store.offline_reason
         if reason is not None:  # from the runner-local tier alone: the store was not asked
@@ -168,9 +194,9 @@ class _Download:
             if reason != "offline":
                 self.notes.append(f"soft failure, restored from the local tier: {reason}")
         return Result(
-            self.key, outcome, self.kind.name, chosen.name, raw, info.size, seconds, info.key,
+            self.key, outcome, self.kind.name, codec, raw, stored, seconds, plain_key(info),
             tuple(self.notes), verified=checked, local_match=local_match,
-            from_local_tier=self.store.read_locally(info.key),
+            from_local_tier=self.store.read_locally(info.key), cas_blobs=blobs,
         )
 
     def _refused(self, exc: IntegrityError | ObjectRefused, info: ObjectInfo, outcome: Outcome) -> None:
@@ -187,17 +213,26 @@ class _Download:
         what = "failed verification" if isinstance(exc, IntegrityError) else "was refused"
         self.notes.append(f"the stored object {what} ({exc.message}); made again")
 
-    def _restore_latest(self, info: ObjectInfo) -> tuple[int, Codec, ObjectInfo]:
-        """Restore ``info``'s object; if another job replaces it mid-read (reads are pinned to
-        its ETag), start again on the new object: the destination is untouched, restores are staged."""
+    def _restore_latest(self, info: ObjectInfo) -> tuple[int, str, ObjectInfo, int, tuple[int, int] | None]:
+        """Restore ``info``'s object (raw bytes, codec, object, stored bytes read, a manifest's
+        blob counts); if another job replaces it mid-read (reads are pinned to its ETag), start
+        again on the new object: the destination is untouched, restores are staged."""
         stored_kind = info.metadata.get("kind")
-        if stored_kind and not self.kind.restores(stored_kind):
+        if stored_kind and not is_manifest(info) and not self.kind.restores(stored_kind):
             raise ObjectRefused(f"{info.key} was stored by {stored_kind!r}, not {self.kind.name!r}")
-        self.kind.check_stored(info.metadata, self.request.target, self.options)
+        if not is_manifest(info):
+            self.kind.check_stored(info.metadata, self.request.target, self.options)
         for again in range(REPLACED_RETRIES + 1):
-            chosen = self._codec_of(info)
-            expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
             try:
+                if is_manifest(info):
+                    assert self.request.cas is not None  # manifests are looked up only with a layout
+                    done = restore_manifest(
+                        self.store, info, self.request.cas, self.kind, self.request.target, self.options
+                    )
+                    blobs = (done.counts.fetched, done.counts.local)
+                    return done.raw_bytes, "zstd", done.info, done.stored_bytes, blobs
+                chosen = self._codec_of(info)
+                expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
                 raw = self._read_into_target(chosen, info, expected)
             except ObjectChanged:
                 if again == REPLACED_RETRIES:
@@ -208,7 +243,7 @@ class _Download:
                     raise
                 info = fresh
                 continue
-            return raw, chosen, info
+            return raw, chosen.name, info, info.size, None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _codec_of(self, info: ObjectInfo) -> Codec:
@@ -298,3 +333,9 @@ class _Download:
             self.notes.append("offline: kept in the local tier only, not shared")
             self.store_ok = False
         return up.raw_bytes, up.stored_bytes
+
+
+def _recency(obj: ObjectInfo) -> tuple[datetime, str]:
+    """`recency` by the key an object stands for (a manifest's, without its namespace)."""
+    assert obj.modified is not None  # filtered out by newest_first
+    return obj.modified, plain_key(obj)

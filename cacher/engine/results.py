@@ -35,6 +35,9 @@ class Result:
     local_match: Literal["exact", "partial"] | None = None
     #: A restore that read the runner-local tier's copy of the object instead of the store.
     from_local_tier: bool = False
+    #: A restore of a content-addressed tree (docs/format.md): the blobs fetched from the
+    #: store and those already on this runner, in that order. None for a plain archive.
+    cas_blobs: tuple[int, int] | None = None
 
     @property
     def match(self) -> Literal["exact", "partial", "miss"]:
