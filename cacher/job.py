@@ -132,13 +132,13 @@ class Job:
 
     def for_upload(self, request: UploadRequest) -> UploadRequest:
         """The upload with what the job adds to every one: the soft-failure policy, the tree
-        format and, for ``cas``, the job's layout."""
-        cas = self.settings.tree_format == "cas" and request.kind.archive
+        format and, for archive kinds, the job's layout (a key stored as a manifest is stored:
+        a ``tar`` upload skips it too)."""
         return replace(
             request,
             soft_failure=self.soft_failure,
-            tree_format=self.settings.tree_format if cas else "tar",
-            cas=self.cas_layout if cas else None,
+            tree_format=self.settings.tree_format,
+            cas=self.cas_layout if request.kind.archive else None,
         )
 
     def codec(self, kind: Kind, stored_key: str, override: str | None) -> Codec:

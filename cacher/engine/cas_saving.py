@@ -127,12 +127,21 @@ def tar_of(request: UploadRequest) -> Iterator[BinaryIO]:
             failure.append(exc)
 
     writer = threading.Thread(target=produce, name="cacher-cas-pack", daemon=True)
+    started = False
     try:
         with open(read_fd, "rb", buffering=1 << 20) as reader:
             writer.start()
-            yield reader
+            started = True
+            try:
+                yield reader
+            except BaseException:
+                reader.close()  # the writer's next write fails: it ends
+                writer.join()
+                if failure:  # the producer's error is the cause (a FIFO, a vanished file)
+                    raise failure[0] from None
+                raise
     finally:
-        if writer.is_alive() or writer.ident is not None:
+        if started:
             writer.join()
         else:
             os.close(write_fd)

@@ -1,0 +1,188 @@
+"""Content-addressed uploads (issue 30, docs/format.md) through the installed `cacher`, on the
+file store and SeaweedFS: what is stored, what a changed tree sends, what a failed or killed
+upload leaves, and where a scoped job writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cacher.cas import names
+from cacher.cas.root import load
+from cacher.stores.base import Store
+from cacher.testing import file_store, s3_store
+from tests.conftest import CACHER, Run, assert_one_error_line, s3_store_env
+from tests.trees import make_tree
+
+CAS = {"CACHER_TREE_FORMAT": "cas"}
+
+
+@pytest.fixture(params=["file", "s3"])
+def where(request: pytest.FixtureRequest, local_root: Path) -> tuple[dict[str, str], Callable[[], Store]]:
+    """The variables of a store and a way to open it in this process: the default file
+    store, then a fresh SeaweedFS bucket."""
+    if request.param == "file":
+        return {}, lambda: file_store(local_root)
+    server, bucket = request.getfixturevalue("seaweed_s3"), request.getfixturevalue("s3_bucket")
+    return s3_store_env(server, bucket), lambda: s3_store(server, bucket)
+
+
+def venv(root: Path) -> Path:
+    """A virtual environment made by the real tool: symlinks, scripts, pip's tree."""
+    subprocess.run([sys.executable, "-m", "venv", str(root)], check=True, capture_output=True)
+    return root
+
+
+def upload(cacher: Callable[..., Run], env: dict[str, str], key: str, tree: Path, *extra: str) -> dict[str, Any]:
+    run = cacher("--json", "dir", "upload", key, str(tree), *extra, extra_env={**env, **CAS})
+    assert run.code == 0, run
+    doc: dict[str, Any] = json.loads(run.out)
+    return doc
+
+
+def names_under(store: Store, prefix: str = "") -> list[str]:
+    return sorted(o.key for o in store.list(prefix))
+
+
+def bump(tree: Path) -> None:
+    """A lockfile bump's change: a few files replaced, one added, one removed."""
+    files = sorted(p for p in tree.rglob("*.py") if p.is_file() and not p.is_symlink())
+    for path in files[:: max(1, len(files) // 8)][:8]:
+        path.write_bytes(path.read_bytes() + b"\n# bumped\n")
+    (tree / "added.txt").write_text("new in this version\n")
+    files[-1].unlink()
+
+
+def test_a_tree_is_stored_as_a_manifest_and_packs_only(cacher, where, tmp_path: Path) -> None:
+    env, opened = where
+    tree = venv(tmp_path / "venv")
+    doc = upload(cacher, env, "deps/v1", tree)
+    assert doc["outcome"] == "uploaded" and doc["codec"] == "cas"
+    store = opened()
+    stored = names_under(store)
+    assert "deps/v1" not in stored  # an older reader asked for the key finds nothing: a miss
+    assert names.manifest_name("deps/v1") in stored
+    packs = [n for n in stored if n.startswith(names.PACKS + "/")]
+    assert packs and all(n.endswith(".pack") for n in packs)
+    assert set(stored) == {names.manifest_name("deps/v1"), *packs}
+    info = store.head(names.manifest_name("deps/v1"))
+    assert info is not None
+    assert info.metadata["kind"] == names.MANIFEST_KIND and info.metadata["tree-kind"] == "dir"
+    with store.open_read(names.manifest_name("deps/v1")) as stream:
+        tree_read = load(stream.read(), lambda ref, start, end: store.read_range(ref, start, end))
+    assert tree_read.manifest.logical_size == doc["raw_bytes"]
+    files = {e.path for e in tree_read.manifest.entries}
+    assert "bin/python" in files and "pyvenv.cfg" in files
+    # The same key again is skipped, whichever format holds it.
+    run = cacher("--json", "dir", "upload", "deps/v1", str(tree), extra_env={**env, **CAS})
+    assert run.code == 0 and json.loads(run.out)["outcome"] == "skipped", run
+    run = cacher("--json", "dir", "upload", "deps/v1", str(tree), extra_env=env)
+    assert run.code == 0 and json.loads(run.out)["outcome"] == "skipped", run
+
+
+def test_a_changed_tree_sends_only_what_changed(cacher, where, tmp_path: Path) -> None:
+    env, opened = where
+    tree = venv(tmp_path / "venv")
+    first = upload(cacher, env, "deps/v1", tree)
+    packs_before = set(names_under(opened(), names.PACKS))
+    bump(tree)
+    second = upload(cacher, env, "deps/v2", tree, "--restore-key", "deps/")
+    assert second["stored_bytes"] < 0.1 * first["stored_bytes"], (first, second)
+    new_packs = set(names_under(opened(), names.PACKS)) - packs_before
+    assert 1 <= len(new_packs) <= 2  # the changed contents, and the parts that name them
+    # The same with --base, and nothing at all for an unchanged tree.
+    third = upload(cacher, env, "deps/v3", tree, "--base", "deps/v2")
+    assert third["stored_bytes"] < 4096, third
+
+
+def test_a_failed_upload_publishes_no_manifest(cacher, local_root: Path, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    os.mkfifo(tree / "a-fifo")
+    run = cacher("dir", "upload", "k", str(tree), extra_env=CAS)
+    assert_one_error_line(run, "FIFO")
+    store = file_store(local_root)
+    assert not [n for n in names_under(store) if not n.startswith(names.PACKS + "/")]
+
+
+def test_a_killed_upload_leaves_only_unreferenced_packs(cacher, env: dict[str, str], local_root: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "big"
+    tree.mkdir()
+    for i in range(48):  # 48 MiB of incompressible data: several packs, a few seconds
+        (tree / f"f{i:02}").write_bytes(os.urandom(1 << 20))
+    proc = subprocess.Popen(
+        [CACHER, "dir", "upload", "k", str(tree)],
+        env={**env, **CAS}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    packs = local_root / names.PACKS
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (packs.exists() and any(packs.rglob("*.pack"))):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    store = file_store(local_root)
+    assert store.head(names.manifest_name("k")) is None
+    assert any(n.startswith(names.PACKS + "/") for n in names_under(store))
+    # The next upload of the key completes and is whole.
+    run = cacher("dir", "upload", "k", str(tree), extra_env=CAS)
+    assert run.code == 0, run
+    assert store.head(names.manifest_name("k")) is not None
+
+
+def test_a_scoped_job_writes_packs_in_its_scope_and_reuses_its_fallback(cacher, where, tmp_path: Path) -> None:
+    env, opened = where
+    tree = venv(tmp_path / "venv")
+    main = upload(cacher, {**env, "CACHER_SCOPE": "main"}, "deps/v1", tree)
+    before = set(names_under(opened()))
+    bump(tree)
+    branch_env = {**env, "CACHER_SCOPE": "feature/x", "CACHER_FALLBACK_SCOPES": "main"}
+    branch = upload(cacher, branch_env, "deps/v2", tree, "--restore-key", "deps/")
+    assert branch["stored_bytes"] < 0.1 * main["stored_bytes"], branch
+    written = set(names_under(opened())) - before
+    assert written and all(n.startswith("_scopes/feature-x--") for n in written), written
+    # A job with no fallback scope may not reuse main's packs: it sends the tree whole.
+    alone = upload(cacher, {**env, "CACHER_SCOPE": "other"}, "deps/v2", tree, "--restore-key", "deps/")
+    assert alone["stored_bytes"] > 0.5 * main["stored_bytes"], alone
+
+
+def test_a_read_only_job_stores_nothing(cacher, local_root: Path, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    run = cacher("--json", "dir", "upload", "k", str(tree), extra_env={**CAS, "CACHER_READ_ONLY": "1"})
+    assert run.code == 0, run
+    assert json.loads(run.out)["outcome"] == "read-only"
+    assert not local_root.exists() or not any(p.is_file() for p in local_root.rglob("*"))
+
+
+@pytest.mark.parametrize("key", ["_cas/manifests/x", "_CAS/x", "_cas"])
+def test_keys_in_the_formats_namespace_are_refused(cacher, local_root: Path, tmp_path: Path, key: str) -> None:
+    tree = make_tree(tmp_path / "src")
+    for extra in ({}, CAS):
+        run = cacher("dir", "upload", key, str(tree), extra_env=extra)
+        assert_one_error_line(run, "reserved")
+    assert not local_root.exists() or not any(p.is_file() for p in local_root.rglob("*"))
+
+
+def test_an_unknown_tree_format_is_a_usage_error(cacher, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    run = cacher("dir", "upload", "k", str(tree), extra_env={"CACHER_TREE_FORMAT": "zip"})
+    assert_one_error_line(run, "tree_format", "zip")
+
+
+def test_a_tree_copied_elsewhere_stores_the_same_manifest(cacher, local_root: Path, tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    upload(cacher, {}, "a", tree)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(tree), str(copy)], check=True)  # links, modes and times kept
+    again = upload(cacher, {}, "b", copy)
+    assert again["stored_bytes"] < 4096
+    manifests = local_root / names.MANIFESTS
+    assert (manifests / "a").read_bytes() == (manifests / "b").read_bytes()
