@@ -159,6 +159,8 @@ def _restore(bench: Bench, w: str, slug: str, v2: Path, places: dict[str, _Place
     previous = bench.scratch(f"{slug}-previous")
     untimed(bench, bench.cacher("dir", "download", "v1", str(previous)), places[INC].env("cas", template))
     remove(previous)
+    tier_bytes = sum(p.stat().st_size for p in template.rglob("*") if p.is_file())
+    print(f"bench: {w}: the tier holds {tier_bytes} bytes of the previous version", flush=True)
     tiers = {WARM: bench.scratch(f"{slug}-tier-warm"), COLD: bench.scratch(f"{slug}-tier-cold")}
     short = {WARM: "warm", COLD: "cold", TAR: "tar"}
 
