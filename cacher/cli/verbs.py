@@ -157,8 +157,8 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
             session, key, target, command, codec=codec, restore_key=restore_key, options=options
         )
 
-    def export(key: str, *, store: StoreOptions | None = None, output: OutputOptions | None = None) -> int:
-        return verbs.export(open_session(store, registry, output), key)
+    def export(key: str, *, store: StoreOptions | None = None) -> int:
+        return verbs.export(open_session(store, registry, None), key)
 
     up_t, down_t = kind_cls.upload_target, kind_cls.download_target
     up_opts, down_opts = _option_params(kind_cls, "upload"), _option_params(kind_cls, "download")
@@ -186,8 +186,8 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
         _OUTPUT,
     ]
     m = down_t.metavar
-    exported = "Write the tree stored under KEY to stdout as a plain tar stream; a miss exits 3."
-    archive = [_command("export", exported, [_KEY, _STORE, _OUTPUT], export)] if kind_cls.archive else []
+    exported = "Write what KEY stores (either tree format) to stdout as a plain tar; a miss exits 3."
+    archive = [_command("export", exported, [_KEY, _STORE], export)] if kind_cls.archive else []
     return [
         _command(
             "upload",

@@ -15,7 +15,7 @@ from cacher.engine.cas_fetch import Blobs, blob_dirs
 from cacher.engine.cas_restoring import check_manifest_object, is_manifest, load_manifest, look_up_exact
 from cacher.engine.requests import DownloadRequest, bound_store
 from cacher.engine.results import Result
-from cacher.errors import CacheMiss, ObjectRefused
+from cacher.errors import CacheMiss, IntegrityError, ObjectRefused
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import Writable
 
@@ -36,10 +36,14 @@ def export(store: Store, request: DownloadRequest, sink: Writable) -> Result:
     if info is None:
         where = bound.url()
         raise CacheMiss(f"miss, nothing under {request.key} in {where}", key=request.key, store=where)
-    if is_manifest(info):
-        (raw, stored), codec = _export_manifest(bound, info, request, sink), "zstd"
-    else:
-        (raw, codec), stored = _export_archive(bound, info, request, sink), info.size
+    try:
+        if is_manifest(info):
+            (raw, stored), codec = _export_manifest(bound, info, request, sink), "zstd"
+        else:
+            (raw, codec), stored = _export_archive(bound, info, request, sink), info.size
+    except (IntegrityError, ObjectRefused) as exc:  # say which key, as a download does
+        hint = f"replace it: cacher {kind.name} upload --force {request.key} ..."
+        raise type(exc)(f"the stored {request.key} is refused: {exc.message}", hint=hint) from None
     seconds = time.monotonic() - started
     return Result(request.key, "hit", kind.name, codec, raw, stored, seconds, request.key)
 
