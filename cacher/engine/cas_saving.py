@@ -67,9 +67,12 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     with store.writer(names.manifest_name(request.key), metadata) as out:
         out.write(saved.root)
     outcome: Outcome = "local" if store.offline_reason else "uploaded"
+    notes: tuple[str, ...] = ()
+    if request.base and base is None:  # a typo would cost a whole upload: say so
+        notes = (f"base {request.base} is not stored as a content-addressed tree: nothing reused from it",)
     return Result(
         request.key, outcome, request.kind.name, CODEC, saved.manifest.logical_size,
-        sender.sent + len(saved.root), time.monotonic() - started,
+        sender.sent + len(saved.root), time.monotonic() - started, notes=notes,
     )
 
 

@@ -102,6 +102,11 @@ def test_a_changed_tree_sends_only_what_changed(cacher, where, tmp_path: Path) -
     # The same with --base, and nothing at all for an unchanged tree.
     third = upload(cacher, env, "deps/v3", tree, "--base", "deps/v2")
     assert third["stored_bytes"] < 4096, third
+    # A base that is not stored (a typo) costs a whole upload: the result says so.
+    bump(tree)
+    typo = upload(cacher, env, "deps/v4", tree, "--base", "deps/v9")
+    assert typo["notes"] == ["base deps/v9 is not stored as a content-addressed tree: nothing reused from it"]
+    assert typo["stored_bytes"] > 0.5 * first["stored_bytes"], typo
 
 
 def test_a_failed_upload_publishes_no_manifest(cacher, local_root: Path, tmp_path: Path) -> None:
