@@ -96,7 +96,7 @@ def bumped(source: Path, dest: Path, fraction: float) -> Bump:
         data = path.read_bytes().translate(_FLIP)
         mode = path.stat().st_mode
         path.unlink()  # a hardlink: never write through it into the source tree
-        if i % 5 == 4:
+        if i % 5 == 1:
             removed += 1
             path = path.with_name(f"{path.stem}_bumped{path.suffix}")
         else:
