@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -150,9 +151,12 @@ class Blobs:
     def _dirs(self) -> list[BlobDir]:
         return [d for d in (self.spill, self.shared) if d is not None]
 
-    def gather(self) -> None:
-        """Fetch every blob no directory holds, checked, into ``spill``."""
+    def gather(self, previous: Path | None = None) -> None:
+        """Fetch every blob no directory holds, checked, into ``spill``; first, those the tree
+        in ``previous`` (the destination before the restore) still holds, at the same path."""
         have = {d for d, size in self.sizes.items() if any(b.has(d, size) for b in self._dirs())}
+        if previous is not None:
+            have |= self._from_previous(previous, have)
         self.counts.local += len(have)
         for read in to_fetch(self.manifest, have):
             data = self.layout.read(read.ref, read.start, read.end)
@@ -161,6 +165,38 @@ class Blobs:
                 self.spill.put(digest, blob)
                 self.counts.fetched += 1
             del data
+
+    def _from_previous(self, root: Path, have: set[str]) -> set[str]:
+        """The blobs still in the files of ``root`` that have a file entry's path and size,
+        read piece by piece as the entry's chunks cut them and kept only when the digest
+        matches (anything else there is ignored: a link, a FIFO, a file changed since)."""
+        found: set[str] = set()
+
+        def known(digest: str) -> bool:
+            return digest in have or digest in found
+
+        for entry in self.manifest.entries:
+            if entry.type != "file" or not entry.size or all(known(c.digest) for c in entry.chunks):
+                continue
+            try:
+                fd = os.open(root / entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                try:
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+                        continue
+                    for chunk in entry.chunks:
+                        data = f.read(chunk.size)
+                        if known(chunk.digest) or len(data) != chunk.size:
+                            continue
+                        if hashlib.sha256(data).hexdigest() == chunk.digest:
+                            self.spill.put(chunk.digest, data)
+                            found.add(chunk.digest)
+                except OSError:
+                    continue
+        return found
 
     def get(self, digest: str) -> bytes:
         """The blob ``digest``, checked: from a directory, else (a file damaged since it was

@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacher.cas import names
@@ -121,7 +122,8 @@ def restore_manifest(
 
     with blob_dirs(layout.root) as (spill, shared):
         blobs = Blobs(manifest, layout, spill, shared, counts)
-        blobs.gather()
+        # The dir kind replaces its target whole: what is there now may hold unchanged files.
+        blobs.gather(Path(target) if kind.name == "dir" and target else None)
         stream_tree(manifest, blobs.get, unpack)
     return CasRestored(found.info, manifest.logical_size, read + counts.fetched_bytes, counts)
 

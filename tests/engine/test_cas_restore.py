@@ -239,6 +239,24 @@ def test_without_a_tier_blobs_spill_to_scratch_removed_after(store: dict[str, An
     assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith(".cacher-paths-")] == []
 
 
+def test_the_destinations_previous_tree_supplies_what_it_still_holds(store: dict[str, Any], tmp_path: Path) -> None:
+    job = job_for(store["env"])  # no tier: only the destination can spare a fetch
+    tree = full_tree(tmp_path / "tree")
+    store_tree(job, "v1", tree)
+    dest = tmp_path / "dest"
+    restore(job, "v1", dest)
+    (tree / "pkg" / "a.txt").write_text("alpha, bumped\n")  # changed: another size
+    (tree / "pkg" / "run.sh").write_text("#!/bin/sh\necho HI\n")  # changed: the same size
+    os.symlink("pkg/sub/big.bin", dest / "empty.txt.tmp")  # stray entries there are ignored
+    manifest = store_tree(job, "v2", tree)
+    got = restore(job, "v2", dest)
+    assert snapshot(dest) == snapshot(tree)
+    assert got.cas_blobs is not None
+    fetched, local = got.cas_blobs
+    assert (fetched, local) == (2, len(manifest.digests()) - 2)  # a.txt, run.sh
+    assert got.stored_bytes < 1 * MiB
+
+
 # -- refused: damaged packs, hostile manifests, other kinds -------------------------------------
 
 
