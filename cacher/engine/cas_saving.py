@@ -37,6 +37,8 @@ __all__ = ["CODEC", "cas_upload", "find_base", "stored_manifest_exists", "tar_of
 
 #: The codec a content-addressed upload reports (each frame is zstd; there is no one stream).
 CODEC = "cas"
+#: Threads compressing frames (zstd releases the GIL): one per CPU.
+COMPRESSORS = max(2, os.cpu_count() or 2)
 #: Packs stored at once while the next fills: bounds memory to about three packs.
 IN_FLIGHT = 2
 
@@ -54,8 +56,8 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     started = time.monotonic()
     base = find_base(store, request, layout)
     known: Known = layout.reusable(base.stored) if base is not None else {}
-    with _PackSender(layout) as sender:
-        packer = Packer(sender.open_sink, sender.done)
+    with _PackSender(layout) as sender, ThreadPoolExecutor(COMPRESSORS, "cacher-cas-zstd") as pool:
+        packer = Packer(sender.open_sink, sender.done, pool=pool)
         with tar_of(request) as tar:
             saved = save_stream(tar, packer, known, layout.pack_ref)
     metadata = {

@@ -18,7 +18,9 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -28,7 +30,7 @@ from hypothesis import strategies as st
 from cacher.cas import frames, names
 from cacher.cas.export import export_tar
 from cacher.cas.model import Manifest
-from cacher.cas.pack import FOOTER, GROUP, Packer, PackInfo, PackWriter
+from cacher.cas.pack import FOOTER, GROUP, PACK_TARGET, Packer, PackInfo, PackWriter
 from cacher.cas.packread import read_blobs, read_index
 from cacher.cas.plan import to_fetch, to_send
 from cacher.cas.root import PART_ENTRIES, Root, Stored, encode_root, load
@@ -49,15 +51,15 @@ class Packs:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def packer(self) -> Packer:
+    def packer(self, pool: Executor | None = None, target: int = PACK_TARGET) -> Packer:
         def done(sink: object, info: PackInfo) -> None:
             assert isinstance(sink, io.BytesIO)
             self.objects[names.pack_ref(info.pack_id)] = sink.getvalue()
 
-        return Packer(io.BytesIO, done)
+        return Packer(io.BytesIO, done, target, pool)
 
-    def save(self, root: Path, known: Known | None = None) -> Saved:
-        return save_tree(root, self.packer(), known or {}, names.pack_ref)
+    def save(self, root: Path, known: Known | None = None, **packing: Any) -> Saved:
+        return save_tree(root, self.packer(**packing), known or {}, names.pack_ref)
 
     def read(self, ref: str, start: int, end: int) -> bytes:
         return self.objects[ref][start:end]
@@ -225,6 +227,16 @@ def test_the_same_tree_gives_the_same_bytes(venv: Path) -> None:
     one, two = Packs(), Packs()
     assert one.save(venv).root == two.save(venv).root
     assert one.objects == two.objects
+
+
+def test_frames_compressed_on_threads_give_the_same_packs(venv: Path) -> None:
+    """The upload compresses frames on a pool; where packs close must not depend on timing
+    (small packs: many closes, each decided while frames are still compressing)."""
+    alone, threaded = Packs(), Packs()
+    with ThreadPoolExecutor(4) as pool:
+        saved = threaded.save(venv, pool=pool, target=1 << 20)
+    assert alone.save(venv, target=1 << 20).root == saved.root
+    assert alone.objects == threaded.objects and len(alone.objects) > 10
 
 
 def test_a_large_file_is_split_in_blocks_and_a_hardlink_stays_one(tmp_path: Path) -> None:
