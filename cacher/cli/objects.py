@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 from cyclopts import Parameter
 
 from cacher import engine
+from cacher.cas.names import manifest_name
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import JSON_SCHEMA, Reporter, human_bytes
 from cacher.cli.session import Session
 from cacher.config.durations import parse_duration
 from cacher.engine.listing import shown, stored_keys
 from cacher.errors import UsageError, exit_code
+from cacher.keying.scopes import in_reserved_namespace
 from cacher.registry import Registry
 from cacher.stores.base import Leftover, ObjectInfo
 
@@ -114,7 +116,7 @@ def delete_command(registry: Registry) -> Callable[..., int]:
         store: StoreOptions | None = None,
         output: OutputOptions | None = None,
     ) -> int:
-        """Remove KEY from the store; exit 1 if it was not there."""
+        """Remove KEY (a stored object, or a tree's manifest) from the store; exit 1 if it was not there."""
         session = open_session(store, registry, output)
         stored_key = session.key(key)
         if not session.store.writable:
@@ -123,6 +125,8 @@ def delete_command(registry: Registry) -> Callable[..., int]:
             session.report.say(f"read-only: {stored_key} not deleted")
             return exit_code("read-only")
         deleted = session.store.delete(stored_key)
+        tree = not in_reserved_namespace(stored_key) and session.store.delete(manifest_name(stored_key))
+        deleted = deleted or tree  # a content-addressed tree goes with its manifest; prune sweeps its packs
         if not deleted:
             session.store.check_bucket()
         session.report.emit({"command": "delete", "key": stored_key, "deleted": deleted})

@@ -1,6 +1,6 @@
 """``cacher list``, ``stats`` and ``prune`` over content-addressed trees stored by ``cacher dir
-upload --tree-format cas``, on the file store and SeaweedFS: a tree is listed as its KEY, never
-as its packs; stats gives the deduplication ratio; prune deletes an old tree's manifest by age,
+upload --tree-format cas``, on the file store and SeaweedFS: a tree is listed (and deleted) as
+its KEY, never as its packs; stats gives the deduplication ratio; prune deletes an old tree's manifest by age,
 condemns its dead packs and deletes them only in a later run, a grace period on; a dry run, a
 read-only job and an unreadable manifest delete no pack."""
 
@@ -84,6 +84,13 @@ def test_list_shows_trees_as_keys_and_stats_the_dedup_ratio(
     run = cacher("stats", extra_env=store_env)
     assert run.code == 0, run
     assert "content-addressed trees: 2" in run.out and f"deduplication {cas['dedup_ratio']:.2f}x" in run.out
+
+    run = cacher("delete", "tree-a", extra_env=store_env)  # its manifest: the packs wait for prune
+    assert run.code == 0, run
+    assert cacher("list", extra_env=store_env).out.splitlines() == ["tree-b  [cas]"]
+    assert set(packs(j)) == referenced
+    run = cacher("delete", "tree-a", extra_env=store_env)
+    assert run.code == 1, run
 
 
 def test_prune_deletes_an_old_tree_then_its_dead_packs_a_grace_period_later(
