@@ -17,6 +17,7 @@ import hashlib
 import os
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -147,6 +148,45 @@ class Blobs:
     def __post_init__(self) -> None:
         self.sizes = self.manifest.digests()
         self.places = self.manifest.locations()
+        #: While `gather` runs in a thread (`gathering`): the blobs it has yet to bring, whether
+        #: it knows them yet, whether it ended, how it failed, whether it is to stop.
+        self._ready = threading.Condition()
+        self._pending: set[str] = set()
+        self._planned = self._ended = self._stop = False
+        self._failed: BaseException | None = None
+
+    @contextmanager
+    def gathering(self, previous: Path | None = None) -> Iterator[None]:
+        """Run `gather` in a thread while the block runs: `get` waits for each blob still to
+        come, so fetching overlaps the restore's writing. The thread is stopped and joined
+        when the block ends; a failed fetch fails the `get` that waits for it."""
+        thread = threading.Thread(target=self._gather_in_thread, args=(previous,), daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._stop = True
+            thread.join()
+
+    def _gather_in_thread(self, previous: Path | None) -> None:
+        try:
+            self.gather(previous)
+        except BaseException as exc:  # noqa: BLE001 - raised by the get that waits for it
+            with self._ready:
+                self._failed = exc
+        finally:
+            with self._ready:
+                self._ended = True
+                self._ready.notify_all()
+
+    def _wait_for(self, digest: str) -> None:
+        """Until ``digest`` is on disk, or `gather` will not bring it (not its to bring, or
+        ended); `gather`'s error when it failed before bringing it."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._ended or (self._planned and digest not in self._pending))
+            if digest in self._pending and self._failed is not None:
+                raise self._failed
 
     def _dirs(self) -> list[BlobDir]:
         return [d for d in (self.spill, self.shared) if d is not None]
@@ -158,12 +198,23 @@ class Blobs:
         if previous is not None:
             have |= self._from_previous(previous, have)
         self.counts.local += len(have)
-        for read in to_fetch(self.manifest, have):
+        reads = to_fetch(self.manifest, have)
+        with self._ready:
+            self._pending = {blob.digest for read in reads for blob in read.blobs}
+            self._planned = True
+            self._ready.notify_all()
+        for read in reads:
+            if self._stop:
+                return
             data = self.layout.read(read.ref, read.start, read.end)
-            self.counts.fetched_bytes += len(data)
+            with self._ready:
+                self.counts.fetched_bytes += len(data)
             for digest, blob in read_blobs(_window(data, read.start), read.blobs):
                 self.spill.put(digest, blob)
-                self.counts.fetched += 1
+                with self._ready:
+                    self.counts.fetched += 1
+                    self._pending.discard(digest)
+                    self._ready.notify_all()
             del data
 
     def _from_previous(self, root: Path, have: set[str]) -> set[str]:
@@ -201,6 +252,7 @@ class Blobs:
     def get(self, digest: str) -> bytes:
         """The blob ``digest``, checked: from a directory, else (a file damaged since it was
         found) fetched again, alone."""
+        self._wait_for(digest)
         size = self.sizes[digest]
         for directory in self._dirs():
             data = directory.get(digest, size)
@@ -211,8 +263,9 @@ class Blobs:
 
     def _fetch_one(self, ref: str, loc: BlobLocation) -> bytes:
         frame = self.layout.read(ref, loc.frame_offset, loc.frame_end)
-        self.counts.fetched_bytes += len(frame)
-        self.counts.fetched += 1
+        with self._ready:
+            self.counts.fetched_bytes += len(frame)
+            self.counts.fetched += 1
         for digest, data in frame_blobs(frame, [loc]):
             self.spill.put(digest, data)
             return data
