@@ -184,11 +184,19 @@ def sweep(
             young += 1
     condemned = tuple(ref for ref, since in kept.items() if since == now)
     if not dry_run:
+        doomed = [obj for obj in doomed if _unchanged(layout.root, obj, record[obj.key])]
         for obj in doomed:
             layout.root.delete(obj.key)
         if kept or record:
             write_record(layout, kept)
     return Sweep(dry_run, tuple(doomed), condemned, len(kept) - len(condemned), live, young)
+
+
+def _unchanged(root: Store, obj: ObjectInfo, since: float) -> bool:
+    """Whether a pack about to be deleted is still the one condemned: an upload that stores it
+    again (same id, same bytes) since the listing makes it new, and it stays."""
+    now = root.head(obj.key)
+    return now is not None and now.modified is not None and now.modified.timestamp() <= since
 
 
 def within(layout: CasLayout) -> str:

@@ -194,3 +194,25 @@ def test_a_scope_sweeps_its_own_packs_only(
     assert {o.key for o in swept.deleted} == refs(c)
     assert stored_packs(main.cas_layout) == refs(b)
     assert read_manifest(feature.store, "tree-b", feature.cas_layout) is not None
+
+
+def test_a_condemned_pack_stored_again_is_not_deleted(
+    env: dict[str, str], store_env: dict[str, str], cacher_registry: Registry, trees: tuple[Path, Path]
+) -> None:
+    j = job(env, store_env, cacher_registry)
+    layout = j.cas_layout
+    a = save(j, "tree-a", trees[0])
+    b = save(j, "tree-b", trees[1], base=a)
+    dead = sorted(refs(a) - refs(b))
+    j.store.delete(names.manifest_name("tree-a"))
+    time.sleep(1.1)
+    assert set(sweep(layout, grace=1.0).condemned) == set(dead)
+    time.sleep(1.1)  # S3 times are whole seconds: the store again lands after the condemnation
+    with layout.root.open_read(dead[0]) as stream:
+        same = stream.read()
+    with layout.root.writer(dead[0], dict(names.PACK_METADATA)) as out:  # an upload stores it again
+        out.write(same)
+    time.sleep(1.1)
+    swept = sweep(layout, grace=1.0)
+    assert {o.key for o in swept.deleted} == set(dead[1:])
+    assert stored_packs(layout) == refs(b) | {dead[0]}
