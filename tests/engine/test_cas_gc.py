@@ -48,7 +48,7 @@ def save(j: Job, key: str, root: Path, base: Stored | None = None) -> Stored:
         sink.seek(0)
         layout.put_pack(info.pack_id, sink)
 
-    known = layout.reusable(base) if base is not None else {}
+    known = {d: p for d, p in base.known().items() if layout.may_reuse(p[0])} if base is not None else {}
     saved = save_tree(root, Packer(io.BytesIO, done, TARGET), known, layout.pack_ref)
     with j.store.writer(names.manifest_name(key), {**names.MANIFEST_METADATA, "tree-kind": "dir"}) as out:
         out.write(saved.root)
