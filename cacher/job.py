@@ -103,7 +103,10 @@ class Job:
         own = segment(self.settings.scope) if self.settings.scope else None
         root = self.store.with_prefix(self.settings.prefix.strip("/")) if own else self.store
         readable = (own, *(name for name, _ in self.fallback_stores))
-        return CasLayout(root, own, readable, tuple(self.fallback_stores))
+        from cacher.cas.statcache import records_home
+
+        records = records_home(config.cache_dir(self.environ)) if self.store.writable else None
+        return CasLayout(root, own, readable, tuple(self.fallback_stores), records)
 
     def key(self, key: str) -> str:
         """The key as stored: validated, with the arch suffix when it is on, and short enough

@@ -14,8 +14,10 @@ command users type (``cacher dir upload``). The built-in ``file``, ``url``, ``di
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from cacher.streams import Writable
@@ -137,6 +139,16 @@ class Kind(abc.ABC):
         actions/cache binds ``path:`` into its cache version. ``targets`` are the upload targets,
         or the download target alone. Keys and restore keys are shown without it.
         """
+        return None
+
+    def tree(
+        self, targets: Sequence[str], options: Mapping[str, Any]
+    ) -> AbstractContextManager[tuple[Path, Callable[[str, bool], bool] | None]] | None:
+        """For a kind whose `pack` is one directory's tree as ``write_tree`` writes it: that
+        directory and what it leaves out (``skip(relative path, is_dir)``), held while the block
+        runs as `pack` holds it. The content-addressed format then walks the tree itself and
+        reads only the files that changed since this runner last restored or saved them. None
+        (the default): it reads the tar stream `pack` writes."""
         return None
 
     def restores(self, stored_kind: str) -> bool:

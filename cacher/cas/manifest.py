@@ -149,6 +149,19 @@ def _entry(item: object) -> Entry:
     )
 
 
+def decode_part_packs(data: bytes) -> tuple[PackBlobs, ...]:
+    """The blob places a part lists, without reading its entries: all an upload needs of its
+    base (which blobs are stored, and where). A place that is wrong costs nothing silent: a
+    restore checks every blob against its digest."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise refuse(f"a part is not a JSON document ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise refuse("a part is not a cacher-tree-part document this cacher reads")
+    return tuple(_pack(item) for item in _list(doc.get("packs"), "packs"))
+
+
 def _pack(item: object) -> PackBlobs:
     if not isinstance(item, dict) or set(item) != {"ref", "blobs"}:
         raise refuse("a pack is not {ref, blobs}")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cacher.cas import frames
-from cacher.cas.manifest import blob_document, blob_location, canonical, decode_part
+from cacher.cas.manifest import blob_document, blob_location, canonical, decode_part, decode_part_packs
 from cacher.cas.model import MAX_BLOB, BlobLocation, Entry, Manifest, PackBlobs
 from cacher.cas.names import parse_pack_ref
 from cacher.cas.packread import read_blobs
@@ -164,13 +164,31 @@ def join(root: Root, parts: list[Manifest]) -> Manifest:
 def load(data: bytes, read: ReadPack) -> Stored:
     """Read a stored tree: the root in ``data``, then every part through ``read``, checked."""
     root = decode_root(data)
+    fetched = _parts(root, read)
+    return Stored(root, join(root, [decode_part(fetched[loc.digest]) for _, loc in root.parts]))
+
+
+def load_known(data: bytes, read: ReadPack) -> Known:
+    """The blobs a stored tree's objects hold (contents and parts) and where: `Stored.known`
+    of `load`, without reading the entries (what an upload needs of its base)."""
+    root = decode_root(data)
+    fetched = _parts(root, read)
+    known: Known = {loc.digest: (ref, loc) for ref, loc in root.parts}
+    for _, loc in root.parts:
+        for pack in decode_part_packs(fetched[loc.digest]):
+            known.update((blob.digest, (pack.ref, blob)) for blob in pack.blobs)
+    return known
+
+
+def _parts(root: Root, read: ReadPack) -> dict[str, bytes]:
+    """Every part's bytes by digest, each checked against it."""
     by_ref: dict[str, list[BlobLocation]] = {}
     for ref, loc in root.parts:
         by_ref.setdefault(ref, []).append(loc)
     fetched: dict[str, bytes] = {}
     for ref, locs in by_ref.items():
         fetched.update(read_blobs(_ranges(read, ref), locs))
-    return Stored(root, join(root, [decode_part(fetched[loc.digest]) for _, loc in root.parts]))
+    return fetched
 
 
 def _ranges(read: ReadPack, ref: str) -> Callable[[int, int], bytes]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,7 +21,8 @@ from cacher.cas.model import MAX_BLOB, BlobLocation, Chunk, Entry, Manifest, Pac
 from cacher.cas.pack import Packer, PackInfo
 from cacher.cas.root import Root, cut_parts, encode_root
 from cacher.cas.rules import check_tree, order_key
-from cacher.cas.scan import Skip, walk
+from cacher.cas.scan import Found, Skip, walk
+from cacher.cas.statcache import FileRecord, Stat, stat_of
 from cacher.cas.units import BLOCK, pieces
 from cacher.errors import ArtifactError, ObjectRefused
 from cacher.tar.stream import Member, TarStream
@@ -38,6 +39,8 @@ class Saved:
     manifest: Manifest
     packs: tuple[PackInfo, ...]
     reused: int
+    #: The files walked, by path: their stat and chunks (what `cacher.cas.statcache` records).
+    files: Mapping[str, tuple[Stat, tuple[Chunk, ...]]] = field(default_factory=dict)
 
 
 def _places(packs: list[PackInfo], ref_of: Callable[[str], str]) -> dict[str, tuple[str, BlobLocation]]:
@@ -50,18 +53,40 @@ def save_tree(
     known: Known,
     ref_of: Callable[[str], str],
     skip: Skip | None = None,
+    record: FileRecord | None = None,
 ) -> Saved:
     """Walk ``root`` and pack what ``known`` lacks; new packs are referenced as ``ref_of(pack
-    id)``, known blobs by their known reference."""
+    id)``, known blobs by their known reference. With a ``record`` (`cacher.cas.statcache`), a
+    file it vouches for whose chunks are all ``known`` is not read; `Saved.files` is the new
+    record's contents."""
     entries: list[Entry] = []
     reused: set[str] = set()
+    files: dict[str, tuple[Stat, tuple[Chunk, ...]]] = {}
     for found in walk(root, skip):
         entry = found.entry
         if entry.type == "file":
-            chunks = _pack_pieces(pieces(found.source, entry.size), packer, known, reused)
-            entry = replace(entry, chunks=chunks)
+            chunks = _unchanged(found, record, known)
+            if chunks is not None:
+                reused.update(c.digest for c in chunks)
+            else:
+                chunks = _pack_pieces(pieces(found.source, entry.size), packer, known, reused)
+            entry = Entry(entry.path, "file", entry.mode, entry.mtime, entry.size, chunks)
+            if found.st is not None:
+                files[entry.path] = (stat_of(found.st), chunks)
         entries.append(entry)
-    return _finish(str(root), entries, reused, packer, known, ref_of)
+    saved = _finish(str(root), entries, reused, packer, known, ref_of)
+    return replace(saved, files=files)
+
+
+def _unchanged(found: Found, record: FileRecord | None, known: Known) -> tuple[Chunk, ...] | None:
+    """The file's chunks without reading it: the record vouches for its stat, and every chunk is
+    stored (else its bytes are needed)."""
+    if record is None or found.st is None:
+        return None
+    chunks = record.chunks_of(found.entry.path, found.st)
+    if chunks is None or sum(c.size for c in chunks) != found.entry.size:
+        return None
+    return chunks if all(c.digest in known for c in chunks) else None
 
 
 def save_stream(source: BinaryIO, packer: Packer, known: Known, ref_of: Callable[[str], str]) -> Saved:

@@ -27,6 +27,8 @@ class Found:
 
     entry: Entry
     source: str
+    #: The lstat the entry was made from (a file's size, times and inode: `cacher.cas.statcache`).
+    st: os.stat_result | None = None
 
 
 def _sorted(directory: str) -> list[os.DirEntry[str]]:
@@ -83,7 +85,7 @@ def _found(source: str, rel: str, inodes: dict[tuple[int, int], str]) -> Found |
             first = inodes.setdefault((st.st_dev, st.st_ino), rel)
             if first != rel:
                 return Found(Entry(rel, "hardlink", target=first), source)
-        return Found(Entry(rel, "file", mode, mtime, st.st_size), source)
+        return Found(Entry(rel, "file", mode, mtime, st.st_size), source, st)
     if stat.S_ISDIR(st.st_mode):
         return Found(Entry(rel, "dir", mode, mtime), source)
     if stat.S_ISLNK(st.st_mode):

@@ -12,10 +12,11 @@ live beside the keys, in the (kind-bound) store a transfer uses, at ``_cas/manif
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from cacher.cas import names
-from cacher.cas.root import Known, Stored, load
+from cacher.cas.root import Known, Stored, load, load_known
 from cacher.stores.base import ObjectInfo, Store
 
 __all__ = ["CasLayout", "StoredManifest", "read_manifest"]
@@ -31,6 +32,9 @@ class CasLayout:
     #: (scope, store) of the fallback scopes, as `cacher.job.Job.fallback_stores` gives them:
     #: where an upload also looks for its base's manifest.
     fallbacks: tuple[tuple[str, Store], ...] = ()
+    #: Where this runner keeps its records of the files it restored or saved
+    #: (`cacher.cas.statcache`); None: no records, every file is read.
+    records: Path | None = None
 
     def pack_ref(self, pack_id: str) -> str:
         """The reference of a pack this job writes: under its own prefix."""
@@ -47,9 +51,10 @@ class CasLayout:
         of scopes the job may read (its own and its fallback scopes)."""
         return names.parse_pack_ref(ref)[0] in self.readable
 
-    def reusable(self, stored: Stored) -> Known:
-        """The blobs of a stored tree an upload may reference rather than send."""
-        return {digest: place for digest, place in stored.known().items() if self.may_reuse(place[0])}
+    def reusable(self, known: Known) -> Known:
+        """The blobs of a stored tree (`Stored.known`, `cacher.cas.root.load_known`) an upload
+        may reference rather than send."""
+        return {digest: place for digest, place in known.items() if self.may_reuse(place[0])}
 
     def put_pack(self, pack_id: str, source: BinaryIO) -> int:
         """Store a finished pack (``source`` at its start) under its id, unless a pack of that
@@ -71,6 +76,18 @@ class StoredManifest:
 
     info: ObjectInfo
     stored: Stored
+
+
+def read_known(store: Store, key: str, layout: CasLayout) -> tuple[ObjectInfo, Known] | None:
+    """What an upload needs of its base: the manifest object of ``key`` and the blobs its
+    objects hold, by digest (the entries are not read); None when no manifest is stored."""
+    name = names.manifest_name(key)
+    info = store.head(name)
+    if info is None:
+        return None
+    with store.open_read(name, info) as stream:
+        data = stream.read()
+    return info, load_known(data, layout.read)
 
 
 def read_manifest(

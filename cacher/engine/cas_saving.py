@@ -1,7 +1,10 @@
 """Upload in the content-addressed format: a kind's tar stream into packs, then its manifest.
 
 Any archive kind qualifies: its ``pack`` writes a tar stream (on a thread, into a pipe), which
-`cacher.cas.save.save_stream` cuts into entries and blobs. Blobs the base's manifest already
+`cacher.cas.save.save_stream` cuts into entries and blobs. A kind whose tree is one directory
+(`Kind.tree`: ``dir``) is walked here instead, and a file this runner's record vouches for
+(`cacher.cas.statcache`: unchanged size, times and inode since it was restored or saved) is
+not read at all when its contents are stored. Blobs the base's manifest already
 stores in a pack the job may read are referenced, not sent; the rest go into new packs, stored
 under the job's own prefix as they fill (two in flight at most). The manifest is written last,
 once every pack it names is stored, so a killed upload leaves only unreferenced packs (prune
@@ -24,8 +27,9 @@ from cacher import __version__
 from cacher.cas import names
 from cacher.cas.pack import PACK_TARGET, Packer, PackInfo
 from cacher.cas.root import Known
-from cacher.cas.save import save_stream
-from cacher.engine.cas_layout import CasLayout, StoredManifest, read_manifest
+from cacher.cas.save import save_stream, save_tree
+from cacher.cas.statcache import FileRecord
+from cacher.engine.cas_layout import CasLayout, read_known
 from cacher.engine.listing import newest_first
 from cacher.engine.requests import UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
@@ -55,11 +59,19 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     assert layout is not None  # the caller dispatches on it
     started = time.monotonic()
     base = find_base(store, request, layout)
-    known: Known = layout.reusable(base.stored) if base is not None else {}
+    known: Known = layout.reusable(base[1]) if base is not None else {}
+    tree = request.kind.tree(request.targets, request.options)
+    record: FileRecord | None = None
     with _PackSender(layout) as sender, ThreadPoolExecutor(COMPRESSORS, "cacher-cas-zstd") as pool:
         packer = Packer(sender.open_sink, sender.done, pool=pool)
-        with tar_of(request) as tar:
-            saved = save_stream(tar, packer, known, layout.pack_ref)
+        if tree is not None:  # one directory: walked here, unchanged files not read
+            with tree as (root, skip):
+                if layout.records is not None:
+                    record = FileRecord(layout.records, root).load()
+                saved = save_tree(root, packer, known, layout.pack_ref, skip, record)
+        else:
+            with tar_of(request) as tar:
+                saved = save_stream(tar, packer, known, layout.pack_ref)
     metadata = {
         **names.MANIFEST_METADATA,
         **request.kind.metadata(request.targets, request.options),
@@ -68,6 +80,8 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     }
     with store.writer(names.manifest_name(request.key), metadata) as out:
         out.write(saved.root)
+    if record is not None:
+        record.write(saved.files)
     outcome: Outcome = "local" if store.offline_reason else "uploaded"
     notes: tuple[str, ...] = ()
     if request.base and base is None:  # a typo would cost a whole upload: say so
@@ -78,11 +92,11 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     )
 
 
-def find_base(store: Store, request: UploadRequest, layout: CasLayout) -> StoredManifest | None:
+def find_base(store: Store, request: UploadRequest, layout: CasLayout) -> tuple[ObjectInfo, Known] | None:
     """The manifest whose contents this upload need not send: ``--base`` (or the key itself,
     stored before), else the newest manifest under each restore-key prefix, in the job's own
-    store, then each fallback scope's. A base that cannot be read is passed over: it only
-    saves bytes."""
+    store, then each fallback scope's: its manifest object and the blobs it holds. A base that
+    cannot be read is passed over: it only saves bytes."""
     kind, targets, options = request.kind, request.targets, request.options
     stores = [store, *(bound_store(other, kind, targets, options) for _, other in layout.fallbacks)]
     exact = [request.base] if request.base else [request.key]
@@ -107,9 +121,9 @@ def _as_keys(listed: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
         yield replace(info, key=info.key.removeprefix(names.MANIFESTS + "/"))
 
 
-def _readable(store: Store, key: str, layout: CasLayout) -> StoredManifest | None:
+def _readable(store: Store, key: str, layout: CasLayout) -> tuple[ObjectInfo, Known] | None:
     try:
-        return read_manifest(store, key, layout)
+        return read_known(store, key, layout)
     except (IntegrityError, ObjectRefused, StorageError):
         return None
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,14 +54,26 @@ class DirKind(Kind):
             raise UsageError(f"cannot restore into {path}: it exists and is not a directory")
 
     def pack(self, targets: Sequence[str], sink: Writable, options: Mapping[str, Any]) -> None:
+        with self._held(Path(targets[0]), options) as (root, skip):
+            write_tree(root, sink, skip)
+
+    def tree(
+        self, targets: Sequence[str], options: Mapping[str, Any]
+    ) -> AbstractContextManager[tuple[Path, Callable[[str, bool], bool] | None]]:
+        return self._held(Path(targets[0]), options)
+
+    @contextmanager
+    def _held(
+        self, root: Path, options: Mapping[str, Any]
+    ) -> Iterator[tuple[Path, Callable[[str, bool], bool] | None]]:
+        """The tree and its excludes, under the restore lock: a restore of the same directory
+        swaps whole subtrees by rename, so reading while one runs would store a tree that never
+        existed. Take turns."""
         patterns = [p.strip().strip("/") for p in (options.get("exclude") or "").splitlines() if p.strip()]
         excludes = [glob_regex(p) for p in patterns]
         skip = (lambda rel, _is_dir: any(r.fullmatch(rel) for r in excludes)) if excludes else None
-        root = Path(targets[0])
-        # A restore of the same directory swaps whole subtrees by rename: archiving while one
-        # runs would publish a tree that never existed. Take turns on the restore lock.
         with restore_lock(Path(os.path.realpath(root))):
-            write_tree(root, sink, skip)
+            yield root, skip
 
     def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
         with staged_directory(target or "") as staging:

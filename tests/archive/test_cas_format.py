@@ -34,7 +34,7 @@ from cacher.cas.pack import FOOTER, GROUP, PACK_TARGET, Packer, PackInfo, PackWr
 from cacher.cas.packread import read_blobs, read_index
 from cacher.cas.plan import to_fetch, to_send
 from cacher.cas.root import PART_ENTRIES, Root, Stored, encode_root, load
-from cacher.cas.save import Known, Saved, save_tree
+from cacher.cas.save import Known, Saved, save_stream, save_tree
 from cacher.codecs.none import NoneCodec
 from cacher.codecs.zstd import ZstdCodec
 from cacher.errors import ArtifactError, IntegrityError, ObjectRefused
@@ -227,6 +227,18 @@ def test_the_same_tree_gives_the_same_bytes(venv: Path) -> None:
     one, two = Packs(), Packs()
     assert one.save(venv).root == two.save(venv).root
     assert one.objects == two.objects
+
+
+def test_the_walk_and_the_dir_kinds_tar_stream_give_the_same_tree(venv: Path) -> None:
+    """A dir upload walks the tree itself (to skip unchanged files); any other archive kind's
+    tar stream is read: for the same tree both give the same manifest and packs."""
+    walked, streamed = Packs(), Packs()
+    tar = io.BytesIO()
+    write_tree(venv, tar)
+    tar.seek(0)
+    from_stream = save_stream(tar, streamed.packer(), {}, names.pack_ref)
+    assert walked.save(venv).root == from_stream.root
+    assert walked.objects == streamed.objects
 
 
 def test_frames_compressed_on_threads_give_the_same_packs(venv: Path) -> None:
