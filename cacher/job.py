@@ -129,18 +129,18 @@ class Job:
             fits=fits_this_machine if self.settings.arch_suffix else None,
             codecs=self.registry.codec,  # decoding: the level does not apply
             soft_failure=self.soft_failure,
-            tree_format=self.settings.tree_format,
+            tree_format=self.settings.tree_format if request.kind.trees else "tar",
             cas=self.cas_layout if request.kind.archive else None,
         )
 
     def for_upload(self, request: UploadRequest) -> UploadRequest:
         """The upload with what the job adds to every one: the soft-failure policy, the tree
-        format and, for archive kinds, the job's layout (a key stored as a manifest is stored:
-        a ``tar`` upload skips it too)."""
+        format of kinds that store trees (`Kind.trees`) and, for archive kinds, the job's layout
+        (a key stored as a manifest is stored: a ``tar`` upload skips it too)."""
         return replace(
             request,
             soft_failure=self.soft_failure,
-            tree_format=self.settings.tree_format,
+            tree_format=self.settings.tree_format if request.kind.trees else "tar",
             cas=self.cas_layout if request.kind.archive else None,
         )
 

@@ -67,6 +67,10 @@ class Kind(abc.ABC):
     #: only while ``digest`` and ``pack`` are those of the class that sets it; see
     #: `cacher.engine.unchanged`).
     digest_is_the_file: ClassVar[bool] = False
+    #: True for archive kinds whose archive is a tree of files (``dir``, ``paths``): the
+    #: ``tree_format`` setting applies to them, and ``cas`` stores them content-addressed
+    #: (docs/format.md). Other kinds always store one archive per key.
+    trees: ClassVar[bool] = False
     upload_target: ClassVar[Target] = Target("PATH", "What to upload.")
     download_target: ClassVar[Target] = Target("DEST", "Where to restore it.")
     options: ClassVar[tuple[Option, ...]] = ()

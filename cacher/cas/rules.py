@@ -67,6 +67,7 @@ def check_entry(entry: Entry) -> None:
 def check_tree(entries: tuple[Entry, ...]) -> None:
     """Paths, order, parents and hardlink targets of the whole entry list."""
     dirs: set[str] = set()
+    others: set[str] = set()
     files: set[str] = set()
     previous: tuple[bytes, ...] | None = None
     for entry in entries:
@@ -76,16 +77,31 @@ def check_tree(entries: tuple[Entry, ...]) -> None:
             what = "appears twice" if key == previous else "is out of order"
             raise refuse(f"entry {entry.path!r} {what}")
         previous = key
-        parent = entry.path.rpartition("/")[0]
-        if parent and parent not in dirs:
-            raise refuse(f"entry {entry.path!r} is not under a directory entry ({parent!r} is not one)")
+        _check_parents(entry.path, dirs, others)
         check_entry(entry)
         if entry.type == "dir":
             dirs.add(entry.path)
-        elif entry.type == "file":
+        else:
+            others.add(entry.path)
+        if entry.type == "file":
             files.add(entry.path)
         elif entry.type == "hardlink" and entry.target not in files:
             raise refuse(f"hardlink {entry.path!r} does not name an earlier file ({entry.target!r})")
+
+
+def _check_parents(path: str, dirs: set[str], others: set[str]) -> None:
+    """Every directory above ``path`` is a directory entry, or listed not at all (implied, as a
+    tar stream may leave parents out: the ``paths`` kind does); one listed as anything else (a
+    symlink, a file) is refused, so nothing is ever written through a link. Entries come in
+    order, so an implied parent can no longer be listed: it is remembered as a directory."""
+    implied = []
+    parent = path.rpartition("/")[0]
+    while parent and parent not in dirs:
+        if parent in others:
+            raise refuse(f"entry {path!r} is under {parent!r}, which is not a directory")
+        implied.append(parent)
+        parent = parent.rpartition("/")[0]
+    dirs.update(implied)
 
 
 def check_blobs(manifest: Manifest) -> None:

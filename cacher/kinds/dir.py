@@ -29,6 +29,7 @@ class DirKind(Kind):
 
     summary = "Directory trees as streamed tar archives, restored atomically (DIR is replaced)."
     archive = True
+    trees = True
     upload_target = Target("DIR", "The directory whose contents are archived.")
     download_target = Target("DIR", "The directory to replace with the restored tree.")
     options = (

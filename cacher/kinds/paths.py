@@ -219,6 +219,7 @@ class PathsKind(Kind):
 
     summary = "Several files and directories (globs, ~, !excludes) under one key, restored together."
     archive = True
+    trees = True
     upload_target = Target(
         "PATH",
         "Files, directories or globs (** spans directories); ~ is HOME, relative paths are under "

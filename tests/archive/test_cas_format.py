@@ -330,7 +330,8 @@ HOSTILE = {
     "control character": document([{"path": "a\nb", **F}]),
     "a link then a file under it": document([{"path": "a", **L}, {"path": "a/x", **F}]),
     "a file then a file under it": document([{"path": "a", **F}, {"path": "a/x", **F}]),
-    "no parent entry": document([{"path": "a/x", **F}]),
+    "a link then a file deeper under it": document([{"path": "a", **L}, {"path": "a/b/x", **F}]),
+    "a file then a dir under it": document([{"path": "a", **F}, {"path": "a/b", **D}, {"path": "a/b/x", **F}]),
     "duplicate": document([{"path": "a", **F}, {"path": "a", **F}]),
     "duplicate dir then file": document([{"path": "a", **D}, {"path": "a", **F}]),
     "out of order": document([{"path": "b", **F}, {"path": "a", **F}]),
@@ -366,6 +367,13 @@ HOSTILE = {
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_manifest_is_refused(case: str) -> None:
     refused(HOSTILE[case])
+
+
+def test_parents_a_tar_stream_leaves_out_are_implied() -> None:
+    """The paths kind's archive names ``workspace/a/f`` with no ``workspace`` entry: such a
+    tree is stored, and its parents come back as the kind's extractor makes them."""
+    data, packs = stored(document([{"path": "w/a/f", **F}, {"path": "w/b", **D}, {"path": "w/b/g", **F}]))
+    assert [e.path for e in packs.load(data).manifest.entries] == ["w/a/f", "w/b", "w/b/g"]
 
 
 def test_the_rules_hold_across_parts() -> None:

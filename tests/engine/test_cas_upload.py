@@ -191,3 +191,32 @@ def test_a_tree_copied_elsewhere_stores_the_same_manifest(cacher, local_root: Pa
     assert again["stored_bytes"] < 4096
     manifests = local_root / names.MANIFESTS
     assert (manifests / "a").read_bytes() == (manifests / "b").read_bytes()
+
+
+def test_the_paths_kind_stores_and_restores_its_tree_content_addressed(cacher, local_root: Path, tmp_path: Path) -> None:
+    """The paths kind's archive leaves parents out (``workspace/a`` with no ``workspace``):
+    stored as a manifest, restored whole, links kept."""
+    work = tmp_path / "work"
+    (work / "a" / "b").mkdir(parents=True)
+    (work / "c").mkdir()
+    (work / "a" / "b" / "f").write_text("one\n")
+    (work / "c" / "g").write_text("two\n")
+    (work / "a" / "link").symlink_to("../c/g")
+    run = cacher("--json", "paths", "upload", "pk", "a", "c", extra_env=CAS, cwd=work)
+    assert run.code == 0 and json.loads(run.out)["codec"] == "cas", run
+    assert not [p for p in local_root.rglob("pk") if names.MANIFESTS not in str(p)]
+    before = {str(p.relative_to(work)): (p.is_symlink(), p.read_text() if p.is_file() else None) for p in work.rglob("*")}
+    subprocess.run(["rm", "-rf", str(work / "a"), str(work / "c")], check=True)
+    run = cacher("paths", "download", "pk", "a", "c", extra_env=CAS, cwd=work)
+    assert run.code == 0, run
+    after = {str(p.relative_to(work)): (p.is_symlink(), p.read_text() if p.is_file() else None) for p in work.rglob("*")}
+    assert after == before
+
+
+def test_kinds_that_are_not_trees_keep_one_object(cacher, local_root: Path, tmp_path: Path) -> None:
+    """tree_format applies to trees only: a file is stored as itself whatever the setting."""
+    (tmp_path / "f.bin").write_bytes(b"payload")
+    run = cacher("--json", "upload", "f.bin", str(tmp_path / "f.bin"), extra_env=CAS)
+    assert run.code == 0 and json.loads(run.out)["codec"] == "none", run
+    assert (local_root / "f.bin").read_bytes() == b"payload"
+    assert not (local_root / names.NAMESPACE).exists()
