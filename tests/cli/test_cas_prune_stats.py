@@ -2,12 +2,14 @@
 upload --tree-format cas``, on the file store and SeaweedFS: a tree is listed (and deleted) as
 its KEY, never as its packs; stats gives the deduplication ratio; prune deletes an old tree's manifest by age,
 condemns its dead packs and deletes them only in a later run, a grace period on; a dry run, a
-read-only job and an unreadable manifest delete no pack."""
+read-only job and an unreadable manifest delete no pack; the packs of an upload killed with
+SIGKILL go the same way, while a prune run as an upload runs breaks neither it nor its restore."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ from cacher.engine.cas_gc import census
 from cacher.engine.cas_layout import read_manifest
 from cacher.job import Job
 from cacher.registry import Registry
-from cacher.testing import CliRun
+from cacher.testing import CACHER, CliRun
 
 Cacher = Callable[..., CliRun]
 
@@ -150,3 +152,58 @@ def test_an_unreadable_manifest_keeps_every_pack(
         assert "none deleted" in run.err and "_cas/manifests/tree-b" in run.err
         time.sleep(1.1)
     assert set(packs(j)) == before
+
+
+def test_a_killed_upload_leaves_packs_that_prune_removes_and_a_prune_meanwhile_breaks_no_upload(
+    cacher: Cacher, env: dict[str, str], store_env: dict[str, str], cacher_registry: Registry, tmp_path: Path
+) -> None:
+    upload_two_trees(cacher, store_env, tmp_path)
+    j = Job({}, cacher_registry, environ={**env, **store_env})
+    live = refs_of(j, "tree-a") | refs_of(j, "tree-b")
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(12):  # several packs of 16 MiB
+        (big / f"f{i}").write_bytes(os.urandom(8 << 20))
+    killed = subprocess.Popen(
+        [CACHER, "dir", "upload", "tree-big", str(big), "--tree-format", "cas"],
+        env={**env, **store_env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not set(packs(j)) - live and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    killed.kill()  # SIGKILL: packs stored, no manifest
+    killed.wait()
+    left = set(packs(j)) - live
+    assert left and not j.store.exists(names.manifest_name("tree-big"))
+
+    # a prune with the default grace, as an upload runs: the upload and its restore hold
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "x").write_bytes(os.urandom(1 << 20))
+    running = subprocess.Popen(
+        [CACHER, "dir", "upload", "tree-c", str(c), "--tree-format", "cas"],
+        env={**env, **store_env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    run = cacher("prune", "--all-projects", "--older-than", "30d", extra_env=store_env)
+    assert run.code == 0, run
+    _, err = running.communicate(timeout=120)
+    assert running.returncode == 0, err
+    assert set(packs(j)) >= live | left
+    run = cacher("dir", "download", "tree-c", str(tmp_path / "c-restored"), extra_env=store_env)
+    assert run.code == 0, run
+    assert (tmp_path / "c-restored" / "x").read_bytes() == (c / "x").read_bytes()
+
+    # the killed upload's packs: condemned by one prune, deleted by the next, a grace period on
+    live |= refs_of(j, "tree-c")
+    time.sleep(1.1)
+    prune = ["prune", "--all-projects", "--older-than", "30d", "--pack-grace", "1s"]
+    run = cacher(*prune, extra_env=store_env)
+    assert run.code == 0, run
+    assert set(packs(j)) == live | left
+    time.sleep(1.1)
+    run = cacher(*prune, extra_env=store_env)
+    assert run.code == 0, run
+    assert set(packs(j)) == live
+    for key in ("tree-a", "tree-b", "tree-c"):
+        run = cacher("dir", "download", key, str(tmp_path / f"{key}-restored"), extra_env=store_env)
+        assert run.code == 0, run
