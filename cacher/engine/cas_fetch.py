@@ -17,8 +17,8 @@ import hashlib
 import os
 import stat
 import tempfile
-import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,23 +26,26 @@ from pathlib import Path
 
 from cacher.cas.model import BlobLocation, Manifest
 from cacher.cas.packread import frame_blobs, read_blobs
-from cacher.cas.plan import to_fetch
+from cacher.cas.plan import Read, to_fetch
 from cacher.engine.cas_layout import CasLayout
 from cacher.errors import ArtifactError
 from cacher.stores.base import Store
 
 #: The local tier's subdirectory of blobs by digest.
 TIER_BLOBS = "cas-blobs"
+#: The most bytes of fetched blobs held in memory, waiting for `Blobs.get`.
+FRESH = 32 << 20
 #: A temporary blob file nobody finished for this long was left by a killed restore.
 STALE_TEMP = 3600.0
 
 
 class BlobDir:
     """A directory of checked blobs by digest; ``writable`` False: read only (a read-only job's
-    view of the tier: nothing written, dropped or touched)."""
+    view of the tier: nothing written, dropped or touched); ``keeps``: it outlives the restore
+    (the tier's), so every fetched blob is written there."""
 
-    def __init__(self, root: Path, *, writable: bool = True) -> None:
-        self.root, self.writable = root, writable
+    def __init__(self, root: Path, *, writable: bool = True, keeps: bool = False) -> None:
+        self.root, self.writable, self.keeps = root, writable, keeps
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
@@ -136,8 +139,12 @@ class FetchCounts:
 
 @dataclass
 class Blobs:
-    """Every blob of one manifest, on disk in ``spill`` (or ``shared``, read only), fetched
-    through ``layout`` when missing; `get` hands out checked bytes."""
+    """Every blob of one manifest, checked: `plan` finds those on disk (``spill``, or
+    ``shared``, read only) or in the destination's previous tree; the rest are fetched, in the
+    planned reads' order, as `get` first asks for one (`pull`), or all at once (`gather`).
+    A fetched blob is handed over from memory while at most `FRESH` bytes wait there (no read
+    back, no second hash), else from ``spill``; a directory that outlives the restore (the
+    tier's) gets every fetched blob."""
 
     manifest: Manifest
     layout: CasLayout
@@ -148,74 +155,47 @@ class Blobs:
     def __post_init__(self) -> None:
         self.sizes = self.manifest.digests()
         self.places = self.manifest.locations()
-        #: While `gather` runs in a thread (`gathering`): the blobs it has yet to bring, whether
-        #: it knows them yet, whether it ended, how it failed, whether it is to stop.
-        self._ready = threading.Condition()
+        self._reads: deque[Read] = deque()
         self._pending: set[str] = set()
-        self._planned = self._ended = self._stop = False
-        self._failed: BaseException | None = None
-
-    @contextmanager
-    def gathering(self, previous: Path | None = None) -> Iterator[None]:
-        """Run `gather` in a thread while the block runs: `get` waits for each blob still to
-        come, so fetching overlaps the restore's writing. The thread is stopped and joined
-        when the block ends; a failed fetch fails the `get` that waits for it."""
-        thread = threading.Thread(target=self._gather_in_thread, args=(previous,), daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            with self._ready:
-                self._stop = True
-            thread.join()
-
-    def _gather_in_thread(self, previous: Path | None) -> None:
-        try:
-            self.gather(previous)
-        except BaseException as exc:  # noqa: BLE001 - raised by the get that waits for it
-            with self._ready:
-                self._failed = exc
-        finally:
-            with self._ready:
-                self._ended = True
-                self._ready.notify_all()
-
-    def _wait_for(self, digest: str) -> None:
-        """Until ``digest`` is on disk, or `gather` will not bring it (not its to bring, or
-        ended); `gather`'s error when it failed before bringing it."""
-        with self._ready:
-            self._ready.wait_for(lambda: self._ended or (self._planned and digest not in self._pending))
-            if digest in self._pending and self._failed is not None:
-                raise self._failed
+        self._fresh: dict[str, bytes] = {}
+        self._fresh_bytes = 0
+        #: How often the tree still names each blob: one named again is kept on disk.
+        self._uses = Counter(chunk.digest for entry in self.manifest.entries for chunk in entry.chunks)
 
     def _dirs(self) -> list[BlobDir]:
         return [d for d in (self.spill, self.shared) if d is not None]
 
-    def gather(self, previous: Path | None = None) -> None:
-        """Fetch every blob no directory holds, checked, into ``spill``; first, those the tree
-        in ``previous`` (the destination before the restore) still holds, at the same path."""
+    def plan(self, previous: Path | None = None) -> None:
+        """Find the blobs on disk and, given ``previous`` (the destination before the restore),
+        those its files still hold at the same path; plan the reads that bring the rest."""
         have = {d for d, size in self.sizes.items() if any(b.has(d, size) for b in self._dirs())}
         if previous is not None:
             have |= self._from_previous(previous, have)
         self.counts.local += len(have)
-        reads = to_fetch(self.manifest, have)
-        with self._ready:
-            self._pending = {blob.digest for read in reads for blob in read.blobs}
-            self._planned = True
-            self._ready.notify_all()
-        for read in reads:
-            if self._stop:
-                return
-            data = self.layout.read(read.ref, read.start, read.end)
-            with self._ready:
-                self.counts.fetched_bytes += len(data)
-            for digest, blob in read_blobs(_window(data, read.start), read.blobs):
+        self._reads = deque(to_fetch(self.manifest, have))
+        self._pending = {blob.digest for read in self._reads for blob in read.blobs}
+
+    def gather(self, previous: Path | None = None) -> None:
+        """`plan`, then fetch every blob now, into ``spill``: nothing is handed out before
+        every blob is checked."""
+        self.plan(previous)
+        while self._reads:
+            self._pull(hold=False)
+
+    def _pull(self, *, hold: bool = True) -> None:
+        """Make the next planned read and keep its blobs, checked."""
+        read = self._reads.popleft()
+        data = self.layout.read(read.ref, read.start, read.end)
+        self.counts.fetched_bytes += len(data)
+        for digest, blob in read_blobs(_window(data, read.start), read.blobs):
+            held = hold and (not self._fresh or self._fresh_bytes + len(blob) <= FRESH)
+            if held:
+                self._fresh[digest] = blob
+                self._fresh_bytes += len(blob)
+            if not held or self.spill.keeps:
                 self.spill.put(digest, blob)
-                with self._ready:
-                    self.counts.fetched += 1
-                    self._pending.discard(digest)
-                    self._ready.notify_all()
-            del data
+            self.counts.fetched += 1
+            self._pending.discard(digest)
 
     def _from_previous(self, root: Path, have: set[str]) -> set[str]:
         """The blobs still in the files of ``root`` that have a file entry's path and size,
@@ -250,9 +230,18 @@ class Blobs:
         return found
 
     def get(self, digest: str) -> bytes:
-        """The blob ``digest``, checked: from a directory, else (a file damaged since it was
-        found) fetched again, alone."""
-        self._wait_for(digest)
+        """The blob ``digest``, checked: fetched now if it is still to come (with the reads
+        planned before it), from memory if it waits there, else from a directory, else (a
+        file damaged since it was found) fetched again, alone."""
+        while digest in self._pending and self._reads:
+            self._pull()
+        self._uses[digest] -= 1
+        fresh = self._fresh.pop(digest, None)
+        if fresh is not None:
+            self._fresh_bytes -= len(fresh)
+            if self._uses[digest] > 0 and not self.spill.keeps:
+                self.spill.put(digest, fresh)  # named again later in the tree
+            return fresh
         size = self.sizes[digest]
         for directory in self._dirs():
             data = directory.get(digest, size)
@@ -263,9 +252,8 @@ class Blobs:
 
     def _fetch_one(self, ref: str, loc: BlobLocation) -> bytes:
         frame = self.layout.read(ref, loc.frame_offset, loc.frame_end)
-        with self._ready:
-            self.counts.fetched_bytes += len(frame)
-            self.counts.fetched += 1
+        self.counts.fetched_bytes += len(frame)
+        self.counts.fetched += 1
         for digest, data in frame_blobs(frame, [loc]):
             self.spill.put(digest, data)
             return data
@@ -300,7 +288,7 @@ def blob_dirs(store: Store) -> Iterator[tuple[BlobDir, BlobDir | None]]:
     tier = local_tier_of(store)
     if tier is not None and tier[2]:
         root, max_bytes, _ = tier
-        directory = BlobDir(root / TIER_BLOBS)
+        directory = BlobDir(root / TIER_BLOBS, keeps=True)
         try:
             (root / TIER_BLOBS).mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:

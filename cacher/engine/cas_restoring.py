@@ -4,7 +4,7 @@ The tree goes to the kind as the plain tar stream `cacher.cas.export.export_tar`
 the kind's own unpack (the ``dir`` kind's: staged, swapped atomically, no write through links,
 hostile names refused) decides what lands; the stream passes through a pipe from a writer
 thread, never held whole. Every blob is checked against its digest before it enters the
-stream (`cacher.engine.cas_fetch`, fetching in a thread of its own meanwhile): a damaged pack
+stream (`cacher.engine.cas_fetch`, fetching as the stream reaches them): a damaged pack
 breaks the stream, and the kind fails as on a damaged archive (the ``dir`` kind's staging
 leaves the destination untouched).
 """
@@ -124,8 +124,8 @@ def restore_manifest(
     with blob_dirs(layout.root) as (spill, shared):
         blobs = Blobs(manifest, layout, spill, shared, counts)
         # The dir kind replaces its target whole: what is there now may hold unchanged files.
-        with blobs.gathering(Path(target) if kind.name == "dir" and target else None):
-            stream_tree(manifest, blobs.get, unpack)
+        blobs.plan(Path(target) if kind.name == "dir" and target else None)
+        stream_tree(manifest, blobs.get, unpack)  # blobs still to come are fetched as asked for
     return CasRestored(found.info, manifest.logical_size, read + counts.fetched_bytes, counts)
 
 
