@@ -12,7 +12,7 @@ from cacher.kind import VERBS
 
 #: The transfer verbs every kind has (`cacher.kind.VERBS`), which the fast path takes.
 TRANSFER_VERBS = VERBS
-#: Every verb of a kind: the transfer verbs, ``ensure`` and (archive kinds) ``export``.
+#: Every verb of a kind: the transfer verbs, ``ensure`` and (the ``dir`` kind) ``export``.
 KIND_VERBS = (*VERBS, "ensure", "export")
 #: The commands that are not a kind's verbs, and the function that builds each from the
 #: registry (``completion`` is built from the application itself).

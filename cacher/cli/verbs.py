@@ -186,8 +186,9 @@ def make_verbs(registry: Registry, name: str, kind_cls: type[Kind]) -> list[Call
         _OUTPUT,
     ]
     m = down_t.metavar
-    exported = "Write what KEY stores (either tree format) to stdout as a plain tar; a miss exits 3."
-    archive = [_command("export", exported, [_KEY, _STORE], export)] if kind_cls.archive else []
+    # A stored tree as tar: the dir kind's (a paths key is bound to its path list, docker's is an image).
+    exported = "Write the tree KEY stores (either tree format) to stdout as a plain tar; a miss exits 3."
+    archive = [_command("export", exported, [_KEY, _STORE], export)] if name == "dir" else []
     return [
         _command(
             "upload",
