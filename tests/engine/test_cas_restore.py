@@ -362,6 +362,19 @@ def test_restore_keys_take_the_newest_of_either_format(store: dict[str, Any], tm
     assert (tmp_path / "two" / "f.txt").read_text() == "c"
 
 
+def test_a_fallback_scopes_manifest_restores_with_its_packs(store: dict[str, Any], tmp_path: Path) -> None:
+    tree = full_tree(tmp_path / "tree")
+    store_tree(job_for(store["env"], CACHER_SCOPE="main"), "deps-1", tree)
+    feature = job_for(store["env"], CACHER_SCOPE="feature", CACHER_FALLBACK_SCOPES="main")
+    got = restore(feature, "deps-1", tmp_path / "one")
+    assert (got.outcome, got.scope, got.matched_key) == ("partial", "main", "deps-1")
+    assert snapshot(tmp_path / "one") == snapshot(tree)
+    got = restore(feature, "deps-2", tmp_path / "two", restore_keys=["deps-"])
+    assert (got.outcome, got.scope, got.matched_key) == ("partial", "main", "deps-1")
+    with pytest.raises(CacheMiss):  # a scope without main among its fallbacks finds nothing
+        restore(job_for(store["env"], CACHER_SCOPE="other"), "deps-1", tmp_path / "three")
+
+
 # -- the stream between export and unpack -------------------------------------------------------
 
 
