@@ -17,7 +17,7 @@ from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import JSON_SCHEMA, Reporter, human_bytes
 from cacher.cli.session import Session
 from cacher.config.durations import parse_duration
-from cacher.engine.listing import shown, stored_keys
+from cacher.engine.listing import cas_split, shown, stored_keys
 from cacher.errors import UsageError, exit_code
 from cacher.keying.scopes import in_reserved_namespace
 from cacher.registry import Registry
@@ -138,22 +138,25 @@ def delete_command(registry: Registry) -> Callable[..., int]:
 
 def _tally(
     objects: Iterable[ObjectInfo],
-) -> tuple[int, int, datetime | None, datetime | None, dict[str, tuple[int, int]]]:
-    """Count, bytes, oldest and newest time, and (count, bytes) by first key segment, of a
-    listing consumed as it arrives (nothing per object is kept)."""
+) -> tuple[int, int, datetime | None, datetime | None, dict[str, tuple[int, int]], bool]:
+    """Count, bytes, oldest and newest time, (count, bytes) by first key segment, and whether
+    any object is content-addressed, of a listing consumed as it arrives (nothing per object
+    is kept)."""
+    cas = False
     count = total = 0
     oldest = newest = None
     groups: dict[str, tuple[int, int]] = {}
     for obj in objects:
         count += 1
         total += obj.size
+        cas = cas or cas_split(obj.key) is not None
         name = obj.key.split("/", 1)[0] if "/" in obj.key else "(top level)"
         n, size = groups.get(name, (0, 0))
         groups[name] = (n + 1, size + obj.size)
         if obj.modified is not None:
             oldest = obj.modified if oldest is None or obj.modified < oldest else oldest
             newest = obj.modified if newest is None or obj.modified > newest else newest
-    return count, total, oldest, newest, groups
+    return count, total, oldest, newest, groups, cas
 
 
 def stats_command(registry: Registry) -> Callable[..., int]:
@@ -171,7 +174,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             from cacher.cli.tiercmd import local_stats
 
             return local_stats(session, prefix)
-        count, total, oldest, newest, groups = _tally(session.store.iter_list(prefix))
+        count, total, oldest, newest, groups, cas = _tally(session.store.iter_list(prefix))
         by_segment = {name: {"objects": n, "bytes": size} for name, (n, size) in sorted(groups.items())}
         leftovers = session.store.leftovers(prefix)
         from cacher.fs.scratch import scratch_leftovers
@@ -185,7 +188,7 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             "oldest": _iso(oldest),
             "newest": _iso(newest),
             "by_segment": by_segment,
-            "cas": _cas_doc(session, prefix),
+            "cas": _cas_doc(session, prefix, cas),
         }
         if session.report.json_output:
             session.report.emit({"command": "stats", "prefix": prefix, **summary})
@@ -216,13 +219,16 @@ def stats_command(registry: Registry) -> Callable[..., int]:
     return stats
 
 
-def _cas_doc(session: Session, prefix: str) -> dict[str, Any]:
+def _cas_doc(session: Session, prefix: str, listed: bool) -> dict[str, Any]:
     """The content-addressed trees under ``prefix`` in the job's own prefix: how many, their
-    size as restored, the bytes of the packs they reference, and the ratio of the two."""
-    from cacher.engine.cas_gc import cas_stats, within
+    size as restored, the bytes of the packs they reference, and the ratio of the two. Their
+    manifests are looked for only when the listing held a content-addressed object (``listed``)
+    or one is stored under ``_cas/manifests/<prefix>``, which it does not reach."""
+    from cacher.engine.cas_gc import CasStats, cas_stats, within
 
     layout = session.cas_layout
-    found = cas_stats(layout, within(layout), prefix)
+    there = listed or next(iter(stored_keys(session.store, prefix, manifests_only=True)), None) is not None
+    found = cas_stats(layout, within(layout), prefix) if there else CasStats(0, 0, 0)
     ratio = round(found.ratio, 3) if found.ratio is not None else None
     return {
         "trees": found.manifests,

@@ -157,6 +157,8 @@ def sweep(
     (the read-only gate) or ``dry_run`` deletes and records nothing."""
     now = time.time() if now is None else now
     dry_run = dry_run or not layout.root.writable
+    if next(iter(layout.root.iter_list(within(layout) + names.PACKS + "/")), None) is None:
+        return Sweep(dry_run)  # no pack of its own: nothing to sweep, the prefix not listed whole
     found = census(layout.root)
     marked = mark(layout, found, skip=skip)
     own = {ref: obj for ref, obj in found.packs.items() if names.parse_pack_ref(ref)[0] == layout.own}

@@ -83,10 +83,12 @@ def shown(obj: ObjectInfo) -> tuple[str, bool]:
     return (obj.key, False) if key is None else (key, True)
 
 
-def stored_keys(store: Store, prefix: str) -> Iterator[ObjectInfo]:
+def stored_keys(store: Store, prefix: str, *, manifests_only: bool = False) -> Iterator[ObjectInfo]:
     """The keys under ``prefix`` as the store lists them, packs and records left out, then the
     manifests of keys starting with ``prefix`` that the first listing does not reach
-    (``_cas/manifests/<prefix>``). Consumed as it comes, like `Store.iter_list`."""
-    yield from (o for o in store.iter_list(prefix) if is_key(o.key))
+    (``_cas/manifests/<prefix>``; with ``manifests_only``, those alone). Consumed as it comes,
+    like `Store.iter_list`."""
+    if not manifests_only:
+        yield from (o for o in store.iter_list(prefix) if is_key(o.key))
     if prefix and not _MANIFESTS.startswith(prefix) and not prefix.startswith(_CAS):
         yield from store.iter_list(_MANIFESTS + prefix)

@@ -83,6 +83,9 @@ def test_list_shows_trees_as_keys_and_stats_the_dedup_ratio(
     stored = sum(size for ref, size in packs(j).items() if ref in referenced)
     assert (cas["trees"], cas["logical_bytes"], cas["stored_bytes"]) == (2, 17 * (64 << 10), stored)
     assert cas["dedup_ratio"] == round(17 * (64 << 10) / stored, 3) and cas["dedup_ratio"] > 1.5
+    run = cacher("stats", "tree-b", "--json", extra_env=store_env)  # a PREFIX the listing of keys misses
+    assert run.code == 0, run
+    assert (doc(run)["cas"]["trees"], doc(run)["objects"]) == (1, 0)
     run = cacher("stats", extra_env=store_env)
     assert run.code == 0, run
     assert "content-addressed trees: 2" in run.out and f"deduplication {cas['dedup_ratio']:.2f}x" in run.out
