@@ -183,6 +183,17 @@ def test_round_trip_then_a_warm_tier_fetches_almost_nothing(store: dict[str, Any
     assert all(p.stat().st_mode & 0o777 == 0o700 for p in (tier / TIER_BLOBS).rglob("*") if p.is_dir())
 
 
+def test_the_tiers_blobs_stay_within_its_bound(store: dict[str, Any], tmp_path: Path) -> None:
+    tier = tmp_path / "tier"
+    job = job_for(store["env"], CACHER_LOCAL_TIER=str(tier), CACHER_LOCAL_TIER_MAX="3MiB")
+    tree = full_tree(tmp_path / "tree")
+    store_tree(job, "k", tree)
+    restore(job, "k", tmp_path / "one")
+    assert snapshot(tmp_path / "one") == snapshot(tree)
+    kept = sum(p.stat().st_size for p in (tier / TIER_BLOBS).rglob("*") if p.is_file())
+    assert 0 < kept <= 3 * MiB  # least recently used first: the rest of the tree stays
+
+
 def test_a_damaged_blob_in_the_tier_is_dropped_and_fetched_again(store: dict[str, Any], tmp_path: Path) -> None:
     tier = tmp_path / "tier"
     job = job_for(store["env"], CACHER_LOCAL_TIER=str(tier))
