@@ -1,11 +1,12 @@
-"""The blobs a content-addressed restore needs, each checked against its digest, on disk.
+"""The blobs a content-addressed restore needs, each checked against its digest.
 
 A restore first looks in a local blob directory (``<dir>/<2 hex>/<64 hex>``, one verified blob
 per file): the local tier's ``cas-blobs/`` when the job keeps copies there, else a scratch
-directory removed after the restore. What is missing is fetched by coalesced ranged reads of
-the packs (`cacher.cas.plan.to_fetch`), checked (`cacher.cas.packread`) and spilled to the
-directory, so memory holds one read and one frame at a time, never the tree. A blob read back
-is checked again: a damaged or truncated file there is dropped and fetched. The tier's
+directory removed after the restore; then (``dir``) in the destination's previous tree. What
+is missing is fetched by coalesced ranged reads of the packs (`cacher.cas.plan.to_fetch`) and
+checked (`cacher.cas.packread`); memory holds one read, one frame and at most `FRESH` bytes of
+fetched blobs waiting to be streamed, the rest spilled to the directory, never the tree. A
+blob read back is checked again: a damaged or truncated file there is dropped and fetched. The tier's
 directory is shared by digest across scopes, which is safe because every blob is checked
 against the digest of a manifest the job itself chose; a read-only job reads it, never writes it.
 """
