@@ -12,12 +12,13 @@ live beside the keys, in the (kind-bound) store a transfer uses, at ``_cas/manif
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from cacher.cas import names
 from cacher.cas.root import Known, Stored, load, load_known
-from cacher.stores.base import ObjectInfo, Store
+from cacher.stores.base import LEFTOVER_AGE, ObjectInfo, Store
 
 __all__ = ["CasLayout", "StoredManifest", "read_manifest"]
 
@@ -58,9 +59,12 @@ class CasLayout:
 
     def put_pack(self, pack_id: str, source: BinaryIO) -> int:
         """Store a finished pack (``source`` at its start) under its id, unless a pack of that
-        id is stored already (same id, same bytes): the bytes sent, 0 when it was there."""
+        id is stored already (same id, same bytes) and recent: the bytes sent, 0 when it was
+        there. An old one is stored again: prune may have condemned it as unreferenced, and
+        spares a pack stored again since (`cacher.engine.cas_gc`)."""
         ref = self.pack_ref(pack_id)
-        if self.root.exists(ref):
+        there = self.root.head(ref)
+        if there is not None and not _stale(there):
             return 0
         sent = 0
         with self.root.writer(ref, dict(names.PACK_METADATA)) as out:
@@ -68,6 +72,15 @@ class CasLayout:
                 out.write(block)
                 sent += len(block)
         return sent
+
+
+#: A pack stored longer ago than this is stored again rather than reused by name: half the
+#: prune's default grace period, so a condemned pack an upload needs is refreshed in time.
+REFRESH_AFTER = LEFTOVER_AGE / 2
+
+
+def _stale(info: ObjectInfo) -> bool:
+    return info.modified is None or datetime.now(UTC) - info.modified > REFRESH_AFTER
 
 
 @dataclass(frozen=True)

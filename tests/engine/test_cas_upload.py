@@ -220,3 +220,17 @@ def test_kinds_that_are_not_trees_keep_one_object(cacher, local_root: Path, tmp_
     assert run.code == 0 and json.loads(run.out)["codec"] == "none", run
     assert (local_root / "f.bin").read_bytes() == b"payload"
     assert not (local_root / names.NAMESPACE).exists()
+
+
+def test_an_old_pack_made_again_is_stored_again(cacher, local_root: Path, tmp_path: Path) -> None:
+    """A pack prune may have condemned (unreferenced, old) is refreshed when an upload makes
+    it again, so the sweep spares it; a recent one is reused by name."""
+    tree = make_tree(tmp_path / "src")
+    upload(cacher, {}, "a", tree)
+    packs = sorted((local_root / names.PACKS).rglob("*.pack"))
+    day_old = time.time() - 86400
+    os.utime(packs[0], (day_old, day_old))
+    recent = [p.stat().st_mtime for p in packs[1:]]
+    upload(cacher, {}, "b", tree)  # no base: the same packs are made again
+    assert packs[0].stat().st_mtime > day_old + 3600
+    assert [p.stat().st_mtime for p in packs[1:]] == recent
