@@ -3,10 +3,12 @@ the files that changed since.
 
 The record is git's index idea: for each file, its size, mtime and ctime in nanoseconds, inode
 and device as they were when its chunks were known, and the chunks. A later save trusts the
-record for a file only when all five are unchanged and the file's ctime is more than `RACY`
-before the record was written: the kernel sets ctime on every write and no user can set it
-back, so a tool that restores old mtimes (npm gives every file of a package the same one) or
-writes twice within a second is still seen. A file the record does not vouch for is read.
+record for a file only when all five are unchanged and the file's ctime is older than the
+moment its stat was taken by more than the clock's step (`FINE`; `COARSE` on a filesystem
+that keeps whole seconds): the kernel sets ctime on every write and no user can set it back,
+so a tool that restores old mtimes (npm gives every file of a package the same one) is still
+seen, and a write in the same clock step as the stat (which would leave ctime as recorded) is
+ruled out. A file the record does not vouch for is read.
 
 One record per directory (by its resolved path), kept in a directory only the user can
 change, read only when it is the user's own file (`cacher.fs.ownership`): it is a runner's
@@ -28,9 +30,12 @@ from cacher.fs.ownership import Untrusted, private_dir, read_trusted
 
 FORMAT = "cacher-files"
 VERSION = 1
-#: A file whose ctime is this close to the record's writing (or after it) is read again: it may
-#: have changed within the clock's granularity after its chunks were taken.
-RACY = 2_000_000_000
+#: A file whose ctime is this close to the moment its stat was taken (or after it) is read
+#: again: a second write within the clock's step would have left ctime unchanged. Inode times
+#: come from a coarse clock (a scheduler tick, 1-10 ms); a ctime of whole seconds means a
+#: filesystem that keeps no more.
+FINE = 100_000_000
+COARSE = 2_000_000_000
 
 Stat = tuple[int, int, int, int, int]
 
@@ -48,6 +53,7 @@ class FileRecord:
         name = hashlib.sha256(resolved.encode("utf-8", "surrogateescape")).hexdigest()[:32]
         self.path = home / f"{name}.json"
         self.root = resolved
+        #: When the recorded stats began to be taken (ns): the racy rule's reference.
         self.written = 0
         self.files: dict[str, tuple[Stat, tuple[Chunk, ...]]] = {}
 
@@ -66,18 +72,20 @@ class FileRecord:
     def chunks_of(self, path: str, st: os.stat_result) -> tuple[Chunk, ...] | None:
         """The chunks of the file at ``path`` (relative) when the record vouches for it."""
         known = self.files.get(path)
-        if known is None or known[0] != stat_of(st) or st.st_ctime_ns > self.written - RACY:
+        step = COARSE if st.st_ctime_ns % 1_000_000_000 == 0 else FINE
+        if known is None or known[0] != stat_of(st) or st.st_ctime_ns > self.written - step:
             return None
         return known[1]
 
-    def write(self, files: Mapping[str, tuple[Stat, tuple[Chunk, ...]]]) -> None:
-        """Replace the record with ``files``, as of now. Best effort: a record that cannot be
-        written only means the next save reads everything."""
+    def write(self, files: Mapping[str, tuple[Stat, tuple[Chunk, ...]]], since: int) -> None:
+        """Replace the record with ``files``, whose stats were taken from ``since`` on (ns,
+        `time.time_ns`, read before the first). Best effort: a record that cannot be written
+        only means the next save reads everything."""
         doc = {
             "format": FORMAT,
             "version": VERSION,
             "root": self.root,
-            "written": time.time_ns(),
+            "written": since,
             "files": {path: _line(st, chunks) for path, (st, chunks) in files.items()},
         }
         try:
@@ -108,6 +116,7 @@ def record_tree(record: FileRecord, root: Path, entries: Iterable[Entry]) -> Non
     """Record the files of a tree just restored at ``root`` from ``entries`` (each file's
     chunks as the manifest gave them, checked on the way in): one lstat each."""
     files: dict[str, tuple[Stat, tuple[Chunk, ...]]] = {}
+    since = time.time_ns()
     for entry in entries:
         if entry.type != "file":
             continue
@@ -117,7 +126,7 @@ def record_tree(record: FileRecord, root: Path, entries: Iterable[Entry]) -> Non
             continue
         if st.st_size == entry.size:
             files[entry.path] = (stat_of(st), entry.chunks)
-    record.write(files)
+    record.write(files, since)
 
 
 def records_home(cache_dir: Path) -> Path:

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from cacher.cas import names
 from cacher.cas.export import export_tar
 from cacher.cas.model import Manifest
+from cacher.cas.statcache import FileRecord, record_tree
 from cacher.engine.cas_fetch import Blobs, FetchCounts, blob_dirs
 from cacher.engine.cas_layout import CasLayout, StoredManifest, read_manifest
 from cacher.errors import ObjectRefused
@@ -121,12 +122,20 @@ def restore_manifest(
     def unpack(stream: BinaryIO) -> None:
         kind.unpack(stream, target, options)
 
+    directory = Path(target) if target and one_directory(kind) else None
     with blob_dirs(layout.root) as (spill, shared):
         blobs = Blobs(manifest, layout, spill, shared, counts)
-        # The dir kind replaces its target whole: what is there now may hold unchanged files.
-        blobs.plan(Path(target) if kind.name == "dir" and target else None)
+        # A kind that replaces one directory whole: what is there now may hold unchanged files.
+        blobs.plan(directory)
         stream_tree(manifest, blobs.get, unpack)  # blobs still to come are fetched as asked for
+    if directory is not None and layout.records is not None:  # the next save reads only what changes
+        record_tree(FileRecord(layout.records, directory), directory, manifest.entries)
     return CasRestored(found.info, manifest.logical_size, read + counts.fetched_bytes, counts)
+
+
+def one_directory(kind: Kind) -> bool:
+    """Whether the kind's tree is one directory, its target (it gives `Kind.tree`: ``dir``)."""
+    return type(kind).tree is not Kind.tree
 
 
 def stream_tree(

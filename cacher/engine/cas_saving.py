@@ -65,6 +65,7 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     with _PackSender(layout) as sender, ThreadPoolExecutor(COMPRESSORS, "cacher-cas-zstd") as pool:
         packer = Packer(sender.open_sink, sender.done, pool=pool)
         if tree is not None:  # one directory: walked here, unchanged files not read
+            since = time.time_ns()  # before the first stat: the record's racy rule
             with tree as (root, skip):
                 if layout.records is not None:
                     record = FileRecord(layout.records, root).load()
@@ -81,7 +82,7 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     with store.writer(names.manifest_name(request.key), metadata) as out:
         out.write(saved.root)
     if record is not None:
-        record.write(saved.files)
+        record.write(saved.files, since)
     outcome: Outcome = "local" if store.offline_reason else "uploaded"
     notes: tuple[str, ...] = ()
     if request.base and base is None:  # a typo would cost a whole upload: say so

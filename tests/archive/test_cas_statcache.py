@@ -16,7 +16,7 @@ from cacher.cas.model import BlobLocation, Chunk
 from cacher.cas.pack import Packer, PackInfo
 from cacher.cas.root import load
 from cacher.cas.save import save_tree
-from cacher.cas.statcache import RACY, FileRecord, stat_of
+from cacher.cas.statcache import COARSE, FINE, FileRecord, records_home, stat_of
 from cacher.testing import file_store
 from tests.conftest import Run
 
@@ -31,8 +31,8 @@ def packer() -> Packer:
 
 
 def aged(path: Path) -> None:
-    """Wait until the file's ctime is older than the record's racy window."""
-    while os.lstat(path).st_ctime_ns > time.time_ns() - RACY - 10_000_000:
+    """Wait until the file's ctime is older than any racy window."""
+    while os.lstat(path).st_ctime_ns > time.time_ns() - COARSE - 10_000_000:
         time.sleep(0.1)
 
 
@@ -43,7 +43,7 @@ def test_a_vouched_file_is_not_read_and_a_changed_one_is(tmp_path: Path) -> None
     aged(root / "a.txt")
     record = FileRecord(tmp_path / "records", root)
     recorded = Chunk("ab" * 32, len(b"stored before"))
-    record.write({"a.txt": (stat_of(os.lstat(root / "a.txt")), (recorded,))})
+    record.write({"a.txt": (stat_of(os.lstat(root / "a.txt")), (recorded,))}, time.time_ns())
     place = BlobLocation(recorded.digest, 0, 64, 0, recorded.size)
     known = {recorded.digest: (names.pack_ref("ef" * 32), place)}
     saved = save_tree(root, packer(), known, names.pack_ref, record=FileRecord(tmp_path / "records", root).load())
@@ -63,7 +63,8 @@ def test_a_recent_file_is_read_even_when_its_stat_matches(tmp_path: Path) -> Non
     (root / "a.txt").write_bytes(b"new")
     record = FileRecord(tmp_path / "records", root)
     fake = Chunk("cd" * 32, 3)
-    record.write({"a.txt": (stat_of(os.lstat(root / "a.txt")), (fake,))})
+    since = time.time_ns()
+    record.write({"a.txt": (stat_of(os.lstat(root / "a.txt")), (fake,))}, since)
     loaded = FileRecord(tmp_path / "records", root).load()
     assert loaded.files  # read back, but within the racy window: not trusted
     assert loaded.chunks_of("a.txt", os.lstat(root / "a.txt")) is None
@@ -73,7 +74,7 @@ def test_a_damaged_or_foreign_record_is_no_record(tmp_path: Path) -> None:
     root = tmp_path / "tree"
     root.mkdir()
     record = FileRecord(tmp_path / "records", root)
-    record.write({})
+    record.write({}, time.time_ns())
     record.path.write_text("{not json")
     assert FileRecord(tmp_path / "records", root).load().files == {}
     record.path.write_text(json.dumps({"format": "cacher-files", "version": 1, "root": "/elsewhere",
@@ -108,3 +109,31 @@ def test_a_rewrite_under_an_old_mtime_is_stored(cacher, local_root: Path, tmp_pa
     assert run.code == 0, run
     assert (dest / "pkg" / "package.json").read_text() == '{"version": "4.17.21"}'
     assert entry.size == len('{"version": "4.17.21"}')
+
+
+def test_a_restore_records_its_files_for_the_next_save(cacher, home: Path, tmp_path: Path) -> None:
+    """Restore, change one file, save: the restore recorded every file it wrote (so the save
+    reads only the changed one), and the save stores the change."""
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    for i in range(20):
+        (src / "pkg" / f"m{i}.py").write_text(f"value = {i}\n" * 50)
+    assert cacher("dir", "upload", "deps/v1", str(src), extra_env=CAS).code == 0
+    dest = tmp_path / "dest"
+    run = cacher("dir", "download", "deps/v1", str(dest), extra_env=CAS)
+    assert run.code == 0, run
+    record = FileRecord(records_home(home / ".cache" / "cacher"), dest).load()
+    assert set(record.files) == {f"pkg/m{i}.py" for i in range(20)}
+    for path in record.files:  # vouched for, unless written within the clock's step of the record
+        st = os.lstat(dest / path)
+        assert record.files[path][0] == stat_of(st)
+        racy = st.st_ctime_ns > record.written - FINE
+        assert (record.chunks_of(path, st) is None) == racy
+    (dest / "pkg" / "m3.py").write_text("value = 'changed'\n")
+    assert record.chunks_of("pkg/m3.py", os.lstat(dest / "pkg" / "m3.py")) is None
+    run = cacher("--json", "dir", "upload", "deps/v2", str(dest), "--base", "deps/v1", extra_env=CAS)
+    assert run.code == 0, run
+    again = tmp_path / "again"
+    assert cacher("dir", "download", "deps/v2", str(again), extra_env=CAS).code == 0
+    assert (again / "pkg" / "m3.py").read_text() == "value = 'changed'\n"
+    assert (again / "pkg" / "m4.py").read_text() == "value = 4\n" * 50
