@@ -37,7 +37,7 @@ from cacher.errors import IntegrityError, ObjectRefused, StorageError
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import Writable
 
-__all__ = ["CODEC", "cas_upload", "find_base", "stored_manifest_exists", "tar_of"]
+__all__ = ["CODEC", "cas_upload", "drop_other_format", "find_base", "stored_manifest_exists", "tar_of"]
 
 #: The codec a content-addressed upload reports (each frame is zstd; there is no one stream).
 CODEC = "cas"
@@ -83,6 +83,7 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
         out.write(saved.root)
     if record is not None:
         record.write(saved.files, since)
+    drop_other_format(store, request)
     outcome: Outcome = "local" if store.offline_reason else "uploaded"
     notes: tuple[str, ...] = ()
     if request.base and base is None:  # a typo would cost a whole upload: say so
@@ -91,6 +92,18 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
         request.key, outcome, request.kind.name, CODEC, saved.manifest.logical_size,
         sender.sent + len(saved.root), time.monotonic() - started, notes=notes,
     )
+
+
+def drop_other_format(store: Store, request: UploadRequest) -> None:
+    """After a ``--force`` upload is stored, remove the key's object in the other format (its
+    archive, or its manifest), so every reader restores what was just stored whatever its
+    ``tree_format``."""
+    if not request.force or request.cas is None:
+        return
+    cas = request.tree_format == "cas" and request.kind.trees
+    other = request.key if cas else names.manifest_name(request.key)
+    if store.exists(other):
+        store.delete(other)
 
 
 def find_base(store: Store, request: UploadRequest, layout: CasLayout) -> tuple[ObjectInfo, Known] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cacher.cas.names import MANIFESTS
 from cacher.errors import StorageError
 from cacher.stores.base import Store
 from cacher.stores.softfail import HARD, SoftFailure
@@ -21,10 +22,11 @@ class Presence:
 
 
 def exists(store: Store, key: str, *, soft_failure: SoftFailure = HARD) -> Presence:
-    """Whether an object is stored under ``key``; a missing bucket is an error, not a miss.
-    Under soft failure, a store that fails answers "not found" and says why."""
+    """Whether ``key`` is stored: an object under it, or a content-addressed tree's manifest
+    (looked up only when there is no object: a miss costs a second HEAD); a missing bucket is
+    an error, not a miss. Under soft failure, a store that fails answers "not found" and says why."""
     try:
-        if store.exists(key):
+        if store.exists(key) or store.exists(f"{MANIFESTS}/{key}"):
             return Presence(True)
         store.check_bucket()
     except StorageError as exc:

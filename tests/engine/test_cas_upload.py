@@ -234,3 +234,46 @@ def test_an_old_pack_made_again_is_stored_again(cacher, local_root: Path, tmp_pa
     upload(cacher, {}, "b", tree)  # no base: the same packs are made again
     assert packs[0].stat().st_mtime > day_old + 3600
     assert [p.stat().st_mtime for p in packs[1:]] == recent
+
+
+def test_exists_answers_for_a_tree_stored_as_a_manifest(cacher, where, tmp_path: Path) -> None:
+    env, _ = where
+    upload(cacher, env, "deps/v1", make_tree(tmp_path / "src"))
+    for args in (("exists", "deps/v1"), ("dir", "exists", "deps/v1")):
+        run = cacher("--json", *args, extra_env=env)
+        assert run.code == 0 and json.loads(run.out)["exists"] is True, run
+    run = cacher("exists", "deps/v2", extra_env=env)
+    assert run.code == 1, run
+
+
+def test_a_forced_upload_in_one_format_removes_the_other(cacher, local_root: Path, tmp_path: Path) -> None:
+    """Every reader restores what was stored last, whatever its own tree_format."""
+    one, two = make_tree(tmp_path / "one"), tmp_path / "two"
+    two.mkdir()
+    (two / "only-in-two").write_text("two\n")
+    assert cacher("dir", "upload", "k", str(one)).code == 0  # tar
+    assert cacher("dir", "upload", "k", str(two), "--force", extra_env=CAS).code == 0
+    assert not (local_root / "k").exists() and (local_root / names.MANIFESTS / "k").exists()
+    for reader in ({}, CAS):
+        dest = tmp_path / f"dest-{len(reader)}"
+        assert cacher("dir", "download", "k", str(dest), extra_env=reader).code == 0
+        assert sorted(p.name for p in dest.iterdir()) == ["only-in-two"]
+    assert cacher("dir", "upload", "k", str(one), "--force").code == 0  # back to tar
+    assert (local_root / "k").exists() and not (local_root / names.MANIFESTS / "k").exists()
+
+
+def test_both_formats_of_one_key_in_the_same_second_restore_the_same_tree(cacher, local_root: Path, tmp_path: Path) -> None:
+    """Stored at once by two versions (or an older cacher): a tie goes to the manifest for
+    every reader."""
+    one, two = make_tree(tmp_path / "one"), tmp_path / "two"
+    two.mkdir()
+    (two / "only-in-two").write_text("two\n")
+    assert cacher("dir", "upload", "k", str(one)).code == 0
+    assert cacher("dir", "upload", "other", str(two), extra_env=CAS).code == 0
+    manifest = local_root / names.MANIFESTS / "k"
+    os.rename(local_root / names.MANIFESTS / "other", manifest)
+    os.utime(manifest, ns=(os.stat(local_root / "k").st_atime_ns, os.stat(local_root / "k").st_mtime_ns))
+    for reader in ({}, CAS):
+        dest = tmp_path / f"dest-{len(reader)}"
+        assert cacher("dir", "download", "k", str(dest), extra_env=reader).code == 0
+        assert sorted(p.name for p in dest.iterdir()) == ["only-in-two"]
