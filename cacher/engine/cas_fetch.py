@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 import tempfile
 import time
@@ -30,8 +31,11 @@ from cacher.cas.packread import frame_blobs, read_blobs
 from cacher.cas.plan import Read, to_fetch
 from cacher.engine.cas_layout import CasLayout
 from cacher.errors import ArtifactError
+from cacher.fs.ownership import Untrusted, private_dir
 from cacher.stores.base import Store
 
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_BLOB = re.compile(r"[0-9a-f]{64}")
 #: The local tier's subdirectory of blobs by digest.
 TIER_BLOBS = "cas-blobs"
 #: The most bytes of fetched blobs held in memory, waiting for `Blobs.get`.
@@ -47,12 +51,30 @@ class BlobDir:
 
     def __init__(self, root: Path, *, writable: bool = True, keeps: bool = False) -> None:
         self.root, self.writable, self.keeps = root, writable, keeps
+        # Only a directory of the user's own, not a link, not writable by others, is used: a
+        # planted link would have cacher write or delete files wherever it points.
+        try:
+            private_dir(root, create=writable)
+            self.trusted = True
+        except (Untrusted, OSError):
+            self.trusted = False
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
+    def _shard(self, digest: str, *, create: bool) -> Path | None:
+        """The blob's shard directory when it is a trusted one (made when ``create``)."""
+        if not self.trusted:
+            return None
+        try:
+            return private_dir(self.root / digest[:2], create=create)
+        except (Untrusted, OSError):
+            return None
+
     def has(self, digest: str, size: int) -> bool:
         """Whether a file of the right size is there (its bytes are checked when read)."""
+        if not self.trusted:
+            return False
         try:
             st = os.lstat(self.path(digest))
         except OSError:
@@ -62,6 +84,8 @@ class BlobDir:
     def get(self, digest: str, size: int) -> bytes | None:
         """The blob, checked against its digest; None (and a bad file dropped) otherwise."""
         path = self.path(digest)
+        if not self.trusted:
+            return None
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
@@ -71,21 +95,23 @@ class BlobDir:
                 data = f.read(size + 1)
         except OSError:
             return None
+        changes = self.writable and self._shard(digest, create=False) is not None
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-            if self.writable:
+            if changes:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             return None
-        if self.writable:  # least recently used goes first when the directory is trimmed
+        if changes:  # least recently used goes first when the directory is trimmed
             with contextlib.suppress(OSError):
-                os.utime(path)
+                os.utime(path, follow_symlinks=False)
         return data
 
     def put(self, digest: str, data: bytes) -> None:
         """Keep a checked blob: written beside its place (mode 0600) and renamed into it."""
-        shard = self.root / digest[:2]
+        shard = self._shard(digest, create=True)
+        if shard is None:
+            raise ArtifactError(f"cannot keep a blob in {self.root}: not a private directory of this user's")
         try:
-            shard.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=shard)
         except OSError as exc:
             raise ArtifactError(f"cannot keep a blob in {self.root}: {exc.strerror or exc}") from None
@@ -105,13 +131,19 @@ class BlobDir:
         (and temporaries of killed restores); the bytes removed."""
         files: list[tuple[float, int, str]] = []
         now, removed = time.time(), 0
+        if not (self.trusted and self.writable):
+            return 0
         with contextlib.suppress(OSError):
             for shard in os.scandir(self.root):
-                if not shard.is_dir(follow_symlinks=False):
-                    continue
+                if not _SHARD.fullmatch(shard.name) or self._shard(shard.name, create=False) is None:
+                    continue  # only this format's own directories, never through a link
                 with contextlib.suppress(OSError):
                     for item in os.scandir(shard.path):
                         st = item.stat(follow_symlinks=False)
+                        if not stat.S_ISREG(st.st_mode):
+                            continue
+                        if not (item.name.startswith(".tmp-") or _BLOB.fullmatch(item.name)):
+                            continue  # not a blob: someone else's file, left alone
                         if item.name.startswith(".tmp-"):
                             if now - st.st_mtime > STALE_TEMP:
                                 with contextlib.suppress(OSError):

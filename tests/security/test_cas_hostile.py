@@ -462,3 +462,44 @@ def test_a_dangerous_destination_is_refused_in_the_cas_format(
 
     assert_one_error_line(result, "refusing to restore")
     assert snapshot(tmp_path / "cwd") == before
+
+
+def test_a_planted_link_for_the_tiers_blob_directory_is_refused_and_nothing_outside_touched(
+    run: Run, tmp_path: Path
+) -> None:
+    """Red team finding: a link at ``<tier>/cas-blobs`` had the trim delete files where it
+    pointed, and blobs written there. Now the restore refuses it, like an untrusted tier."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(4096))
+    assert run("dir", "upload", "k", str(src)).code == 0
+    tier, victim = tmp_path / "tier", tmp_path / "victim"
+    (victim / "docs").mkdir(parents=True)
+    (victim / "docs" / "important").write_text("keep me\n")
+    (victim / "ab").mkdir()
+    (victim / "ab" / ("ab" * 32)).write_text("not a blob of ours\n")
+    before = snapshot(victim)
+    tier.mkdir(mode=0o700)
+    (tier / "cas-blobs").symlink_to(victim)
+    out = tmp_path / "out"
+    result = run("dir", "download", "k", str(out), "--local-tier", str(tier), "--local-tier-max", "1KB")
+    assert_one_error_line(result, "cas-blobs")
+    assert snapshot(victim) == before
+    assert not out.exists()
+
+
+def test_the_trim_removes_only_blobs(run: Run, tmp_path: Path) -> None:
+    """Files in the tier's blob directory that are not blobs are left alone by the trim."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(8192))
+    assert run("dir", "upload", "k", str(src)).code == 0
+    tier = tmp_path / "tier"
+    assert run("dir", "download", "k", str(tmp_path / "o1"), "--local-tier", str(tier)).code == 0
+    blobs = tier / "cas-blobs"
+    shard = next(p for p in blobs.iterdir() if p.is_dir())
+    (shard / "notes.txt").write_text("someone's\n")
+    result = run("dir", "download", "k", str(tmp_path / "o2"), "--local-tier", str(tier), "--local-tier-max", "1KB")
+    assert result.code == 0, result
+    assert (shard / "notes.txt").read_text() == "someone's\n"
+    assert not [p for p in shard.iterdir() if p.name != "notes.txt"]  # the blobs were trimmed
