@@ -11,6 +11,7 @@ live beside the keys, in the (kind-bound) store a transfer uses, at ``_cas/manif
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import BinaryIO
 
 from cacher.cas import names
 from cacher.cas.root import Known, Stored, load, load_known
+from cacher.errors import IntegrityError, StorageError
 from cacher.stores.base import LEFTOVER_AGE, ObjectInfo, Store
 
 __all__ = ["CasLayout", "StoredManifest", "read_manifest"]
@@ -43,9 +45,18 @@ class CasLayout:
 
     def read(self, ref: str, start: int, end: int) -> bytes:
         """Bytes ``start`` to ``end`` of the pack a manifest names by ``ref`` (checked first:
-        a reference of any other shape is refused before anything is read)."""
+        a reference of any other shape is refused before anything is read). A pack that is not
+        stored, or shorter than ``end``, is an `IntegrityError`: the tree is damaged, and is
+        made again like a damaged archive (``ensure``), not a store that failed."""
         names.parse_pack_ref(ref)
-        return self.root.read_range(ref, start, end)
+        try:
+            return self.root.read_range(ref, start, end)
+        except StorageError:
+            there = self.root.head(ref)  # a pack gone or cut short is a damaged tree, not an outage
+            if there is None or there.size < end:
+                what = "not stored" if there is None else f"{there.size} bytes, shorter than the tree needs"
+                raise IntegrityError(f"the tree names the pack {ref}, which is {what}") from None
+            raise
 
     def may_reuse(self, ref: str) -> bool:
         """Whether an upload may reference this pack instead of sending its blobs: only packs
@@ -57,14 +68,15 @@ class CasLayout:
         may reference rather than send."""
         return {digest: place for digest, place in known.items() if self.may_reuse(place[0])}
 
-    def put_pack(self, pack_id: str, source: BinaryIO) -> int:
-        """Store a finished pack (``source`` at its start) under its id, unless a pack of that
-        id is stored already (same id, same bytes) and recent: the bytes sent, 0 when it was
-        there. An old one is stored again: prune may have condemned it as unreferenced, and
-        spares a pack stored again since (`cacher.engine.cas_gc`)."""
+    def put_pack(self, pack_id: str, source: BinaryIO, size: int, renew: Container[str] = ()) -> int:
+        """Store a finished pack of ``size`` bytes (``source`` at its start) under its id, unless
+        a pack of that id is there already (same id, same bytes): the bytes sent, 0 when it was
+        there. One is stored again when it is not whole (another size), is in ``renew`` (prune
+        condemned it, or it is named by a tree being replaced: `cacher.engine.cas_reuse`), or
+        is old (prune may have condemned it since; it spares a pack stored again)."""
         ref = self.pack_ref(pack_id)
         there = self.root.head(ref)
-        if there is not None and not _stale(there):
+        if there is not None and there.size == size and ref not in renew and not _stale(there):
             return 0
         sent = 0
         with self.root.writer(ref, dict(names.PACK_METADATA)) as out:

@@ -17,27 +17,24 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import BinaryIO
 
 from cacher import __version__
 from cacher.cas import names
 from cacher.cas.pack import PACK_TARGET, Packer, PackInfo
-from cacher.cas.root import Known
 from cacher.cas.save import save_stream, save_tree
 from cacher.cas.statcache import FileRecord
-from cacher.engine.cas_layout import CasLayout, read_known
-from cacher.engine.listing import newest_first
-from cacher.engine.requests import UploadRequest, bound_store
+from cacher.engine.cas_layout import CasLayout
+from cacher.engine.cas_reuse import plan_reuse
+from cacher.engine.requests import UploadRequest
 from cacher.engine.results import Outcome, Result
-from cacher.errors import IntegrityError, ObjectRefused, StorageError
-from cacher.stores.base import ObjectInfo, Store
+from cacher.stores.base import Store
 from cacher.streams import Writable
 
-__all__ = ["CODEC", "cas_upload", "drop_other_format", "find_base", "stored_manifest_exists", "tar_of"]
+__all__ = ["CODEC", "cas_upload", "drop_other_format", "stored_manifest_exists", "tar_of"]
 
 #: The codec a content-addressed upload reports (each frame is zstd; there is no one stream).
 CODEC = "cas"
@@ -58,11 +55,12 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     layout = request.cas
     assert layout is not None  # the caller dispatches on it
     started = time.monotonic()
-    base = find_base(store, request, layout)
-    known: Known = layout.reusable(base[1]) if base is not None else {}
+    reuse = plan_reuse(store, request, layout)
+    known = reuse.known
     tree = request.kind.tree(request.targets, request.options)
     record: FileRecord | None = None
-    with _PackSender(layout) as sender, ThreadPoolExecutor(COMPRESSORS, "cacher-cas-zstd") as pool:
+    compressing = ThreadPoolExecutor(COMPRESSORS, "cacher-cas-zstd")
+    with _PackSender(layout, reuse.renew) as sender, compressing as pool:
         packer = Packer(sender.open_sink, sender.done, pool=pool)
         if tree is not None:  # one directory: walked here, unchanged files not read
             since = time.time_ns()  # before the first stat: the record's racy rule
@@ -86,7 +84,7 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     drop_other_format(store, request)
     outcome: Outcome = "local" if store.offline_reason else "uploaded"
     notes: tuple[str, ...] = ()
-    if request.base and base is None:  # a typo would cost a whole upload: say so
+    if request.base and reuse.base is None:  # a typo would cost a whole upload: say so
         notes = (f"base {request.base} is not stored as a content-addressed tree: nothing reused from it",)
     return Result(
         request.key, outcome, request.kind.name, CODEC, saved.manifest.logical_size,
@@ -104,42 +102,6 @@ def drop_other_format(store: Store, request: UploadRequest) -> None:
     other = request.key if cas else names.manifest_name(request.key)
     if store.exists(other):
         store.delete(other)
-
-
-def find_base(store: Store, request: UploadRequest, layout: CasLayout) -> tuple[ObjectInfo, Known] | None:
-    """The manifest whose contents this upload need not send: ``--base`` (or the key itself,
-    stored before), else the newest manifest under each restore-key prefix, in the job's own
-    store, then each fallback scope's: its manifest object and the blobs it holds. A base that
-    cannot be read is passed over: it only saves bytes."""
-    kind, targets, options = request.kind, request.targets, request.options
-    stores = [store, *(bound_store(other, kind, targets, options) for _, other in layout.fallbacks)]
-    exact = [request.base] if request.base else [request.key]
-    for where in stores:
-        for key in exact:
-            found = _readable(where, key, layout)
-            if found is not None:
-                return found
-    for prefix in request.restore_keys:
-        for where in stores:
-            listed = where.iter_list(f"{names.MANIFESTS}/{prefix}")
-            for candidate in newest_first(_as_keys(listed), prefix):
-                found = _readable(where, candidate.key, layout)
-                if found is not None:
-                    return found
-    return None
-
-
-def _as_keys(listed: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
-    """Listed manifests as their keys (``_cas/manifests/KEY`` -> ``KEY``)."""
-    for info in listed:
-        yield replace(info, key=info.key.removeprefix(names.MANIFESTS + "/"))
-
-
-def _readable(store: Store, key: str, layout: CasLayout) -> tuple[ObjectInfo, Known] | None:
-    try:
-        return read_known(store, key, layout)
-    except (IntegrityError, ObjectRefused, StorageError):
-        return None
 
 
 @contextmanager
@@ -186,8 +148,8 @@ class _PackSender:
     """Packs go to spooled files and are stored on a small pool as they finish; `sent` counts
     the bytes stored (a pack already there is not sent again)."""
 
-    def __init__(self, layout: CasLayout) -> None:
-        self.layout = layout
+    def __init__(self, layout: CasLayout, renew: frozenset[str]) -> None:
+        self.layout, self.renew = layout, renew
         self.sent = 0
         self.pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="cacher-cas-put")
         self.pending: list[Future[int]] = []
@@ -215,7 +177,7 @@ class _PackSender:
     def _put(self, spool: BinaryIO, info: PackInfo) -> int:
         with spool:
             spool.seek(0)
-            return self.layout.put_pack(info.pack_id, spool)
+            return self.layout.put_pack(info.pack_id, spool, info.size, self.renew)
 
     def _wait(self, room: int) -> None:
         """Wait until at most ``room`` packs are in flight; a failed one raises here."""

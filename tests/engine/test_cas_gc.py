@@ -46,7 +46,7 @@ def save(j: Job, key: str, root: Path, base: Stored | None = None) -> Stored:
     def done(sink: object, info: PackInfo) -> None:
         assert isinstance(sink, io.BytesIO)
         sink.seek(0)
-        layout.put_pack(info.pack_id, sink)
+        layout.put_pack(info.pack_id, sink, info.size)
 
     known = {d: p for d, p in base.known().items() if layout.may_reuse(p[0])} if base is not None else {}
     saved = save_tree(root, Packer(io.BytesIO, done, TARGET), known, layout.pack_ref)
@@ -72,7 +72,7 @@ def in_flight_pack(layout: CasLayout) -> str:
     def done(sink: object, info: PackInfo) -> None:
         assert isinstance(sink, io.BytesIO)
         sink.seek(0)
-        layout.put_pack(info.pack_id, sink)
+        layout.put_pack(info.pack_id, sink, info.size)
         made.append(layout.pack_ref(info.pack_id))
 
     packer = Packer(io.BytesIO, done)

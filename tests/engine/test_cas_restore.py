@@ -50,7 +50,7 @@ def job_for(env: dict[str, str], **extra: str) -> Job:
 def _packer(job: Job) -> Packer:
     def done(sink: Any, info: PackInfo) -> None:
         sink.seek(0)
-        job.cas_layout.put_pack(info.pack_id, sink)
+        job.cas_layout.put_pack(info.pack_id, sink, info.size)
 
     return Packer(io.BytesIO, done)
 
