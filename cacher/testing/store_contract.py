@@ -172,6 +172,21 @@ class StoreContract:
         with store.open_read(KEY) as stream:
             assert stream.read() == b"no info given"
 
+    def test_read_range_gives_exactly_the_range(self, store: Store) -> None:
+        """Ranged reads (the content-addressed format's packs): any range, the object's end
+        included; a range past the end is a `StorageError`, never a short answer."""
+        data = os.urandom(70_000)
+        self.put(store, KEY, data)
+        if not self.reachable:
+            self.fails(lambda: store.read_range(KEY, 0, 10))
+            return
+        for start, end in ((0, 1), (0, 70_000), (1_000, 65_537), (69_999, 70_000)):
+            assert store.read_range(KEY, start, end) == data[start:end]
+        with pytest.raises(StorageError):
+            store.read_range(KEY, 69_000, 80_000)
+        with pytest.raises(StorageError):
+            store.read_range("contract/missing", 0, 10)
+
     # -- a missing key --------------------------------------------------------------------------
 
     def test_a_missing_key_is_an_answer(self, store: Store) -> None:

@@ -196,3 +196,24 @@ class RangeReader:
             with self._lock:
                 self._connections.discard(conn)
             conn.close()
+
+
+class PackRanges(RangeReader):
+    """Ranged reads of any object of a bucket at any offsets, one at a time on one kept-alive
+    connection: the packs of the content-addressed format (`cacher.stores.base.Store.read_range`).
+    Retried like a download's ranges; not pinned to an ETag, as a pack never changes once
+    written (its name is the sha256 of its bytes, and every blob read is checked against it)."""
+
+    def __init__(self, client: S3Http, bucket: str) -> None:
+        super().__init__(client, bucket, "", size=0, etag=None, chunk=1, inflight=1)
+        self.bucket = bucket
+        self._one = threading.Lock()
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` of ``key``; `FileNotFoundError` when it is not stored."""
+        with self._one:
+            self.path = self.client.object_path(self.bucket, key)
+            return bytes(self._get(start, end))
+
+    def _check_pinned(self, response: http.client.HTTPResponse, whole: bool) -> None:
+        """Nothing to pin: see the class's text."""
