@@ -136,9 +136,15 @@ class Reporter:
         }.get(result.outcome, result.outcome)
         ratio = result.raw_bytes / result.stored_bytes if result.stored_bytes else 0.0
         rate = result.raw_bytes / result.seconds / (1 << 20) if result.seconds > 0 else 0.0
+        if result.codec == "cas":  # content-addressed: what moved, not a compression ratio
+            moved = "fetched" if result.cas_blobs is not None else "sent"
+            counts = result.cas_blobs
+            blobs = f", {counts[0]} contents fetched, {counts[1]} local" if counts else ""
+            sizes = f"{human_bytes(result.stored_bytes)} {moved} (content-addressed{blobs})"
+        else:
+            sizes = f"{human_bytes(result.stored_bytes)} stored ({result.codec}, x{ratio:.2f})"
         self.say(
-            f"{result.kind} {what} {result.key}: {human_bytes(result.raw_bytes)} raw, "
-            f"{human_bytes(result.stored_bytes)} stored ({result.codec}, x{ratio:.2f}) "
+            f"{result.kind} {what} {result.key}: {human_bytes(result.raw_bytes)} raw, {sizes} "
             f"in {result.seconds:.2f} s, {rate:.1f} MiB/s"
             + ("" if result.verified else "; unverified (stored without a digest by an older cacher)")
             + (", from the local tier" if result.from_local_tier and result.outcome != "local" else "")
@@ -180,6 +186,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "verified": result.verified,
         "scope": result.scope,
         "local_tier": result.from_local_tier,
+        "blobs": {"fetched": result.cas_blobs[0], "local": result.cas_blobs[1]} if result.cas_blobs else None,
     }
 
 

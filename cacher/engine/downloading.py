@@ -19,6 +19,7 @@ from typing import Literal
 from cacher.cas import names
 from cacher.codec import Codec
 from cacher.engine.cas_restoring import is_manifest, look_up_exact, plain_key, restore_manifest
+from cacher.engine.cas_saving import CODEC as CAS_CODEC
 from cacher.engine.listing import CANDIDATES, newest_first
 from cacher.engine.requests import DownloadRequest, UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
@@ -230,7 +231,7 @@ class _Download:
                         self.store, info, self.request.cas, self.kind, self.request.target, self.options
                     )
                     blobs = (done.counts.fetched, done.counts.local)
-                    return done.raw_bytes, "zstd", done.info, done.stored_bytes, blobs
+                    return done.raw_bytes, CAS_CODEC, done.info, done.stored_bytes, blobs
                 chosen = self._codec_of(info)
                 expected = self.kind.sha256(self.options) or info.metadata.get("sha256")
                 raw = self._read_into_target(chosen, info, expected)
