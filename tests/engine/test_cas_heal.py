@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cacher.cas import names
-from tests.conftest import Run, assert_one_error_line
+from tests.conftest import assert_one_error_line
 from tests.trees import make_tree, snapshot
 
 CAS = {"CACHER_TREE_FORMAT": "cas"}
