@@ -55,7 +55,7 @@ _MISS_FIELDS = (
 _FAILED_FIELDS = ("key", "kind", "outcome", "notes")
 _RESULT_FIELDS = (
     "key", "kind", "outcome", "match", "matched_key", "codec", "raw_bytes", "stored_bytes", "seconds",
-    "notes", "verified", "scope", "local_tier",
+    "notes", "verified", "scope", "local_tier", "blobs",
 )
 
 
@@ -88,6 +88,8 @@ class Transfer:
     verified: bool = True
     scope: str | None = None
     local_tier: bool = False
+    #: A content-addressed restore's contents: ``{"fetched": N, "local": M}``; else None.
+    blobs: dict[str, int] | None = None
     looked_up: bool | None = None
     store: str | None = None
     restore_keys: tuple[str, ...] = ()
@@ -121,6 +123,7 @@ class Transfer:
             codec=result.codec, raw_bytes=result.raw_bytes, stored_bytes=result.stored_bytes,
             seconds=result.seconds, notes=result.notes, verified=result.verified, scope=result.scope,
             local_tier=result.from_local_tier,
+            blobs=result.blobs,
         )
 
     @classmethod

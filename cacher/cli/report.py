@@ -186,7 +186,7 @@ def result_document(result: Result) -> dict[str, Any]:
         "verified": result.verified,
         "scope": result.scope,
         "local_tier": result.from_local_tier,
-        "blobs": {"fetched": result.cas_blobs[0], "local": result.cas_blobs[1]} if result.cas_blobs else None,
+        "blobs": result.blobs,
     }
 
 

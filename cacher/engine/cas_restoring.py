@@ -70,22 +70,17 @@ def plain_key(info: ObjectInfo) -> str:
 
 
 def look_up_exact(store: Store, key: str, tree_format: str) -> ObjectInfo | None:
-    """The object of ``key``: its archive or its manifest, the one of ``tree_format`` looked up
-    first; when both are stored (a ``--force`` upload in one format removes the other's
-    object once it is stored, so only for a moment, or from an older cacher), the newer by
-    modification time, so a key saved again in the other format restores as saved. A tie, or
-    a time missing, goes to the manifest whatever the reader's setting: every reader restores
-    the same tree."""
+    """The object of ``key``: the one of ``tree_format`` (its archive, or its manifest), else
+    the other, so a key stored in one format costs one HEAD. A key is stored in one format at
+    a time: an upload removes the other's object (`cacher.engine.cas_saving.settle_formats`)."""
     wanted = [key, names.manifest_name(key)]
     if tree_format == "cas":
         wanted.reverse()
-    first, second = (store.head(name) for name in wanted)
-    if first is None or second is None:
-        return first or second
-    archive, manifest = (first, second) if is_manifest(second) else (second, first)
-    if archive.modified and manifest.modified and archive.modified > manifest.modified:
-        return archive
-    return manifest
+    for name in wanted:
+        info = store.head(name)
+        if info is not None:
+            return info
+    return None
 
 
 def check_manifest_object(kind: Kind, info: ObjectInfo) -> None:

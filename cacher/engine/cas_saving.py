@@ -34,7 +34,7 @@ from cacher.engine.results import Outcome, Result
 from cacher.stores.base import Store
 from cacher.streams import Writable
 
-__all__ = ["CODEC", "cas_upload", "drop_other_format", "stored_manifest_exists", "tar_of"]
+__all__ = ["CODEC", "cas_upload", "settle_formats", "stored_manifest_exists", "tar_of"]
 
 #: The codec a content-addressed upload reports (each frame is zstd; there is no one stream).
 CODEC = "cas"
@@ -81,7 +81,7 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
         out.write(saved.root)
     if record is not None:
         record.write(saved.files, since)
-    drop_other_format(store, request)
+    settle_formats(store, request)
     outcome: Outcome = "local" if store.offline_reason else "uploaded"
     notes: tuple[str, ...] = ()
     if request.base and reuse.base is None:  # a typo would cost a whole upload: say so
@@ -92,16 +92,27 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     )
 
 
-def drop_other_format(store: Store, request: UploadRequest) -> None:
-    """After a ``--force`` upload is stored, remove the key's object in the other format (its
-    archive, or its manifest), so every reader restores what was just stored whatever its
-    ``tree_format``."""
-    if not request.force or request.cas is None:
+def settle_formats(store: Store, request: UploadRequest) -> None:
+    """After an upload of a tree kind is stored, leave the key in one format: with ``--force``
+    the other format's object goes; otherwise (two jobs raced, one in each format, each seeing
+    the key missing) the newer of the two stays, the manifest on a tie, so every reader
+    restores the same tree whatever its ``tree_format``."""
+    if request.cas is None or not request.kind.trees:
         return
-    cas = request.tree_format == "cas" and request.kind.trees
-    other = request.key if cas else names.manifest_name(request.key)
-    if store.exists(other):
+    cas = request.tree_format == "cas"
+    manifest = names.manifest_name(request.key)
+    mine, other = (manifest, request.key) if cas else (request.key, manifest)
+    there = store.head(other)
+    if there is None:
+        return
+    if request.force:
         store.delete(other)
+        return
+    stored = store.head(mine)
+    if stored is None or stored.modified is None or there.modified is None:
+        return
+    keep_mine = stored.modified > there.modified or (stored.modified == there.modified and cas)
+    store.delete(other if keep_mine else mine)
 
 
 @contextmanager

@@ -40,6 +40,13 @@ class Result:
     cas_blobs: tuple[int, int] | None = None
 
     @property
+    def blobs(self) -> dict[str, int] | None:
+        """A content-addressed restore's contents as the ``--json`` document gives them."""
+        if self.cas_blobs is None:
+            return None
+        return {"fetched": self.cas_blobs[0], "local": self.cas_blobs[1]}
+
+    @property
     def match(self) -> Literal["exact", "partial", "miss"]:
         """How the cache answered a download: the exact key, a restore key, or nothing."""
         if self.local_match is not None:

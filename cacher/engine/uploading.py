@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from cacher import __version__
-from cacher.engine.cas_saving import cas_upload, drop_other_format, stored_manifest_exists
+from cacher.engine.cas_saving import cas_upload, settle_formats, stored_manifest_exists
 from cacher.engine.requests import UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
 from cacher.engine.unchanged import watch
@@ -65,7 +65,7 @@ def store_upload(store: Store, request: UploadRequest) -> Result:
                     f"{' '.join(targets)} changed while it was uploaded (after its sha256 was "
                     "taken); nothing stored"
                 )
-        drop_other_format(store, request)
+        settle_formats(store, request)
     except StorageError as exc:
         reason = request.soft_failure.absorb(exc)
         seconds = time.monotonic() - started

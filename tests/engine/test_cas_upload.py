@@ -260,20 +260,3 @@ def test_a_forced_upload_in_one_format_removes_the_other(cacher, local_root: Pat
         assert sorted(p.name for p in dest.iterdir()) == ["only-in-two"]
     assert cacher("dir", "upload", "k", str(one), "--force").code == 0  # back to tar
     assert (local_root / "k").exists() and not (local_root / names.MANIFESTS / "k").exists()
-
-
-def test_both_formats_of_one_key_in_the_same_second_restore_the_same_tree(cacher, local_root: Path, tmp_path: Path) -> None:
-    """Stored at once by two versions (or an older cacher): a tie goes to the manifest for
-    every reader."""
-    one, two = make_tree(tmp_path / "one"), tmp_path / "two"
-    two.mkdir()
-    (two / "only-in-two").write_text("two\n")
-    assert cacher("dir", "upload", "k", str(one)).code == 0
-    assert cacher("dir", "upload", "other", str(two), extra_env=CAS).code == 0
-    manifest = local_root / names.MANIFESTS / "k"
-    os.rename(local_root / names.MANIFESTS / "other", manifest)
-    os.utime(manifest, ns=(os.stat(local_root / "k").st_atime_ns, os.stat(local_root / "k").st_mtime_ns))
-    for reader in ({}, CAS):
-        dest = tmp_path / f"dest-{len(reader)}"
-        assert cacher("dir", "download", "k", str(dest), extra_env=reader).code == 0
-        assert sorted(p.name for p in dest.iterdir()) == ["only-in-two"]
