@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from cacher import __version__
 from cacher.engine.cas_saving import cas_upload, settle_formats, stored_manifest_exists
@@ -41,7 +42,11 @@ def store_upload(store: Store, request: UploadRequest) -> Result:
         if not request.force and _stored(store, request):
             return Result(key, "skipped", kind.name, codec.name, seconds=time.monotonic() - started)
         if request.cas is not None and request.tree_format == "cas":
-            return cas_upload(store, request)
+            if not store.offline_reason:
+                return cas_upload(store, request)
+            # Offline the tier keeps whole objects, not packs it can read ranges of: one archive
+            # restores offline, as the plain format does.
+            request = replace(request, tree_format="tar")
         store.prepare_writer()  # S3: s3fs is built while the file's digest is taken
         metadata = {**kind.metadata(targets, options), "kind": kind.name, "codec": codec.name}
         metadata["version"] = __version__

@@ -21,7 +21,7 @@ from cacher.cas.root import load
 from cacher.stores.base import Store
 from cacher.testing import file_store, s3_store
 from tests.conftest import CACHER, Run, assert_one_error_line, s3_store_env
-from tests.trees import make_tree
+from tests.trees import make_tree, snapshot
 
 CAS = {"CACHER_TREE_FORMAT": "cas"}
 
@@ -260,3 +260,17 @@ def test_a_forced_upload_in_one_format_removes_the_other(cacher, local_root: Pat
         assert sorted(p.name for p in dest.iterdir()) == ["only-in-two"]
     assert cacher("dir", "upload", "k", str(one), "--force").code == 0  # back to tar
     assert (local_root / "k").exists() and not (local_root / names.MANIFESTS / "k").exists()
+
+
+def test_offline_a_tree_is_kept_as_one_archive_that_restores_offline(cacher, tmp_path: Path) -> None:
+    """The tier keeps whole objects: offline, the content-addressed format would leave packs no
+    offline restore can read, so the upload keeps one archive, which restores offline."""
+    tree = make_tree(tmp_path / "src")
+    tier = tmp_path / "tier"
+    offline = {**CAS, "CACHER_LOCAL_TIER": str(tier), "CACHER_OFFLINE": "1"}
+    doc = upload(cacher, offline, "k", tree)
+    assert (doc["outcome"], doc["codec"]) == ("local", "zstd")
+    dest = tmp_path / "dest"
+    run = cacher("--json", "dir", "download", "k", str(dest), extra_env=offline)
+    assert run.code == 0 and json.loads(run.out)["outcome"] == "local", run
+    assert snapshot(dest) == snapshot(tree)
