@@ -452,3 +452,30 @@ def test_an_error_on_either_side_of_the_stream_leaves_no_thread_or_descriptor(tm
     # The stream's own thread is gone (other tests' daemon threads may come and go meanwhile).
     assert not [t for t in threading.enumerate() if t.name == "cacher-cas-export"]
     assert _fds() == fds
+
+
+def test_reads_come_in_the_order_the_tree_needs_them(store: dict[str, Any], tmp_path: Path) -> None:
+    """Packs are listed by id, not as written: planned in that order, a cold restore held or
+    spilled to disk most blobs before the tree reached them."""
+    from cacher.engine.cas_fetch import BlobDir, Blobs
+
+    job = job_for(store["env"])
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(24):
+        (tree / f"f{i:02}").write_bytes(os.urandom(300_000))
+
+    def done(sink: Any, info: PackInfo) -> None:
+        sink.seek(0)
+        job.cas_layout.put_pack(info.pack_id, sink, info.size)
+
+    saved = save_tree(tree, Packer(io.BytesIO, done, 1 << 20), {}, job.cas_layout.pack_ref)
+    assert len(saved.packs) > 4
+    blobs = Blobs(saved.manifest, job.cas_layout, BlobDir(tmp_path / "spill"))
+    blobs.plan()
+    first = {digest: i for i, digest in enumerate(saved.manifest.digests())}
+    order = [min(first[b.digest] for b in read.blobs) for read in blobs._reads]
+    assert order == sorted(order)
+    for digest in saved.manifest.digests():  # handed out in tree order, nothing spilled
+        blobs.get(digest)
+    assert not list((tmp_path / "spill").rglob("*"))
