@@ -15,7 +15,6 @@ import io
 import json
 import os
 import socket
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from cacher.cas.pack import PackWriter
 from cacher.stores.base import META_PREFIX
 from cacher.testing.cli import CliRun
 from tests.conftest import assert_one_error_line
+from tests.trees import snapshot
 
 MANIFEST_META = {"kind": "cas-manifest", "codec": "zstd", "format": "cacher-tree/1", "tree-kind": "dir"}
 PACK_META = {"kind": "cas-pack", "codec": "none", "format": "cacher-pack/1"}
@@ -105,23 +105,6 @@ def plant(
     }
     root["pad"] = hashlib.shake_256(canonical(root)).hexdigest(512)
     put(store, f"_cas/manifests/{key}", frames.compress(canonical(root)), metadata or MANIFEST_META)
-
-
-def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every entry under ``root``, links not followed: type, mode, content or target."""
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            else:
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), p.read_bytes())
-    return out
 
 
 @pytest.fixture
