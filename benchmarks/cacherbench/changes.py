@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _FLIP = bytes(b ^ 0x5A for b in range(256))
@@ -32,14 +32,17 @@ class Bump:
     removed: int
     added: int
     changed_bytes: int
+    written: tuple[str, ...] = field(default=(), repr=False)  # paths given new bytes (or added)
+    gone: tuple[str, ...] = field(default=(), repr=False)  # paths removed
 
     @property
     def changed_files(self) -> int:
         return self.modified + self.added
 
     def to_json(self) -> dict[str, float]:
+        facts = {k: v for k, v in asdict(self).items() if k not in ("written", "gone")}
         return {
-            **asdict(self),
+            **facts,
             "changed_files": self.changed_files,
             "changed_files_pct": round(100 * self.changed_files / max(self.files, 1), 2),
             "changed_bytes_pct": round(100 * self.changed_bytes / max(self.bytes, 1), 2),
@@ -91,6 +94,8 @@ def bumped(source: Path, dest: Path, fraction: float) -> Bump:
     shutil.copytree(source, dest, symlinks=True, copy_function=os.link)
     files = _files(source)
     modified = removed = changed_bytes = 0
+    written: list[str] = []
+    gone: list[str] = []
     for i, (rel, size) in enumerate(pick(files, fraction)):
         path = dest / rel
         data = path.read_bytes().translate(_FLIP)
@@ -98,10 +103,25 @@ def bumped(source: Path, dest: Path, fraction: float) -> Bump:
         path.unlink()  # a hardlink: never write through it into the source tree
         if i % 5 == 1:
             removed += 1
+            gone.append(rel)
             path = path.with_name(f"{path.stem}_bumped{path.suffix}")
         else:
             modified += 1
         path.write_bytes(data)
         path.chmod(mode & 0o7777)
+        written.append(str(path.relative_to(dest)))
         changed_bytes += size
-    return Bump(len(files), sum(s for _, s in files), modified, removed, removed, changed_bytes)
+    return Bump(len(files), sum(s for _, s in files), modified, removed, removed, changed_bytes,
+                tuple(written), tuple(gone))
+
+
+def bump_again(tree: Path, changed: Path, bump: Bump) -> None:
+    """Make ``tree`` (``bump``'s source, or ``changed`` itself) equal ``changed`` the way a
+    package manager would: every file the bump wrote is written again (a new inode, a new
+    ctime), every file it removed is gone. Run again, it rewrites the same files."""
+    for rel in bump.gone:
+        (tree / rel).unlink(missing_ok=True)
+    for rel in bump.written:
+        path = tree / rel
+        path.unlink(missing_ok=True)
+        shutil.copy2(changed / rel, path)

@@ -9,6 +9,10 @@ the bumped tree, the previous version stored in cas, a local tier holding that v
   ``tar | zstd | s5cmd pipe``. Each contender writes under a prefix of its own, set back
   before each run to what it held before the first (untimed), so every run sends what a real
   one would; the bytes it sent are the objects it added there (listed after each run).
+  A fifth contender uploads the same change the way a CI job makes it: the previous version
+  restored by cacher into a directory (which records its files' stat), then the bump applied
+  to it before each run (`changes.bump_again`: the changed files written again), so only the
+  changed files are read; the copy above is a tree cacher never saw, every file read.
 - ``incremental restore`` (interleaved): the bumped tree restored in cas with a tier that
   holds the previous version (a fresh copy of it before each run), in cas with an empty tier,
   and in tar.zst by cacher (no tier). Then once more each, untimed, through a counting relay:
@@ -29,11 +33,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cacherbench.bench import BUCKET, Bench, Contender, Measurement, remove
-from cacherbench.changes import bumped
+from cacherbench.changes import Bump, bump_again, bumped
 from cacherbench.common import ZSTD, check_tree, tar_zstd, untimed
 from cacherbench.inputs import Inputs, tree_stats
 from cacherbench.proc import measure, shell
@@ -42,6 +47,7 @@ from cacherbench.workloads import Tree, main_tree, medium_tree
 
 BUMP, SHARED = 0.01, 0.05  # a lockfile bump; the second key of the share row differs by 5%
 INC, FIRST, TAR, S5 = "cacher cas, incremental", "cacher cas, first upload", "cacher tar.zst", "s5cmd"
+INC_R = "cacher cas, incremental, the tree restored then changed"
 WARM, COLD = "cacher cas, tier holds the previous version", "cacher cas, empty tier"
 SHARE_A, SHARE_B = "cacher cas, first key", "cacher cas, second key (95% shared)"
 BYTES_TARGET, SHARE_TARGET = 0.05, 1.1
@@ -122,15 +128,41 @@ def _base_args(bench: Bench, base: str) -> list[str]:
     return []
 
 
-def _upload(bench: Bench, w: str, v2: Path, places: dict[str, _Place], base: list[str], runs: int,
+def _restored(bench: Bench, slug: str, place: _Place) -> Path:
+    """A directory the previous version was restored into by cacher in cas (which records its
+    files' stat, as on a CI runner that restored its cache before the lockfile bump)."""
+    path = bench.scratch(f"{slug}-restored")
+    remove(path)
+    untimed(bench, bench.cacher("dir", "download", "v1", str(path)), place.env("cas"))
+    return path
+
+
+@dataclass(frozen=True)
+class _Changed:
+    """The changed tree as a fresh copy (``v2``), the bump that made it, and the previous
+    version restored by cacher into a directory the bump is applied to before each run."""
+
+    v2: Path
+    bump: Bump
+    restored: Path
+
+
+def _upload(bench: Bench, w: str, changed: _Changed, places: dict[str, _Place], base: list[str], runs: int,
             s5key: str) -> tuple[list[Measurement], dict[str, list[int]]]:
-    sent: dict[str, list[int]] = {INC: [], FIRST: [], TAR: []}
+    v2, restored = changed.v2, changed.restored
+    sent: dict[str, list[int]] = {INC: [], INC_R: [], FIRST: [], TAR: []}
+    where = {INC_R: INC}  # the restored tree's upload goes where the copy's does: v1 is there
 
     def setup(tool: str) -> Callable[[str], None]:
-        return lambda label: places[tool].reset()
+        def run(label: str) -> None:
+            places[where.get(tool, tool)].reset()
+            if tool == INC_R:  # the bump applied to the restored tree (again: new inodes, ctimes)
+                bump_again(restored, v2, changed.bump)
+
+        return run
 
     def count(tool: str) -> Callable[[str], None]:
-        return lambda label: sent[tool].append(places[tool].added())
+        return lambda label: sent[tool].append(places[where.get(tool, tool)].added())
 
     def upload(key: str, *more: str) -> list[str]:
         return bench.cacher("dir", "upload", key, str(v2), *more)
@@ -140,6 +172,10 @@ def _upload(bench: Bench, w: str, v2: Path, places: dict[str, _Place], base: lis
     contenders = [
         Contender(INC, f"cacher dir upload KEY DIR --tree-format cas{flag}", places[INC].env("cas"),
                   lambda label: upload("v2", *base), setup=setup(INC), check=count(INC)),
+        Contender(INC_R, f"cacher dir upload KEY RESTORED-THEN-CHANGED --tree-format cas{flag}",
+                  places[INC].env("cas"),
+                  lambda label: bench.cacher("dir", "upload", "v2", str(restored), *base),
+                  setup=setup(INC_R), check=count(INC_R)),
         Contender(FIRST, "cacher dir upload KEY DIR --tree-format cas", places[FIRST].env("cas"),
                   lambda label: upload("v2"), setup=setup(FIRST), check=count(FIRST)),
         Contender(TAR, "cacher dir upload KEY.tar.zst DIR", places[TAR].env("tar"),
@@ -241,7 +277,8 @@ def _incremental(bench: Bench, tree: Tree) -> list[Measurement]:
     bench.facts.setdefault("incremental", {})[tree.slug or "main"] = facts
     runs = min(bench.runs, bench.parts_runs)  # keeps the rows to a few minutes at full
     try:
-        facts["bump"] = bumped(v1, v2, BUMP).to_json()
+        bump = bumped(v1, v2, BUMP)
+        facts["bump"] = bump.to_json()
         facts["shared_bump"] = bumped(v1, v95, SHARED).to_json()
         names = ((INC, "inc"), (FIRST, "first"), (TAR, "tar"))
         places = {tool: _Place(bench, f"{slug}/{name}") for tool, name in names}
@@ -250,7 +287,10 @@ def _incremental(bench: Bench, tree: Tree) -> list[Measurement]:
         base = _base_args(bench, "v1")
         facts["base"] = base[0] if base else "none: this cacher's upload takes no previous key"
         s5key = f"{slug}/s5cmd/v2.tar.zst"
-        up, sent = _upload(bench, f"incremental upload{tree.suffix}", v2, places, base, runs, s5key)
+        restored = _restored(bench, slug, places[INC])
+        up, sent = _upload(bench, f"incremental upload{tree.suffix}", _Changed(v2, bump, restored), places,
+                           base, runs, s5key)
+        remove(restored)
         facts["sent"] = sent
         down, fetched = _restore(bench, f"incremental restore{tree.suffix}", slug, v2, places, runs)
         facts["fetched"] = fetched
@@ -283,8 +323,12 @@ def comparisons() -> list[tuple[str, tuple[str, str], tuple[str, str], float | N
     for _, sfx, label in _TREES:
         up, down = f"incremental upload{sfx}", f"incremental restore{sfx}"
         rows += [
-            (f"incremental upload of the changed tree{label}", (up, INC), (up, S5), 0.25),
-            (f"incremental upload of the changed tree{label}", (up, INC), (up, TAR), None),
+            (f"incremental upload of the changed tree, restored by cacher then changed{label}",
+             (up, INC_R), (up, S5), 0.25),
+            (f"incremental upload of the changed tree, a copy cacher never saw{label}", (up, INC), (up, S5),
+             0.25),
+            (f"incremental upload of the changed tree, a copy cacher never saw{label}", (up, INC), (up, TAR),
+             None),
             (f"first (full) upload in cas{label}", (up, FIRST), (up, TAR), 1.1),
             (f"restore of the changed tree, tier holds the previous version{label}",
              (down, WARM), (down, TAR), 0.5),
@@ -309,6 +353,8 @@ def byte_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         for row, ours, theirs, what, target in (
             (f"incremental upload, bytes sent{label}", sent[INC], sent[TAR], "a tar.zst upload's",
              BYTES_TARGET),
+            (f"incremental upload of the restored tree, bytes sent{label}", sent.get(INC_R, sent[INC]),
+             sent[TAR], "a tar.zst upload's", BYTES_TARGET),
             (f"incremental upload, bytes sent{label}", sent[INC], sent[FIRST], "a first cas upload's", None),
             (f"restore, tier holds the previous version: bytes fetched{label}", fetched[WARM], fetched[TAR],
              "a tar.zst restore's", BYTES_TARGET),
