@@ -6,7 +6,8 @@ The jobs use scope names drawn from a pool of case, punctuation and length varia
 are read-only, two runners share one local tier and a third has none, a foreign writer replaces
 objects behind the tier's back (same size, copied metadata), and every kind (``file``, ``dir``,
 ``paths``) is restored, sometimes into a destination with a link in a parent, sometimes killed
-with SIGKILL mid-command. The model keeps, per (scope, kind), the bytes each could hold. After
+with SIGKILL mid-command. A mixed fleet: about one job in three stores its trees in the
+content-addressed format (``CACHER_TREE_FORMAT=cas``), the others as one tar.zst per key. The model keeps, per (scope, kind), the bytes each could hold. After
 every step:
 
 - a restore returns the bytes of the newest object its scope (or its fallback scope) wrote, or
@@ -78,12 +79,14 @@ PROFILE = settings(
 
 @dataclass(frozen=True)
 class Job:
-    """A CI job: its scope name (None: unscoped), fallback scope, read-only flag and runner."""
+    """A CI job: its scope name (None: unscoped), fallback scope, read-only flag, runner, and
+    how it stores trees (a mixed fleet: some jobs save ``dir`` and ``paths`` content-addressed)."""
 
     scope: str | None
     fallback: str | None = None
     read_only: bool = False
     runner: str = "a"
+    tree_format: str = "tar"
 
 
 JOBS = st.builds(
@@ -92,6 +95,7 @@ JOBS = st.builds(
     fallback=st.sampled_from((None, None, "main")),
     read_only=st.sampled_from((False, False, False, True)),
     runner=st.sampled_from(RUNNERS),
+    tree_format=st.sampled_from(("tar", "tar", "cas")),
 )
 
 
@@ -209,6 +213,7 @@ class CacheModel(RuleBasedStateMachine):
                 env["CACHER_FALLBACK_SCOPES"] = job.fallback
         if job.read_only:
             env["CACHER_READ_ONLY"] = "1"
+        env["CACHER_TREE_FORMAT"] = job.tree_format
         return env
 
     def cacher(self, job: Job, *args: str, cwd: Path | None = None) -> Run:
