@@ -12,6 +12,12 @@ both limited by the proxy's own ``fault_match`` predicate and, like the others, 
 Each is switched on with :meth:`FaultProxy.set_extra` and applies to the next ``count``
 matching requests (None: all of them).
 
+And a way to stop a client at a chosen point: :meth:`FaultProxy.hold` returns a `Hold` that
+keeps the ``nth`` matching request (and, with ``count``, the ones after it) at the proxy before
+a byte of it is forwarded, until the test calls `Hold.release`. The test then knows exactly
+where the client is (`Hold.wait`), and may kill it or run another client meanwhile. Holds
+count their own matches, apart from the fault modes above, which keep working.
+
 Below the proxy: helpers the reliability tests share (S3 settings with short timeouts, request
 predicates, and the checks of what a failure left behind).
 """
@@ -28,9 +34,61 @@ from typing import Any
 from tests.realparts.recording_proxy import RecordedRequest, RecordingProxy, _Abort, _iter_body, _Stream
 
 
+class Hold:
+    """Requests matching ``match`` held at the proxy from the ``nth`` one on (``count`` of them,
+    None: every one from the ``nth``), each until `release`; ``held`` lists them as they come."""
+
+    def __init__(self, match: Callable[[RecordedRequest], bool], nth: int = 1, count: int | None = 1) -> None:
+        assert nth >= 1 and (count is None or count >= 1), (nth, count)
+        self.match, self.nth, self.count = match, nth, count
+        self.seen = 0
+        self.held: list[RecordedRequest] = []
+        self._arrived = threading.Condition()
+        self._go = threading.Event()
+        self._dropped = False
+
+    def claims(self, req: RecordedRequest) -> bool:
+        """Whether ``req`` is one to hold (called once per request, under the proxy's lock)."""
+        if not self.match(req):
+            return False
+        self.seen += 1
+        last = None if self.count is None else self.nth + self.count - 1
+        return self.seen >= self.nth and (last is None or self.seen <= last)
+
+    def arrive(self, req: RecordedRequest, stopping: threading.Event) -> bool:
+        """Keep ``req`` (in its proxy thread) until released or the proxy stops; whether to
+        forward it then (False: `drop`)."""
+        req.fault = "hold"
+        with self._arrived:
+            self.held.append(req)
+            self._arrived.notify_all()
+        while not self._go.wait(0.1) and not stopping.is_set():
+            pass
+        return not self._dropped
+
+    def wait(self, n: int = 1, timeout: float = 60) -> RecordedRequest:
+        """Until ``n`` requests are held; the ``n``-th of them."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.held) >= n, timeout):
+                raise AssertionError(f"no request held after {timeout} s (held: {len(self.held)} of {n})")
+            return self.held[n - 1]
+
+    def release(self) -> None:
+        """Forward every held request, and those still to come, untouched."""
+        self._go.set()
+
+    def drop(self) -> None:
+        """Reset the connections of the held requests (and of those still to come) without
+        forwarding a byte: what a client killed while they were held never delivered, even
+        when the whole request was already in the proxy's buffers."""
+        self._dropped = True
+        self._go.set()
+
+
 class FaultProxy(RecordingProxy):
     def __init__(self, upstream: str, **kwargs: object) -> None:
         super().__init__(upstream, **kwargs)  # type: ignore[arg-type]
+        self._holds: list[Hold] = []
         self._extra_lock = threading.Lock()
         self.extra: str | None = None
         self.extra_remaining: int | None = None
@@ -53,9 +111,38 @@ class FaultProxy(RecordingProxy):
             self.extra, self.extra_remaining, self.extra_match = mode, count, match
             self.trickle_rate, self.request_reset_after = rate, after
 
+    def hold(self, match: Callable[[RecordedRequest], bool], nth: int = 1, count: int | None = 1) -> Hold:
+        """Hold the ``nth`` request matching ``match`` from now on (and ``count`` - 1 after it;
+        None: all after it) before forwarding it, until `Hold.release`."""
+        hold = Hold(match, nth, count)
+        with self._extra_lock:
+            self._holds.append(hold)
+        return hold
+
     def reset(self) -> None:
         super().reset()
         self.set_extra(None)
+        self.release_all()
+
+    def release_all(self) -> None:
+        """Release every hold and forget them."""
+        with self._extra_lock:
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.release()
+
+    def stop(self) -> None:
+        self.release_all()
+        super().stop()
+
+    def _choose_fault(self, req: RecordedRequest) -> tuple[str, int]:
+        with self._extra_lock:
+            claimed = [hold for hold in self._holds if hold.claims(req)]
+        for hold in claimed:
+            if not hold.arrive(req, self._stopping):
+                req.error = "dropped by a hold"
+                raise _Abort
+        return super()._choose_fault(req)
 
     def _take_extra(self, req: RecordedRequest, mode: str) -> bool:
         with self._extra_lock:

@@ -1,0 +1,260 @@
+"""Kill-and-race tests of content-addressed trees on SeaweedFS: real ``cacher`` processes, each
+stopped by a proxy hold (tests/cas_harness.py, `tests.fault_proxy.Hold`) at a chosen request, then
+killed there or let go while another process runs. Uploads killed before their manifest or
+between their packs, two uploads of overlapping trees interleaved, a prune beside an upload in
+flight, a restore and a prune killed mid-way: each says what exit codes and objects are left,
+and that every tree a manifest names still restores exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cas_harness import (
+    Finished,
+    Running,
+    answered,
+    build_tree,
+    cas_env,
+    data_files,
+    is_manifest_put,
+    is_pack_delete,
+    is_pack_put,
+    is_pack_read,
+    manifest_there,
+    packs_in,
+    wait_answered,
+    wait_stored,
+)
+from tests.fault_proxy import FaultProxy, leftovers
+from tests.trees import snapshot
+
+pytestmark = pytest.mark.s3
+
+KILLED = -signal.SIGKILL
+
+
+@pytest.fixture
+def proxy(seaweed_s3: Any) -> Iterator[FaultProxy]:
+    with FaultProxy(seaweed_s3.endpoint) as p:
+        yield p
+
+
+@pytest.fixture
+def direct(env: dict[str, str], seaweed_s3: Any, s3_bucket: str) -> dict[str, str]:
+    """The environment of a process that talks to SeaweedFS without the proxy."""
+    return {**env, **cas_env(seaweed_s3, s3_bucket)}
+
+
+@pytest.fixture
+def via(env: dict[str, str], seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy) -> dict[str, str]:
+    """The environment of a process whose requests go through ``proxy``."""
+    return {**env, **cas_env(seaweed_s3, s3_bucket, proxy)}
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Callable[..., Running]:
+    def run(env: dict[str, str], *args: str) -> Running:
+        return Running(list(args), env, tmp_path)
+
+    return run
+
+
+def run(env: dict[str, str], cwd: Path, *args: str) -> Finished:
+    return Running(list(args), env, cwd).finish()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A tree of every entry type and ~40 MiB of random data: three packs."""
+    return build_tree(tmp_path / "tree", data_files())
+
+
+def restores(env: dict[str, str], cwd: Path, key: str, tree: Path) -> None:
+    """``key`` restores to a copy of ``tree`` (exit 0)."""
+    dest = cwd / f"restored-{key}"
+    got = run(env, cwd, "dir", "download", key, str(dest))
+    assert got.code == 0, got
+    assert snapshot(dest) == snapshot(tree)
+
+
+def prune(env: dict[str, str], cwd: Path, *extra: str) -> dict[str, Any]:
+    """A prune of the whole bucket that deletes no object by age; its JSON document."""
+    done = run(env, cwd, "--json", "prune", "--all-projects", "--older-than", "3650d", *extra)
+    assert done.code == 0, done
+    doc: dict[str, Any] = json.loads(done.out)
+    assert doc["deleted"] == [], doc
+    return doc
+
+
+def assert_missing(env: dict[str, str], cwd: Path, key: str) -> None:
+    """No tree under ``key``: exists exits 1, a restore misses (3) and writes nothing."""
+    assert run(env, cwd, "dir", "exists", key).code == 1
+    dest = cwd / f"miss-{key}"
+    missed = run(env, cwd, "dir", "download", key, str(dest))
+    assert missed.code == 3, missed
+    assert not dest.exists()
+
+
+def test_an_upload_killed_at_its_manifest_leaves_packs_the_next_upload_reuses(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tree: Path, tmp_path: Path,
+) -> None:
+    held = proxy.hold(is_manifest_put)
+    upload = start(via, "dir", "upload", "k", str(tree))
+    held.wait()
+    stored = packs_in(seaweed_s3, s3_bucket)  # the manifest is written once every pack is stored
+    assert len(stored) >= 3 and len(answered(proxy, is_pack_put)) == len(stored)
+    assert upload.kill().code == KILLED
+    held.drop()
+    assert not manifest_there(seaweed_s3, s3_bucket, "k")
+    assert_missing(direct, tmp_path, "k")
+
+    proxy.reset()
+    again = run(via, tmp_path, "dir", "upload", "k", str(tree))
+    assert again.code == 0, again
+    assert [r for r in proxy.requests if is_pack_put(r)] == []  # every pack was there: none sent
+    assert packs_in(seaweed_s3, s3_bucket) == stored
+    restores(direct, tmp_path, "k", tree)
+
+
+def test_an_upload_killed_after_its_first_pack_then_a_prune_keeps_what_trees_need(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tree: Path, tmp_path: Path,
+) -> None:
+    held = proxy.hold(is_pack_put, nth=2, count=None)  # every pack after the first
+    upload = start(via, "dir", "upload", "k", str(tree))
+    held.wait()
+    wait_answered(proxy, is_pack_put, 1)
+    assert upload.kill().code == KILLED
+    held.drop()
+    first = packs_in(seaweed_s3, s3_bucket)
+    assert len(first) == 1 and not manifest_there(seaweed_s3, s3_bucket, "k")
+    assert_missing(direct, tmp_path, "k")
+
+    proxy.reset()
+    again = run(via, tmp_path, "dir", "upload", "k", str(tree))
+    assert again.code == 0, again
+    stored = packs_in(seaweed_s3, s3_bucket)
+    assert first < stored and len(stored) >= 3
+    sent = {r.path.rpartition("/")[2] for r in proxy.requests if is_pack_put(r)}
+    assert sent == {p.rpartition("/")[2] for p in stored - first}  # the first pack was reused
+    for _ in range(2):  # condemn, then delete what no manifest names: nothing here
+        doc = prune(direct, tmp_path, "--pack-grace", "0s")
+        assert doc["packs"]["deleted"] == [] and doc["packs"]["live"] == len(stored), doc
+    assert packs_in(seaweed_s3, s3_bucket) == stored
+    restores(direct, tmp_path, "k", tree)
+
+
+def test_two_uploads_of_overlapping_trees_interleaved_both_restore(
+    env: dict[str, str], seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str],
+    direct: dict[str, str], start: Callable[..., Running], tmp_path: Path,
+) -> None:
+    a = build_tree(tmp_path / "a", data_files("a", share=0.8))
+    b = build_tree(tmp_path / "b", data_files("b", share=0.8))
+    with FaultProxy(seaweed_s3.endpoint) as other:
+        via_b = {**env, **cas_env(seaweed_s3, s3_bucket, other)}
+        holds_a = [proxy.hold(is_pack_put, nth=n) for n in (1, 2)]
+        holds_b = [other.hold(is_pack_put, nth=n) for n in (1, 2)]
+        up_a = start(via, "dir", "upload", "a", str(a))
+        up_b = start(via_b, "dir", "upload", "b", str(b))
+        # A's first two packs and B's wait in turn: B1, A1, B2, A2 reach the store in that order.
+        for hold_a, hold_b in zip(holds_a, holds_b, strict=True):
+            pack_a, pack_b = hold_a.wait(), hold_b.wait()
+            hold_b.release()
+            wait_stored(pack_b)
+            hold_a.release()
+            wait_stored(pack_a)
+        done_a, done_b = up_a.finish(), up_b.finish()
+    assert (done_a.code, done_b.code) == (0, 0), (done_a, done_b)
+    assert manifest_there(seaweed_s3, s3_bucket, "a") and manifest_there(seaweed_s3, s3_bucket, "b")
+    restores(direct, tmp_path, "a", a)
+    restores(direct, tmp_path, "b", b)
+
+
+def test_a_prune_beside_an_upload_between_its_packs_and_its_manifest_spares_its_packs(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tree: Path, tmp_path: Path,
+) -> None:
+    held = proxy.hold(is_manifest_put)
+    upload = start(via, "dir", "upload", "k", str(tree))
+    held.wait()
+    stored = packs_in(seaweed_s3, s3_bucket)
+    for _ in range(2):  # the default grace period: packs younger than it are never condemned
+        doc = prune(direct, tmp_path)
+        assert doc["packs"]["deleted"] == [] and doc["packs"]["condemned"] == 0, doc
+        assert doc["packs"]["young"] == len(stored), doc
+    held.release()
+    done = upload.finish()
+    assert done.code == 0, done
+    assert packs_in(seaweed_s3, s3_bucket) == stored
+    restores(direct, tmp_path, "k", tree)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_restore_killed_mid_way_leaves_the_destination_as_it_was(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tree: Path, tmp_path: Path, sig: int,
+) -> None:
+    stored = run(direct, tmp_path, "dir", "upload", "k", str(tree))
+    assert stored.code == 0, stored
+    parent = tmp_path / "work"
+    dest = build_tree(parent / "dest", {"old.txt": b"the previous tree\n"})
+    before = snapshot(dest)
+    held = proxy.hold(is_pack_read, nth=3)
+    restore = start(via, "dir", "download", "k", str(dest))
+    held.wait()
+    wait_answered(proxy, is_pack_read, 2)
+    killed = restore.kill(sig)
+    held.drop()
+    assert killed.code == (KILLED if sig == signal.SIGKILL else 128 + sig), killed
+    assert snapshot(dest) == before
+    left = leftovers(parent)
+    if sig == signal.SIGKILL:  # no cleanup possible: only a staging directory, the next restore's to remove
+        assert all(".cacher-staging-" in name for name in left), left
+    else:
+        assert left == []
+
+    proxy.reset()
+    again = run(via, tmp_path, "dir", "download", "k", str(dest))
+    assert again.code == 0, again
+    assert snapshot(dest) == snapshot(tree)
+    assert leftovers(parent) == []
+
+
+def test_a_prune_killed_mid_way_through_its_deletions_is_finished_by_the_next(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tmp_path: Path,
+) -> None:
+    trees = {key: build_tree(tmp_path / key, data_files(key, share=0.5)) for key in ("gone", "b", "c")}
+    for key, root in trees.items():
+        done = run(direct, tmp_path, "dir", "upload", key, str(root))
+        assert done.code == 0, done
+    deleted = run(direct, tmp_path, "delete", "gone")
+    assert deleted.code == 0, deleted
+    doc = prune(direct, tmp_path, "--pack-grace", "0s")  # condemns the packs only "gone" named
+    dead = doc["packs"]["condemned"]
+    assert dead >= 2 and doc["packs"]["deleted"] == [], doc
+    before = packs_in(seaweed_s3, s3_bucket)
+
+    held = proxy.hold(is_pack_delete, nth=2)
+    pruning = start(via, "--json", "prune", "--all-projects", "--older-than", "3650d", "--pack-grace", "0s")
+    held.wait()
+    wait_answered(proxy, is_pack_delete, 1)
+    assert pruning.kill().code == KILLED
+    held.drop()
+    assert len(packs_in(seaweed_s3, s3_bucket)) == len(before) - 1
+
+    last = prune(direct, tmp_path, "--pack-grace", "0s")
+    assert len(last["packs"]["deleted"]) == dead - 1, last
+    after = packs_in(seaweed_s3, s3_bucket)
+    assert len(after) == len(before) - dead
+    assert prune(direct, tmp_path, "--pack-grace", "0s")["packs"]["deleted"] == []
+    for key in ("b", "c"):
+        restores(direct, tmp_path, key, trees[key])
+    assert_missing(direct, tmp_path, "gone")
