@@ -329,9 +329,21 @@ def _report_prune(session: Session, plan: engine.PrunePlan, grace: float) -> Non
                 "live": swept.live,
                 "young": swept.young,
                 "unreadable_manifests": list(swept.unreadable),
+                **_repack_doc(swept),
             },
         }
     )
+
+
+def _repack_doc(swept: Sweep) -> dict[str, int]:
+    """The repack of mostly-dead packs (`cacher.engine.cas_repack`) in the prune's document."""
+    done = swept.repacked
+    if done is None:
+        return {"repacked": 0, "repacked_bytes": 0, "rewritten": 0, "written_bytes": 0}
+    return {
+        "repacked": len(done.packs), "repacked_bytes": done.freed,
+        "rewritten": len(done.manifests), "written_bytes": done.written,
+    }
 
 
 def _say_sweep(session: Session, swept: Sweep) -> None:
@@ -344,6 +356,12 @@ def _say_sweep(session: Session, swept: Sweep) -> None:
             "and could name any pack"
         )
         return
+    if swept.repacked is not None and swept.repacked.manifests:
+        done, verb = swept.repacked, "would repack" if swept.dry_run else "repacked"
+        session.report.say(
+            f"packs: {verb} {len(done.packs)} mostly dead ({human_bytes(done.freed)}, freed after the grace "
+            f"periods): {len(done.manifests)} tree(s) saved again, {human_bytes(done.written)} in new packs"
+        )
     if not (swept.deleted or swept.condemned or swept.waiting or swept.young):
         return
     verb = "would delete" if swept.dry_run else "deleted"

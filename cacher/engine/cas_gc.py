@@ -13,6 +13,10 @@ the grace period (by its modification time), recorded with the time in a small r
 unreferenced, unchanged since, and was condemned at least the grace period before. An upload
 that learned of a pack before it was condemned and publishes its manifest more than the grace
 period later can still lose it: that race remains (docs/format.md).
+
+Between the two, the job's own mostly-dead packs are repacked (`cacher.engine.cas_repack`):
+the manifests naming them are saved again off them, so they become unreferenced and go the
+same two-phase way.
 """
 
 from __future__ import annotations
@@ -20,14 +24,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from cacher.cas import names
+from cacher.cas.model import BlobLocation
 from cacher.engine.cas_layout import CasLayout, read_manifest
 from cacher.engine.listing import cas_split, manifest_key
 from cacher.errors import CacherError
 from cacher.keying.scopes import RESERVED
 from cacher.stores.base import LEFTOVER_AGE, ObjectInfo, Store
+
+if TYPE_CHECKING:
+    from cacher.engine.cas_repack import Repack
 
 __all__ = [
     "GRACE", "RECORD", "CasStats", "Census", "Marked", "Sweep",
@@ -80,6 +89,10 @@ class Marked:
     manifests: int
     logical: int
     unreadable: tuple[str, ...] = ()
+    #: By pack: the blobs some manifest uses, by digest.
+    used: dict[str, dict[str, BlobLocation]] = field(default_factory=dict)
+    #: By manifest (name relative to the configured prefix): the packs it names.
+    naming: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def mark(
@@ -97,6 +110,8 @@ def mark(
     referenced: set[str] = set()
     count = logical = 0
     unreadable: list[str] = []
+    used: dict[str, dict[str, BlobLocation]] = {}
+    naming: dict[str, frozenset[str]] = {}
     for obj in found.manifests:
         if obj.key in skip or (only is not None and not only(obj.key)):
             continue
@@ -115,8 +130,12 @@ def mark(
             continue
         count += 1
         logical += stored.stored.manifest.logical_size
-        referenced.update(ref for ref, _ in stored.stored.known().values())
-    return Marked(frozenset(referenced), count, logical, tuple(unreadable))
+        places = stored.stored.known().values()
+        naming[obj.key] = frozenset(ref for ref, _ in places)
+        referenced.update(naming[obj.key])
+        for ref, loc in places:
+            used.setdefault(ref, {})[loc.digest] = loc
+    return Marked(frozenset(referenced), count, logical, tuple(unreadable), used, naming)
 
 
 @dataclass(frozen=True)
@@ -130,6 +149,8 @@ class Sweep:
     live: int = 0
     young: int = 0
     unreadable: tuple[str, ...] = ()
+    #: The repack of mostly-dead packs before the sweep (`cacher.engine.cas_repack`).
+    repacked: Repack | None = None
 
     @property
     def held(self) -> bool:
@@ -149,11 +170,13 @@ def sweep(
     dry_run: bool = False,
     skip: frozenset[str] = frozenset(),
     now: float | None = None,
+    repack: bool = True,
 ) -> Sweep:
-    """Mark, then delete the job's own packs condemned by an earlier run at least ``grace``
-    seconds ago and unreferenced still, and condemn those newly unreferenced and older than
-    ``grace`` (see the module's text). ``skip``: manifests (names relative to the configured
-    prefix) to count as gone, those a dry run would delete. A store that is not ``writable``
+    """Mark, repack the job's mostly-dead packs (unless ``repack`` is False), then delete the
+    job's own packs condemned by an earlier run at least ``grace`` seconds ago and unreferenced
+    still, and condemn those newly unreferenced and older than ``grace`` (see the module's
+    text). ``skip``: manifests (names relative to the configured prefix) to count as gone,
+    those a dry run would delete. A store that is not ``writable``
     (the read-only gate) or ``dry_run`` deletes and records nothing."""
     now = time.time() if now is None else now
     dry_run = dry_run or not layout.root.writable
@@ -167,6 +190,11 @@ def sweep(
         return Sweep(dry_run, live=live, unreadable=marked.unreadable)
     record = read_record(layout)
     cutoff = now - grace
+    repacked = _repack(layout, marked, own, cutoff, dry_run, frozenset(record)) if repack else None
+    if repacked is not None and repacked.now_naming:  # the repacked manifests name new packs now
+        naming = {**marked.naming, **repacked.now_naming}
+        marked = replace(marked, referenced=frozenset(ref for refs in naming.values() for ref in refs))
+        live = sum(1 for ref in own if ref in marked.referenced)
     doomed: list[ObjectInfo] = []
     kept: dict[str, float] = {}
     young = 0
@@ -191,7 +219,18 @@ def sweep(
             layout.root.delete(obj.key)
         if kept or record:
             write_record(layout, kept)
-    return Sweep(dry_run, tuple(doomed), condemned, len(kept) - len(condemned), live, young)
+    return Sweep(dry_run, tuple(doomed), condemned, len(kept) - len(condemned), live, young, (), repacked)
+
+
+def _repack(
+    layout: CasLayout, marked: Marked, own: dict[str, ObjectInfo], cutoff: float, dry_run: bool,
+    renew: frozenset[str],
+) -> Repack:
+    """The repack of the job's mostly-dead packs (`cacher.engine.cas_repack`)."""
+    from cacher.engine.cas_repack import mostly_dead, repack
+
+    dead = mostly_dead(layout, own, marked.used, marked.naming, cutoff)
+    return repack(layout, dead, marked.naming, dry_run=dry_run, renew=renew)
 
 
 def _unchanged(root: Store, obj: ObjectInfo, since: float) -> bool:
