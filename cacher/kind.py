@@ -155,6 +155,15 @@ class Kind(abc.ABC):
         (the default): it reads the tar stream `pack` writes."""
         return None
 
+    def staging(self, target: str | None, options: Mapping[str, Any]) -> AbstractContextManager[Path] | None:
+        """For a kind whose tree is one directory (it gives `tree`): an empty directory to write
+        a stored tree into, held as a block that puts it in place at ``target`` when the block
+        ends without error and leaves ``target`` as it was otherwise (``staged_directory``).
+        A content-addressed restore then writes the files there itself, straight from their
+        checked contents, the way ``extract_tree`` extracts a tar stream. None (the default):
+        the tree reaches `unpack` as a tar stream."""
+        return None
+
     def restores(self, stored_kind: str) -> bool:
         """Whether an object recorded as stored by ``stored_kind`` is one this kind restores.
 

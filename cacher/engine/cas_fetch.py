@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import stat
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -47,15 +47,29 @@ FRESH = 64 << 20
 READ = 8 << 20
 #: A temporary blob file nobody finished for this long was left by a killed restore.
 STALE_TEMP = 3600.0
+#: A blob read is marked used again (its mtime) only when it was last marked this long ago.
+TOUCH_AFTER = 3600.0
 
 
 class BlobDir:
     """A directory of checked blobs by digest; ``writable`` False: read only (a read-only job's
     view of the tier: nothing written, dropped or touched); ``keeps``: it outlives the restore
-    (the tier's), so every fetched blob is written there."""
+    (the tier's), so every fetched blob is written there.
+
+    Each shard directory's trust is checked once per `BlobDir` (the root is private to the
+    user, so nobody else can swap a shard after it was checked). A blob read is touched for
+    the least-recently-used trim only when its mtime is older than `TOUCH_AFTER`: a restore
+    of a tree read an hour ago costs no write per blob, and the trim's order is off by at most
+    that hour."""
 
     def __init__(self, root: Path, *, writable: bool = True, keeps: bool = False) -> None:
         self.root, self.writable, self.keeps = root, writable, keeps
+        self._prefix = os.fspath(root) + os.sep
+        self._shards: dict[str, bool] = {}
+        self._temps = itertools.count()
+        #: Whether a blob was written, and the bytes `has` found: a trim is due only when the
+        #: directory grew, or the blobs found alone exceed the bound (a lowered bound).
+        self.grew, self.found = False, 0
         # Only a directory of the user's own, not a link, not writable by others, is used: a
         # planted link would have cacher write or delete files wherever it points.
         try:
@@ -67,63 +81,84 @@ class BlobDir:
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
-    def _shard(self, digest: str, *, create: bool) -> Path | None:
-        """The blob's shard directory when it is a trusted one (made when ``create``)."""
+    def _name(self, digest: str) -> str:
+        return f"{self._prefix}{digest[:2]}{os.sep}{digest}"
+
+    def _shard(self, digest: str, *, create: bool) -> str | None:
+        """The blob's shard directory when it is a trusted one (made when ``create``),
+        checked once: a shard found missing is looked at again when one is to be made."""
         if not self.trusted:
             return None
-        try:
-            return private_dir(self.root / digest[:2], create=create)
-        except (Untrusted, OSError):
-            return None
+        name = digest[:2]
+        known = self._shards.get(name)
+        if known is None or (not known and create):
+            try:
+                private_dir(self.root / name, create=create)
+                known = True
+            except (Untrusted, OSError):
+                known = False
+            self._shards[name] = known
+        return f"{self._prefix}{name}" if known else None
 
     def has(self, digest: str, size: int) -> bool:
-        """Whether a file of the right size is there (its bytes are checked when read)."""
+        """Whether a regular file of the right size is there (its bytes are checked when read)."""
         if not self.trusted:
             return False
         try:
-            st = os.lstat(self.path(digest))
+            st = os.lstat(self._name(digest))
         except OSError:
             return False
-        return st.st_size == size and os.path.isfile(self.path(digest))
+        if st.st_size != size or not stat.S_ISREG(st.st_mode):
+            return False
+        self.found += size
+        return True
 
     def get(self, digest: str, size: int) -> bytes | None:
         """The blob, checked against its digest; None (and a bad file dropped) otherwise."""
-        path = self.path(digest)
         if not self.trusted:
             return None
+        path = self._name(digest)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return None
         try:
-            with os.fdopen(fd, "rb") as f:
-                data = f.read(size + 1)
+            st = os.fstat(fd)
+            data = _read(fd, size + 1) if stat.S_ISREG(st.st_mode) and st.st_size == size else b""
+            good = len(data) == size and hashlib.sha256(data).hexdigest() == digest
+            stale = good and self.writable and time.time() - st.st_mtime > TOUCH_AFTER
+            if stale and self._shard(digest, create=False) is not None:
+                with contextlib.suppress(OSError):  # least recently used goes first in a trim
+                    os.utime(fd)
         except OSError:
             return None
-        changes = self.writable and self._shard(digest, create=False) is not None
-        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-            if changes:
+        finally:
+            os.close(fd)
+        if not good:
+            if self.writable and self._shard(digest, create=False) is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             return None
-        if changes:  # least recently used goes first when the directory is trimmed
-            with contextlib.suppress(OSError):
-                os.utime(path, follow_symlinks=False)
         return data
 
     def put(self, digest: str, data: bytes) -> None:
-        """Keep a checked blob: written beside its place (mode 0600) and renamed into it."""
+        """Keep a checked blob: written beside its place (mode 0600, a name of this process's
+        own, made with ``O_EXCL``) and renamed into it."""
         shard = self._shard(digest, create=True)
         if shard is None:
             raise ArtifactError(f"cannot keep a blob in {self.root}: not a private directory of this user's")
+        temp = f"{shard}{os.sep}.tmp-{os.getpid()}-{next(self._temps)}"
         try:
-            fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=shard)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise ArtifactError(f"cannot keep a blob in {self.root}: {exc.strerror or exc}") from None
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(temp, self.path(digest))
+            try:
+                _write(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(temp, self._name(digest))
+            self.grew = True
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
@@ -302,6 +337,25 @@ class Blobs:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _read(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``fd``, fewer only at its end."""
+    parts, left = [], size
+    while left:
+        part = os.read(fd, left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _write(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _window(data: bytes, base: int) -> Callable[[int, int], bytes]:
     """A ranged reader over the bytes one coalesced read fetched (``data``, from ``base``)."""
     return lambda start, end: data[start - base : end - base]
@@ -325,7 +379,8 @@ def local_tier_of(store: Store) -> tuple[Path, int, bool] | None:
 def blob_dirs(store: Store) -> Iterator[tuple[BlobDir, BlobDir | None]]:
     """Where a restore through ``store`` keeps blobs: (the directory it writes, the tier's
     directory it may only read, or None). The tier's ``cas-blobs/`` when the job may write the
-    tier (trimmed to the tier's bound after the restore); else a scratch directory, removed
+    tier (trimmed to the tier's bound after a restore that added blobs or found more than the
+    bound there); else a scratch directory, removed
     after the block, with the tier's directory, if any, read only."""
     tier = local_tier_of(store)
     if tier is not None and tier[2]:
@@ -338,7 +393,8 @@ def blob_dirs(store: Store) -> Iterator[tuple[BlobDir, BlobDir | None]]:
         try:
             yield directory, None
         finally:
-            directory.trim(max_bytes)
+            if directory.grew or directory.found > max_bytes:  # else no bigger than the last trim left it
+                directory.trim(max_bytes)
         return
     from cacher.fs.scratch import scratch_directory
 

@@ -1,12 +1,13 @@
 """Restore one stored manifest into a kind's target, with every guarantee of the kind.
 
-The tree goes to the kind as the plain tar stream `cacher.cas.export.export_tar` writes, so
-the kind's own unpack (the ``dir`` kind's: staged, swapped atomically, no write through links,
-hostile names refused) decides what lands; the stream passes through a pipe from a writer
-thread, never held whole. Every blob is checked against its digest before it enters the
-stream (`cacher.engine.cas_fetch`, fetching as the stream reaches them): a damaged pack
-breaks the stream, and the kind fails as on a damaged archive (the ``dir`` kind's staging
-leaves the destination untouched).
+A kind whose tree is one directory and that gives a staging directory (`Kind.staging`: the
+``dir`` kind's, swapped into place atomically) gets the tree written there straight from the
+manifest's checked entries (`cacher.cas.place`: the tar extractor's rules, no tar stream, no
+second thread). Any other kind gets the plain tar stream `cacher.cas.export.export_tar`
+writes, so its own unpack decides what lands; the stream passes through a pipe from a writer
+thread, never held whole. Either way every blob is checked against its digest before it is
+written (`cacher.engine.cas_fetch`, fetching as the tree reaches them): a damaged pack fails
+the restore as a damaged archive would, and the staging leaves the destination untouched.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 from cacher.cas import names
 from cacher.cas.export import export_tar
 from cacher.cas.model import Manifest
+from cacher.cas.place import place_tree
 from cacher.cas.statcache import FileRecord, record_tree
 from cacher.engine.cas_fetch import Blobs, FetchCounts, blob_dirs
 from cacher.engine.cas_layout import CasLayout, StoredManifest, read_manifest
@@ -122,11 +124,16 @@ def restore_manifest(
         kind.unpack(stream, target, options)
 
     directory = Path(target) if target and one_directory(kind) else None
+    staging = kind.staging(target, options) if directory is not None else None
     with blob_dirs(layout.root) as (spill, shared):
         blobs = Blobs(manifest, layout, spill, shared, counts)
         # A kind that replaces one directory whole: what is there now may hold unchanged files.
         blobs.plan(directory)
-        stream_tree(manifest, blobs.get, unpack)  # blobs still to come are fetched as asked for
+        if staging is not None:  # written straight from the entries: no tar stream, no thread
+            with staging as root:
+                place_tree(manifest.entries, blobs.get, root)
+        else:
+            stream_tree(manifest, blobs.get, unpack)  # blobs still to come are fetched as asked for
     if directory is not None and layout.records is not None:  # the next save reads only what changes
         record_tree(FileRecord(layout.records, directory), directory, manifest.entries)
     return CasRestored(found.info, manifest.logical_size, read + counts.fetched_bytes, counts)

@@ -79,3 +79,6 @@ class DirKind(Kind):
     def unpack(self, source: BinaryIO, target: str | None, options: Mapping[str, Any]) -> None:
         with staged_directory(target or "") as staging:
             extract_tree(source, staging)
+
+    def staging(self, target: str | None, options: Mapping[str, Any]) -> AbstractContextManager[Path]:
+        return staged_directory(target or "")
