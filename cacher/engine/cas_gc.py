@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from cacher.cas import names
 from cacher.cas.model import BlobLocation
 from cacher.engine.cas_layout import CasLayout, read_manifest
-from cacher.engine.listing import cas_split, manifest_key
+from cacher.engine.listing import cas_split, is_key, manifest_key
 from cacher.errors import CacherError
 from cacher.keying.scopes import RESERVED
 from cacher.stores.base import LEFTOVER_AGE, ObjectInfo, Store
@@ -59,18 +59,32 @@ class Census:
 
     manifests: tuple[ObjectInfo, ...]
     packs: dict[str, ObjectInfo]
+    #: By key directory (`directory`): the newest modification time of the other keys there
+    #: (archives and anything else that is no manifest, pack or record).
+    others: dict[str, float] = field(default_factory=dict)
 
 
 def census(root: Store) -> Census:
     """List ``root`` (the store under the configured prefix) once, keeping manifests and packs."""
     manifests: list[ObjectInfo] = []
     packs: dict[str, ObjectInfo] = {}
+    others: dict[str, float] = {}
     for obj in root.iter_list(""):
         if manifest_key(obj.key) is not None:
             manifests.append(obj)
         elif cas_split(obj.key) is not None and _is_pack(obj.key):
             packs[obj.key] = obj
-    return Census(tuple(manifests), packs)
+        elif is_key(obj.key):
+            at = directory(obj.key)
+            when = obj.modified.timestamp() if obj.modified is not None else float("inf")
+            others[at] = max(others.get(at, when), when)
+    return Census(tuple(manifests), packs, others)
+
+
+def directory(name: str) -> str:
+    """The directory of a key (a manifest's, its namespace kept): what comes before its last
+    ``/``. Restore keys compare the keys of one such family by modification time."""
+    return (manifest_key(name) or name).rpartition("/")[0]
 
 
 def _is_pack(name: str) -> bool:
@@ -190,7 +204,7 @@ def sweep(
         return Sweep(dry_run, live=live, unreadable=marked.unreadable)
     record = read_record(layout)
     cutoff = now - grace
-    repacked = _repack(layout, marked, own, cutoff, dry_run, frozenset(record)) if repack else None
+    repacked = _repack(layout, found, marked, own, cutoff, dry_run, frozenset(record)) if repack else None
     if repacked is not None and repacked.now_naming:  # the repacked manifests name new packs now
         naming = {**marked.naming, **repacked.now_naming}
         marked = replace(marked, referenced=frozenset(ref for refs in naming.values() for ref in refs))
@@ -223,14 +237,16 @@ def sweep(
 
 
 def _repack(
-    layout: CasLayout, marked: Marked, own: dict[str, ObjectInfo], cutoff: float, dry_run: bool,
-    renew: frozenset[str],
+    layout: CasLayout, found: Census, marked: Marked, own: dict[str, ObjectInfo], cutoff: float,
+    dry_run: bool, renew: frozenset[str],
 ) -> Repack:
     """The repack of the job's mostly-dead packs (`cacher.engine.cas_repack`)."""
-    from cacher.engine.cas_repack import mostly_dead, repack
+    from cacher.engine.cas_repack import Order, mostly_dead, repack
 
     dead = mostly_dead(layout, own, marked.used, marked.naming, cutoff)
-    return repack(layout, dead, marked.naming, dry_run=dry_run, renew=renew)
+    order = Order(found)
+    dead = order.keep_order(dead, marked.naming)
+    return repack(layout, dead, marked.naming, order, dry_run=dry_run, renew=renew)
 
 
 def _unchanged(root: Store, obj: ObjectInfo, since: float) -> bool:

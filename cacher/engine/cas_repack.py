@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -33,6 +34,7 @@ from cacher.cas.pack import PACK_TARGET, Packer, PackInfo
 from cacher.cas.packread import read_blobs, read_index
 from cacher.cas.plan import to_fetch
 from cacher.cas.root import Root, Stored, cut_parts, encode_root, load
+from cacher.engine.cas_gc import Census, directory
 from cacher.engine.cas_layout import CasLayout
 from cacher.engine.listing import cas_split
 from cacher.errors import CacherError
@@ -40,7 +42,7 @@ from cacher.keying.scopes import RESERVED
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import Writable
 
-__all__ = ["LIVE_SHARE", "Repack", "mostly_dead", "own_manifest", "repack"]
+__all__ = ["LIVE_SHARE", "Order", "Repack", "mostly_dead", "own_manifest", "repack"]
 
 #: A pack whose used frames hold less than this share of its bytes is repacked.
 LIVE_SHARE = 0.5
@@ -122,24 +124,79 @@ def _live(layout: CasLayout, ref: str, size: int, blobs: Mapping[str, BlobLocati
     return live, sum(length for length, _ in frames.values())
 
 
+class Order:
+    """Keeps the order restore keys see. Saving a manifest again makes it the newest object
+    of its key's directory (`cacher.engine.cas_gc.directory`: ``deps/`` of ``deps/<hash>``),
+    and restore keys take the newest. So the manifests saved again in a directory must be
+    newer already than every other key there, and are saved oldest first, a second apart at
+    least (S3 keeps whole seconds): a pack that an older tree names while a newer one does not
+    waits instead until the older tree is pruned, then goes whole."""
+
+    def __init__(self, found: Census) -> None:
+        self.when = {m.key: _time(m) for m in found.manifests}
+        self.others = found.others
+        self.by_dir: dict[str, list[str]] = {}
+        for name in self.when:
+            self.by_dir.setdefault(directory(name), []).append(name)
+        self.written: dict[str, float] = {}
+
+    def keep_order(
+        self, dead: Mapping[str, ObjectInfo], naming: Mapping[str, frozenset[str]]
+    ) -> dict[str, ObjectInfo]:
+        """The packs of ``dead`` whose manifests can all be saved again in order."""
+        left = dict(dead)
+        while True:
+            chosen = {n for n, refs in naming.items() if refs & left.keys()}
+            blocked: set[str] = set()
+            for at in {directory(n) for n in chosen}:
+                members = [n for n in self.by_dir.get(at, ()) if n in chosen]
+                rest = [self.when[n] for n in self.by_dir.get(at, ()) if n not in chosen]
+                if max([*rest, self.others.get(at, float("-inf"))]) >= min(self.when[n] for n in members):
+                    blocked.update(members)
+            if not blocked:
+                return left
+            for name in blocked:
+                for ref in naming[name]:
+                    left.pop(ref, None)
+
+    def oldest_first(self, manifests: list[str]) -> list[str]:
+        return sorted(manifests, key=lambda n: (self.when.get(n, 0.0), n))
+
+    def wait_turn(self, name: str) -> None:
+        """Before saving ``name`` again: let the second of the last one saved in its
+        directory pass."""
+        last = self.written.get(directory(name))
+        if last is not None and int(time.time()) <= int(last):
+            time.sleep(int(last) + 1 - time.time() + 0.01)
+
+    def saved(self, name: str) -> None:
+        self.written[directory(name)] = time.time()
+
+
+def _time(obj: ObjectInfo) -> float:
+    return obj.modified.timestamp() if obj.modified is not None else float("inf")
+
+
 def repack(
     layout: CasLayout,
     dead: Mapping[str, ObjectInfo],
     naming: Mapping[str, frozenset[str]],
+    order: Order,
     *,
     dry_run: bool,
     renew: frozenset[str] = frozenset(),
 ) -> Repack:
     """Save again every own manifest of ``naming`` that names a pack of ``dead`` (see the
-    module's text); ``renew``: packs to store again even if one of that id is there (those
-    the sweep condemned)."""
-    chosen = sorted(n for n, refs in naming.items() if own_manifest(n, layout.own) and refs & dead.keys())
+    module's text), oldest first (`Order`); ``renew``: packs to store again even if one of
+    that id is there (those the sweep condemned)."""
+    mine = [n for n, refs in naming.items() if own_manifest(n, layout.own) and refs & dead.keys()]
+    chosen = order.oldest_first(mine)
     if not chosen:
         return Repack(dry_run)
     if dry_run:
         would = {ref for name in chosen for ref in naming[name] & dead.keys()}
         return Repack(True, tuple(sorted(would)), sum(dead[ref].size for ref in would), tuple(chosen))
-    mover = _Mover(layout, frozenset(dead), renew)
+    mover = _Mover(layout, frozenset(dead), renew, order)
     done: list[str] = []
     skipped: list[str] = []
     now_naming: dict[str, frozenset[str]] = {}
@@ -161,8 +218,8 @@ def repack(
 class _Mover:
     """Saves manifests again off the ``dead`` packs, keeping the blobs it moved for the next."""
 
-    def __init__(self, layout: CasLayout, dead: frozenset[str], renew: frozenset[str]) -> None:
-        self.layout, self.dead, self.renew = layout, dead, renew
+    def __init__(self, layout: CasLayout, dead: frozenset[str], renew: frozenset[str], order: Order) -> None:
+        self.layout, self.dead, self.renew, self.order = layout, dead, renew, order
         self.moved: dict[str, Place] = {}
         self.written = 0
 
@@ -180,11 +237,13 @@ class _Mover:
             again = load(root, self.layout.read)  # every part read back and checked
             if again.manifest.entries != old.manifest.entries:
                 return None
+            self.order.wait_turn(name)
             now = _read(store, key)
             if now is None or now[1] != data:
                 return None  # an upload replaced it meanwhile: it wins
             with store.writer(names.manifest_name(key), dict(info.metadata)) as out:
                 out.write(root)
+            self.order.saved(name)
         except (CacherError, OSError):
             return None
         return frozenset(ref for ref, _ in again.known().values())

@@ -204,3 +204,34 @@ def test_another_scopes_manifest_is_never_rewritten(
     manifests = [k for k in was if names.MANIFESTS in k]
     assert manifests and all(now[k] == was[k] for k in manifests)
     assert restored(cacher, store_env, "tree-c", tmp_path / "r", **feature) == snapshot(c)
+
+
+def test_a_tree_is_saved_again_only_when_restore_keys_still_see_the_same_newest(
+    cacher: Cacher, env: dict[str, str], store_env: dict[str, str], cacher_registry: Registry, tmp_path: Path
+) -> None:
+    a, b = two_trees(tmp_path)
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "new.txt").write_text("the newest deps, none of a's files\n")
+    upload(cacher, store_env, "deps/a", a)
+    upload(cacher, store_env, "deps/b", b, "--base", "deps/a")
+    time.sleep(1.1)  # S3 keeps whole seconds
+    upload(cacher, store_env, "deps/c", c)
+    run = cacher("delete", "deps/a", extra_env=store_env)
+    assert run.code == 0, run
+    j = job(env, store_env, cacher_registry)
+    was = everything(j.cas_layout)
+    later = time.time() + 2 * DAY
+    # deps/b names a's mostly-dead pack, but saved again it would be newer than deps/c, which a
+    # restore key deps/ takes now: it is left as it is, and the pack waits for deps/b to go.
+    swept = sweep(j.cas_layout, now=later)
+    assert swept.repacked is not None and swept.repacked.manifests == () and swept.repacked.packs == ()
+    assert all(everything(j.cas_layout)[k] == v for k, v in was.items() if names.MANIFESTS in k)
+
+    time.sleep(1.1)
+    upload(cacher, store_env, "other/x", c)  # newer, in another directory: no restore key sees both
+    run = cacher("delete", "deps/c", extra_env=store_env)
+    assert run.code == 0, run
+    swept = sweep(j.cas_layout, now=later)
+    assert swept.repacked is not None and swept.repacked.manifests == (names.manifest_name("deps/b"),)
+    assert restored(cacher, store_env, "deps/b", tmp_path / "r") == snapshot(b)
