@@ -1,10 +1,12 @@
-"""The transfer verbs without building the command line.
+"""The transfer verbs, and ``list``, without building the command line.
 
 A CI job runs ``cacher exists KEY``, ``cacher download KEY DEST`` and ``cacher dir download KEY
 DIR`` many times, and building the cyclopts application (importing cyclopts and assembling
 every kind's commands) costs more than the request itself. For a command line made only of a
 kind's ``upload``, ``download`` or ``exists``, its positional arguments and a few plain flags,
-this module parses it itself and runs the same `KindVerbs` with the same `Session`. Anything
+this module parses it itself and runs the same `KindVerbs` with the same `Session`; the same
+for ``list [PREFIX]`` with ``--long`` and those flags (`cacher.cli.listview`: among a thousand
+keys the application was a third of the listing's time). Anything
 else (``--help``, store flags, an unknown or repeated flag, an empty argument, the wrong
 number of arguments) returns None and goes to the full parser, so errors and help read the
 same either way; `tests/cli/test_fastpath.py` runs accepted lines both ways.
@@ -27,6 +29,8 @@ from cacher.registry import Registry
 
 #: The verbs taken here; ``ensure`` (a build command after ``--``) always goes the long way.
 VERBS = TRANSFER_VERBS
+#: The one core command taken here.
+LIST = "list"
 #: Store flags without a value (``--soft-fail``, ``--read-only``, …): the boolean settings
 #: of the one declaration, `cacher.config.Settings`.
 STORE_SWITCHES = {spec.flag: spec.name for spec in FIELDS if spec.type is bool}
@@ -67,12 +71,15 @@ def _read_by_main(line: _Line) -> None:
     """``--debug``: `cacher.cli.main` reads it from the whole command line."""
 
 
-def _grammar(verb: str, kind_cls: type[Kind]) -> tuple[dict[str, _Switch], dict[str, _Valued]]:
-    """The flags ``verb`` of this kind takes here: those without a value and those with one.
-    Later entries win a shared name: output flags over store switches over the kind's own."""
-    mine = [o for o in kind_cls.options if verb in o.verbs]
+def _grammar(verb: str, kind_cls: type[Kind] | None) -> tuple[dict[str, _Switch], dict[str, _Valued]]:
+    """The flags ``verb`` of this kind (None: ``list``) takes here: those without a value and
+    those with one. Later entries win a shared name: output flags over store switches over the
+    kind's own."""
+    mine = [o for o in kind_cls.options if verb in o.verbs] if kind_cls is not None else []
     switches: dict[str, _Switch] = {}
     valued: dict[str, _Valued] = {}
+    if verb == LIST:
+        switches["--long"] = partial(_set_option, "long", value=True)
     for o in mine:
         flag = f"--{o.name.replace('_', '-')}"
         if o.type is bool:
@@ -90,7 +97,7 @@ def _grammar(verb: str, kind_cls: type[Kind]) -> tuple[dict[str, _Switch], dict[
     return switches, valued
 
 
-def _parse(tokens: list[str], verb: str, kind_cls: type[Kind]) -> _Line | None:
+def _parse(tokens: list[str], verb: str, kind_cls: type[Kind] | None) -> _Line | None:
     line = _Line()
     switches, valued = _grammar(verb, kind_cls)
     while tokens:
@@ -137,7 +144,9 @@ def _arity_fits(line: _Line, verb: str, kind_cls: type[Kind]) -> bool:
 
 
 def fast_transfer(args: Sequence[str], registry: Registry) -> int | None:
-    """Run ``[KIND] upload|download|exists …`` when the line is plain; None otherwise."""
+    """Run ``[KIND] upload|download|exists …`` or ``list …`` when the line is plain; None otherwise."""
+    if args[:1] == [LIST]:
+        return _fast_list(list(args[1:]), registry)
     if args[:1] and args[0] in VERBS:
         kind_name, verb, rest = "file", args[0], list(args[1:])
     elif len(args) >= 2 and args[1] in VERBS and args[0] in registry.names("kinds"):
@@ -161,3 +170,16 @@ def fast_transfer(args: Sequence[str], registry: Registry) -> int | None:
     if verb == "upload":
         return verbs.upload(session, key, targets, force=line.force, options=options)
     return verbs.download(session, key, targets, restore_key=line.restore_keys or None, options=options)
+
+
+def _fast_list(rest: list[str], registry: Registry) -> int | None:
+    """``list [PREFIX] [--long]`` with the output flags and store switches, run as
+    `cacher.cli.objects` runs it; None for anything else."""
+    line = _parse(rest, LIST, None)
+    if line is None or len(line.positionals) > 1 or not all(line.positionals):
+        return None
+    from cacher.cli.listview import list_keys
+
+    session = Session(line.flags, registry, Reporter(quiet=line.quiet, json_output=line.json))
+    prefix = line.positionals[0] if line.positionals else ""
+    return list_keys(session, prefix, long=bool(line.options.get("long")))

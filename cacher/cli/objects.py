@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import Parameter
 
 from cacher import engine
 from cacher.cas.names import manifest_name
+from cacher.cli.listview import iso as _iso
+from cacher.cli.listview import list_keys
+from cacher.cli.listview import listed_doc as _doc
+from cacher.cli.listview import listed_name as _name
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
-from cacher.cli.report import JSON_SCHEMA, Reporter, human_bytes
+from cacher.cli.report import human_bytes
 from cacher.cli.session import Session
 from cacher.config.durations import parse_duration
-from cacher.engine.listing import cas_split, shown, stored_keys
+from cacher.engine.listing import cas_split, stored_keys
 from cacher.errors import UsageError, exit_code
 from cacher.keying.scopes import in_reserved_namespace
 from cacher.registry import Registry
@@ -32,52 +33,8 @@ LocalFlag = Annotated[
 ]
 
 
-def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
-
-
-def _age(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "-"
-    seconds = max((now - when).total_seconds(), 0)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def _doc(obj: ObjectInfo) -> dict[str, Any]:
-    key, cas = shown(obj)
-    doc = {"key": key, "size": obj.size, "modified": _iso(obj.modified)}
-    return {**doc, "format": "cas"} if cas else doc
-
-
-def _name(obj: ObjectInfo) -> str:
-    """A listed key as a person reads it: a content-addressed tree's manifest as its KEY, marked."""
-    key, cas = shown(obj)
-    return f"{key}  [cas]" if cas else key
-
-
 def _leftover_doc(leftovers: Sequence[Leftover]) -> dict[str, int]:
     return {"count": len(leftovers), "bytes": sum(lo.size for lo in leftovers)}
-
-
-def _emit_listing(prefix: str, objects: Iterable[ObjectInfo]) -> None:
-    """``list --json``'s document, byte for byte as `Reporter.emit` writes it, with its array
-    written as the listing arrives. Nothing is written before the first page came: a store
-    that fails at once gets the error document alone (one failing midway leaves it unfinished)."""
-    listing = iter(objects)
-    first = next(listing, None)
-    head = json.dumps({"command": "list", "objects": []}, sort_keys=True)[:-2]
-    tail = json.dumps({"prefix": prefix, "schema": JSON_SCHEMA}, sort_keys=True)[1:]
-    sys.stdout.write(head)
-    separator = ""
-    for obj in itertools.chain([first] if first is not None else [], listing):
-        sys.stdout.write(separator + json.dumps(_doc(obj), sort_keys=True))
-        separator = ", "
-    sys.stdout.write(f"], {tail}\n")
-    sys.stdout.flush()
-    Reporter.documents += 1
 
 
 def list_command(registry: Registry) -> Callable[..., int]:
@@ -90,19 +47,7 @@ def list_command(registry: Registry) -> Callable[..., int]:
         output: OutputOptions | None = None,
     ) -> int:
         """List stored keys under a prefix, one per line (a content-addressed tree: KEY  [cas])."""
-        session = open_session(store, registry, output)
-        objects = stored_keys(session.store, prefix)  # printed as the pages arrive
-        if session.report.json_output:
-            _emit_listing(prefix, objects)
-            return exit_code("listed")
-        now = datetime.now(UTC)
-        for obj in objects:
-            if long:
-                when = _iso(obj.modified) or "-"
-                print(f"{obj.size:>14}  {when:20}  {_age(obj.modified, now):>5}  {_name(obj)}")
-            else:
-                print(_name(obj))
-        return exit_code("listed")
+        return list_keys(open_session(store, registry, output), prefix, long=long)
 
     list_.__name__ = "list"
     return list_

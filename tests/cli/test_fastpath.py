@@ -1,6 +1,6 @@
 """The fast path (`cacher.cli.fastpath`): the lines it takes behave exactly as through the full
 command line, the lines it does not take go there, and it never imports cyclopts, stevedore or
-s3fs for a plain ``exists``/``download``."""
+s3fs for a plain ``exists``/``download``/``list``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def _steady(text: str) -> str:
     import re
 
     text = re.sub(r'"(seconds|elapsed|duration_s|rate_bps|mib_per_s)": [0-9.e+-]+', r'"\1": 0', text)
+    text = re.sub(r"Z +[0-9]+[smhd]  ", "Z AGE  ", text)  # list --long: an age, counted at each run
     return re.sub(r"in [0-9.]+ s, [0-9.]+ [KMG]?i?B/s", "in S", text)
 
 
@@ -93,6 +94,11 @@ def test_accepted_lines_behave_as_through_the_full_parser(
         # every boolean setting is a switch here, read from the one declaration
         ["exists", "k/{side}", "--arch-suffix", "--soft-fail"],
         ["exists", "k/{side}", "--offline"],  # no local tier: the same config error either way
+        ["list", "k/{side}"],
+        ["list", "-q", "k/{side}", "--long"],
+        ["list", "d/{side}", "--json"],
+        ["list", "nothing/{side}", "--json"],  # an empty listing
+        ["list", "nothing/{side}", "--read-only"],
     ]
     for template in lines:
         results = {}
@@ -137,7 +143,13 @@ def test_accepted_lines_behave_as_through_the_full_parser(
         ["exists", "k", "--part-size-mb", "16"],  # a store flag with a value
         ["ensure", "k", "d", "--", "true"],
         ["dir", "ensure", "k", "d", "--", "true"],
-        ["list"],
+        ["list", "a", "b"],
+        ["list", ""],
+        ["list", "k", "--long", "--long"],
+        ["list", "k", "--local"],  # stats and prune have it, list has not: the full parser says so
+        ["list", "k", "--config", "c.toml"],
+        ["list", "--help"],
+        ["stats", "k"],
         ["nosuchkind", "exists", "k"],
         ["docker", "download", "k", "img", "--no-pull"],
         ["download", "k", "-"],
@@ -162,7 +174,7 @@ def _imports_after(env: dict[str, str], args: list[str], cwd: Path) -> tuple[int
     return run.returncode, set(modules)
 
 
-def test_exists_and_download_import_neither_the_parser_nor_the_upload_stack(
+def test_exists_download_and_list_import_neither_the_parser_nor_the_upload_stack(
     seaweed_s3: Any, s3_bucket: str, env: dict[str, str], cacher: Callable[..., CliRun], tmp_path: Path
 ) -> None:
     store = s3_store_env(seaweed_s3, s3_bucket)
@@ -182,6 +194,9 @@ def test_exists_and_download_import_neither_the_parser_nor_the_upload_stack(
     code, modules = _imports_after(full_env, ["download", "k", str(tmp_path / "back.bin")], tmp_path)
     assert code == 0
     assert (tmp_path / "back.bin").read_bytes() == b"x" * 4096
+    assert not heavy & modules, heavy & modules
+    code, modules = _imports_after(full_env, ["list", "k"], tmp_path)
+    assert code == 0
     assert not heavy & modules, heavy & modules
     # The long way still works and does import the parser.
     code, modules = _imports_after(full_env, ["exists", "k", "--no-read-only"], tmp_path)
