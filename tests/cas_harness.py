@@ -24,20 +24,20 @@ from tests.trees import make_tree
 
 PACKS = "_cas/packs/"
 MANIFESTS = "_cas/manifests/"
-#: Packs close at 16 MiB: a tree of ~40 MiB of incompressible data makes three.
-BIG_FILES, BIG_SIZE = 10, 4 << 20
+#: Packs close at 16 MiB: a tree of ~37 MiB of incompressible data makes three.
+BIG_FILES, BIG_SIZE = 9, 4 << 20
 SMALL_FILES = 300
 
 
-def cas_env(server: Any, bucket: str, proxy: FaultProxy | None = None) -> dict[str, str]:
+def cas_env(server: Any, bucket: str, proxy: FaultProxy | None = None, part_size_mb: int = 32) -> dict[str, str]:
     """The S3 store (through ``proxy`` if given), the cas format, packs sent as one PUT each
-    (the part size above a pack's), and timeouts long enough for a held request."""
+    unless ``part_size_mb`` is below a pack's size, and timeouts long enough for a held request."""
     return s3_env(
         server,
         bucket,
         proxy.endpoint if proxy is not None else None,
         CACHER_TREE_FORMAT="cas",
-        CACHER_PART_SIZE_MB="32",
+        CACHER_PART_SIZE_MB=str(part_size_mb),
         CACHER_READ_TIMEOUT="120",
         CACHER_METADATA_TIMEOUT="120",
     )
@@ -51,8 +51,17 @@ def _in(req: RecordedRequest, where: str) -> bool:
 
 
 def is_pack_put(req: RecordedRequest) -> bool:
-    """A pack being stored (one PUT: `cas_env` keeps packs under the part size)."""
-    return req.method == "PUT" and _in(req, PACKS)
+    """The request that stores a pack: its one PUT, or the completion of its multipart upload."""
+    if not _in(req, PACKS):
+        return False
+    if req.method == "PUT":
+        return "uploadId" not in req.query_params
+    return req.method == "POST" and "uploadId" in req.query_params
+
+
+def is_pack_write(req: RecordedRequest) -> bool:
+    """Any request that writes a pack or a part of one."""
+    return req.method in ("PUT", "POST") and _in(req, PACKS)
 
 
 def is_manifest_put(req: RecordedRequest) -> bool:
@@ -131,11 +140,11 @@ class Running:
 # -- trees and the bucket --------------------------------------------------------------------
 
 
-def data_files(seed: str = "", share: float = 1.0) -> dict[str, bytes]:
-    """The data files of a tree: ``SMALL_FILES`` small ones and ``BIG_FILES`` of 4 MiB, random.
+def data_files(seed: str = "", share: float = 1.0, big: int = BIG_FILES) -> dict[str, bytes]:
+    """The data files of a tree: ``SMALL_FILES`` small ones and ``big`` of 4 MiB, random.
     Every tree has the same first ``share`` of each group; the rest depends on ``seed``."""
     files: dict[str, bytes] = {}
-    for group, count, size in (("small", SMALL_FILES, 3000), ("big", BIG_FILES, BIG_SIZE)):
+    for group, count, size in (("small", SMALL_FILES, 3000), ("big", big, BIG_SIZE)):
         shared = round(count * share)
         for i in range(count):
             origin = "common" if i < shared else seed
