@@ -3,8 +3,9 @@
 After the mark (`cacher.engine.cas_gc.mark`), a pack of the job's own prefix is *mostly dead*
 when the blobs any manifest still uses hold less than `LIVE_SHARE` of its frames' bytes (a
 frame counted by the share of its blobs' bytes used, from the pack's index), it is older
-than the grace period, and every manifest naming it is the job's own (a pack another scope's
-tree names stays anyway: copying its blobs would only add bytes). Each own manifest naming
+than the grace period, every manifest naming it is the job's own (a pack another scope's
+tree names stays anyway: copying its blobs would only add bytes), and saving them again keeps
+the order restore keys see (`Order`). Each own manifest naming
 such a pack is saved again: the blobs of those packs are read (checked against their digests,
 as a restore does) into new packs under the job's own prefix, every other blob keeps its
 place, the parts are cut and stored as a save stores them (`cacher.cas.root.cut_parts`), and
