@@ -92,11 +92,24 @@ def _write(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _modes_kept_by_umask() -> frozenset[int]:
+    """The usual file modes a new file gets whole from ``open`` under this process's umask
+    (read from /proc without setting it: another thread may be creating files), so most files
+    need no ``fchmod``; none where the umask cannot be read."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith(b"Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return frozenset()
+    return frozenset(m for m in (0o644, 0o755, 0o444, 0o555, 0o600, 0o700, 0o664, 0o775) if not m & umask)
+
+
 def _place(root_fd: int, entries: Sequence[Entry], blob: Callable[[str], bytes]) -> None:
     made: list[str] = []  # every directory, in creation order: listed or implied
     attrs: dict[str, tuple[int, int]] = {}
     files: dict[str, None] = {}
     walk = _Path(root_fd, made)
+    as_created = _modes_kept_by_umask()
     try:
         for entry in entries:
             parent, _, name = entry.path.rpartition("/")
@@ -107,14 +120,16 @@ def _place(root_fd: int, entries: Sequence[Entry], blob: Callable[[str], bytes])
                 made.append(entry.path)
                 attrs[entry.path] = (mode, mtime)
             elif entry.type == "file":
-                fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=dir_fd)
+                kept = mode not in as_created  # else made with its mode: the umask keeps it whole
+                fd = os.open(name, _FILE_FLAGS, 0o600 if kept else mode, dir_fd=dir_fd)
                 try:
                     for chunk in entry.chunks:
                         data = blob(chunk.digest)
                         if len(data) != chunk.size:
                             raise IntegrityError(f"blob {chunk.digest} of {entry.path!r} has the wrong size")
                         _write(fd, data)
-                    os.fchmod(fd, mode)
+                    if kept:
+                        os.fchmod(fd, mode)
                     os.utime(fd, (mtime, mtime))
                 finally:
                     os.close(fd)

@@ -124,7 +124,7 @@ class BlobDir:
             return None
         try:
             st = os.fstat(fd)
-            data = _read(fd, size + 1) if stat.S_ISREG(st.st_mode) and st.st_size == size else b""
+            data = _read(fd, size) if stat.S_ISREG(st.st_mode) and st.st_size == size else b""
             good = len(data) == size and hashlib.sha256(data).hexdigest() == digest
             stale = good and self.writable and time.time() - st.st_mtime > TOUCH_AFTER
             if stale and self._shard(digest, create=False) is not None:
@@ -310,20 +310,23 @@ class Blobs:
         """The blob ``digest``, checked: fetched now if it is still to come (with the reads
         planned before it), from memory if it waits there, else from a directory, else (a
         file damaged since it was found) fetched again, alone."""
-        while digest in self._pending and self._reads:
-            self._pull()
+        if self._pending:
+            while digest in self._pending and self._reads:
+                self._pull()
         self._uses[digest] -= 1
-        fresh = self._fresh.pop(digest, None)
-        if fresh is not None:
-            self._fresh_bytes -= len(fresh)
-            if self._uses[digest] > 0 and not self.spill.keeps:
-                self.spill.put(digest, fresh)  # named again later in the tree
-            return fresh
+        if self._fresh:
+            fresh = self._fresh.pop(digest, None)
+            if fresh is not None:
+                self._fresh_bytes -= len(fresh)
+                if self._uses[digest] > 0 and not self.spill.keeps:
+                    self.spill.put(digest, fresh)  # named again later in the tree
+                return fresh
         size = self.sizes[digest]
-        for directory in self._dirs():
-            data = directory.get(digest, size)
-            if data is not None:
-                return data
+        data = self.spill.get(digest, size)
+        if data is None and self.shared is not None:
+            data = self.shared.get(digest, size)
+        if data is not None:
+            return data
         ref, loc = self.places[digest]
         return self._fetch_one(ref, loc)
 
