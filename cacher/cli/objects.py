@@ -284,10 +284,10 @@ def _repack_doc(swept: Sweep) -> dict[str, int]:
     """The repack of mostly-dead packs (`cacher.engine.cas_repack`) in the prune's document."""
     done = swept.repacked
     if done is None:
-        return {"repacked": 0, "repacked_bytes": 0, "rewritten": 0, "written_bytes": 0}
+        return {"repacked": 0, "repacked_bytes": 0, "rewritten": 0, "written_bytes": 0, "repack_skipped": 0}
     return {
         "repacked": len(done.packs), "repacked_bytes": done.freed,
-        "rewritten": len(done.manifests), "written_bytes": done.written,
+        "rewritten": len(done.manifests), "written_bytes": done.written, "repack_skipped": len(done.skipped),
     }
 
 

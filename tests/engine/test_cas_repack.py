@@ -170,7 +170,8 @@ def test_a_dry_run_and_a_read_only_job_write_nothing(
         run = cacher(*args, "--json", extra_env={**store_env, **more})
         assert run.code == 0, run
         packs = json.loads(run.out)["packs"]
-        assert (packs["repacked"], packs["rewritten"], packs["written_bytes"]) == (1, 1, 0), packs
+        counts = (packs["repacked"], packs["rewritten"], packs["written_bytes"], packs["repack_skipped"])
+        assert counts == (1, 1, 0, 0), packs
         assert packs["repacked_bytes"] == dry.repacked.freed
         assert everything(j.cas_layout) == was
     run = cacher(*prune, "--dry-run", extra_env=store_env)
