@@ -2,7 +2,8 @@
 stopped by a proxy hold (tests/cas_harness.py, `tests.fault_proxy.Hold`) at a chosen request, then
 killed there or let go while another process runs. Uploads killed before their manifest or
 between their packs, two uploads of overlapping trees interleaved, a prune beside an upload in
-flight, a restore and a prune killed mid-way: each says what exit codes and objects are left,
+flight, a restore and a prune killed mid-way, a restore in flight while a prune repacks its
+tree, a prune killed before its repacked manifest: each says what exit codes and objects are left,
 and that every tree a manifest names still restores exactly. The last one, a condemned pack an
 upload stores again while a prune is deleting, fails today (xfail, strict: see its reason)."""
 
@@ -308,3 +309,61 @@ def test_a_condemned_pack_an_upload_stores_again_while_a_prune_deletes_stays(
     # already on its way (checked, then held) cannot be saved; the others must stay.
     lost = stored - packs_in(seaweed_s3, s3_bucket)
     assert len(lost) <= 1, json.loads(done.out)["packs"]
+
+
+def mostly_dead(direct: dict[str, str], server: Any, bucket: str, tmp_path: Path) -> tuple[Path, set[str]]:
+    """Tree "b" stored on the base "a", which is deleted then: of a's packs, b uses one file of
+    the first and the small files of the last (both mostly dead: a prune repacks them), none of
+    the second. (b's tree, a's packs)"""
+    files = data_files()
+    a = build_tree(tmp_path / "a", files)
+    b = build_tree(tmp_path / "b", {n: d for n, d in files.items() if not n.startswith("data/big/") or n.endswith("/f000")})
+    stored = run(direct, tmp_path, "dir", "upload", "a", str(a))
+    assert stored.code == 0, stored
+    packs_a = packs_in(server, bucket)
+    stored = run(direct, tmp_path, "dir", "upload", "b", str(b), "--base", "a")
+    assert stored.code == 0, stored
+    assert run(direct, tmp_path, "delete", "a").code == 0
+    return b, packs_a
+
+
+def test_a_restore_in_flight_while_a_prune_repacks_its_tree_completes(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tmp_path: Path,
+) -> None:
+    b, packs_a = mostly_dead(direct, seaweed_s3, s3_bucket, tmp_path)
+    held = proxy.hold(lambda r: is_pack_read(r) and r.path.lstrip("/").partition("/")[2] in packs_a)
+    restore = start(via, "dir", "download", "b", str(tmp_path / "dest"))
+    held.wait()  # the restore read b's manifest, naming a's packs, and reads them
+    doc = prune(direct, tmp_path, "--pack-grace", "0s")
+    assert doc["packs"]["rewritten"] == 1 and doc["packs"]["repacked"] >= 1, doc
+    assert doc["packs"]["deleted"] == [], doc  # condemned: a restore in flight may still read them
+    held.release()
+    done = restore.finish()
+    assert done.code == 0, done
+    assert snapshot(tmp_path / "dest") == snapshot(b)
+
+    last = prune(direct, tmp_path, "--pack-grace", "0s")  # a grace period on (0s): they go
+    assert not packs_a & packs_in(seaweed_s3, s3_bucket), last
+    restores(direct, tmp_path, "b", b)
+
+
+def test_a_prune_killed_before_its_repacked_manifest_leaves_the_tree_as_it_was(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tmp_path: Path,
+) -> None:
+    b, packs_a = mostly_dead(direct, seaweed_s3, s3_bucket, tmp_path)
+    held = proxy.hold(is_manifest_put)
+    pruning = start(via, "--json", "prune", "--all-projects", "--older-than", "3650d", "--pack-grace", "0s")
+    held.wait()  # the new packs stored, b's manifest about to be replaced
+    assert pruning.kill().code == KILLED
+    held.drop()
+    assert packs_a <= packs_in(seaweed_s3, s3_bucket)
+    restores(direct, tmp_path, "b", b)  # the old manifest, the old packs
+
+    doc = prune(direct, tmp_path, "--pack-grace", "0s")  # repacks again; the orphans are young
+    assert doc["packs"]["rewritten"] == 1, doc
+    prune(direct, tmp_path, "--pack-grace", "0s")
+    prune(direct, tmp_path, "--pack-grace", "0s")
+    assert not packs_a & packs_in(seaweed_s3, s3_bucket)
+    restores(direct, tmp_path, "b", b)
