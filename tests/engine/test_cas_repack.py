@@ -236,3 +236,31 @@ def test_a_tree_is_saved_again_only_when_restore_keys_still_see_the_same_newest(
     swept = sweep(j.cas_layout, now=later)
     assert swept.repacked is not None and swept.repacked.manifests == (names.manifest_name("deps/b"),)
     assert restored(cacher, store_env, "deps/b", tmp_path / "r") == snapshot(b)
+
+
+def test_trees_sharing_a_mostly_dead_pack_share_its_new_copy(
+    cacher: Cacher, env: dict[str, str], store_env: dict[str, str], cacher_registry: Registry, tmp_path: Path
+) -> None:
+    a, b = two_trees(tmp_path)
+    c = tmp_path / "c"
+    shutil.copytree(b, c, symlinks=True)
+    (c / "pkg" / "a.txt").write_text("changed in c\n")
+    upload(cacher, store_env, "tree-a", a)
+    upload(cacher, store_env, "tree-b", b, "--base", "tree-a")
+    upload(cacher, store_env, "tree-c", c, "--base", "tree-b")
+    run = cacher("delete", "tree-a", extra_env=store_env)
+    assert run.code == 0, run
+    j = job(env, store_env, cacher_registry)
+    swept = sweep(j.cas_layout, now=time.time() + 2 * DAY)
+    assert swept.repacked is not None and len(swept.repacked.packs) == 1
+    assert set(swept.repacked.manifests) == {names.manifest_name("tree-b"), names.manifest_name("tree-c")}
+    where = []
+    for key in ("tree-b", "tree-c"):
+        found = read_manifest(j.store, key, j.cas_layout)
+        assert found is not None
+        places = found.stored.manifest.locations()
+        f0 = next(e for e in found.stored.manifest.entries if e.path == "f0").chunks[0].digest
+        where.append(places[f0])
+    assert where[0] == where[1] and where[0][0] not in swept.repacked.packs  # one new copy, named by both
+    assert restored(cacher, store_env, "tree-b", tmp_path / "rb") == snapshot(b)
+    assert restored(cacher, store_env, "tree-c", tmp_path / "rc") == snapshot(c)
