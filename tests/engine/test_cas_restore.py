@@ -1,5 +1,6 @@
-"""Restoring content-addressed trees (issue 30): a stored manifest restores through the dir
-kind's unpack (the tree comes back equal), a runner whose local tier holds the blobs fetches
+"""Restoring content-addressed trees (issue 30): a stored manifest restores into the dir
+kind's staging directory, written straight from its entries (the tree comes back equal, and
+equal to what its export extracts to), a runner whose local tier holds the blobs fetches
 almost nothing, a damaged blob on disk is fetched again, a damaged pack or a hostile manifest
 is refused with the destination untouched and the key not poisoned, and a key stored in both
 formats restores the newer. On the file store and on SeaweedFS, through the engine as a job
@@ -479,3 +480,96 @@ def test_reads_come_in_the_order_the_tree_needs_them(store: dict[str, Any], tmp_
     for digest in saved.manifest.digests():  # handed out in tree order, nothing spilled
         blobs.get(digest)
     assert not list((tmp_path / "spill").rglob("*"))
+
+
+# -- the dir kind's tree written straight from the manifest (Kind.staging) -----------------------
+
+
+def test_the_written_tree_is_the_one_its_export_extracts_to(store: dict[str, Any], tmp_path: Path) -> None:
+    """A dir restore writes the tree itself (no tar stream): it equals what GNU tar extracts
+    from `cacher dir export` of the same key, modes, times, links and empty directories."""
+    import shutil
+
+    from cacher.engine import cas_export
+
+    if shutil.which("tar") is None or b"GNU tar" not in subprocess.run(
+        ["tar", "--version"], capture_output=True, check=False
+    ).stdout:
+        pytest.skip("GNU tar is not installed")
+    job = job_for(store["env"])
+    tree = full_tree(tmp_path / "tree")
+    (tree / "ro-dir" / "inner").mkdir(parents=True)
+    (tree / "ro-dir" / "inner" / "f").write_text("under a read-only directory")
+    os.link(tree / "ro-dir" / "inner" / "f", tree / "later-link")  # its first name is read-only
+    (tree / "ro-dir" / "inner").chmod(0o555)
+    (tree / "ro-dir").chmod(0o555)
+    os.utime(tree / "ro-dir", (1_500_000_000, 1_500_000_000))
+    try:
+        store_tree(job, "k", tree)
+        assert restore(job, "k", tmp_path / "written").outcome == "hit"
+        archive = tmp_path / "export.tar"
+        kind = job.registry.kind("dir")
+        request = engine.DownloadRequest(kind, job.registry.codec("zstd"), "k", None, {})
+        with open(archive, "wb") as sink:
+            cas_export.export(job.store, job.for_download(request), sink)
+        (tmp_path / "extracted").mkdir()
+        untar = subprocess.run(
+            ["tar", "-x", "-p", "-f", str(archive), "-C", str(tmp_path / "extracted")], capture_output=True, check=False
+        )
+        assert untar.returncode == 0, untar.stderr
+        written = snapshot(tmp_path / "written")
+        assert written == snapshot(tmp_path / "extracted") == snapshot(tree)
+        assert written["ro-dir"][1] == 0o555 and written["ro-dir/inner/f"][4] == written["later-link"][4]
+    finally:
+        for root in (tree, tmp_path / "written", tmp_path / "extracted"):
+            for path in (root / "ro-dir", root / "ro-dir" / "inner"):
+                if path.is_dir():
+                    path.chmod(0o755)
+
+
+def test_the_placer_refuses_a_path_through_a_link_and_writes_nothing_outside(tmp_path: Path) -> None:
+    """`cacher.cas.place` holds the extractor's rule by itself (not only through check_tree):
+    a file under an entry that is a symlink is refused, nothing lands where the link points."""
+    from cacher.cas.place import place_tree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    entry, blobs = _file("a/f", b"through the link")
+    with pytest.raises(ObjectRefused):
+        place_tree((Entry("a", "symlink", 0o777, 0, target=str(outside)), entry), blobs.__getitem__, root)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_tier_blob_altered_or_replaced_by_a_link_is_not_placed(store: dict[str, Any], tmp_path: Path) -> None:
+    """A tier blob changed on disk with its size and time kept, and one replaced by a link to
+    a file of the right bytes, are never placed: both are fetched again, checked, and the link
+    (not what it names) replaced."""
+    tier = tmp_path / "tier"
+    job = job_for(store["env"], CACHER_LOCAL_TIER=str(tier))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "one.txt").write_bytes(b"the first file's bytes\n" * 100)
+    (tree / "two.txt").write_bytes(b"the second file's bytes\n" * 100)
+    store_tree(job, "k", tree)
+    restore(job, "k", tmp_path / "first")
+    one_digest = hashlib.sha256((tree / "one.txt").read_bytes()).hexdigest()
+    one = tier / TIER_BLOBS / one_digest[:2] / one_digest
+    two_digest = hashlib.sha256((tree / "two.txt").read_bytes()).hexdigest()
+    two = tier / TIER_BLOBS / two_digest[:2] / two_digest
+    stamp = one.stat().st_mtime
+    data = bytearray(one.read_bytes())
+    data[7] ^= 0x20
+    one.write_bytes(bytes(data))
+    os.utime(one, (stamp, stamp))
+    lure = tmp_path / "lure"
+    lure.write_bytes((tree / "two.txt").read_bytes())
+    two.unlink()
+    two.symlink_to(lure)
+
+    again = restore(job_for(store["env"], CACHER_LOCAL_TIER=str(tier)), "k", tmp_path / "second")
+    assert snapshot(tmp_path / "second") == snapshot(tree)
+    assert again.cas_blobs == (2, 1)  # both fetched; the altered one was first found by its size
+    assert one.read_bytes() == (tree / "one.txt").read_bytes()
+    assert not two.is_symlink() and lure.read_bytes() == (tree / "two.txt").read_bytes()
