@@ -5,8 +5,8 @@ DIR`` many times, and building the cyclopts application (importing cyclopts and 
 every kind's commands) costs more than the request itself. For a command line made only of a
 kind's ``upload``, ``download`` or ``exists``, its positional arguments and a few plain flags,
 this module parses it itself and runs the same `KindVerbs` with the same `Session`; the same
-for ``list [PREFIX]`` with ``--long`` and those flags (`cacher.cli.listview`: among a thousand
-keys the application was a third of the listing's time). Anything
+for ``list [PREFIX] [--long]`` and ``stats [PREFIX]`` with those flags (`cacher.cli.listview`,
+`cacher.cli.statsview`: among a thousand keys the application was a third of their time). Anything
 else (``--help``, store flags, an unknown or repeated flag, an empty argument, the wrong
 number of arguments) returns None and goes to the full parser, so errors and help read the
 same either way; `tests/cli/test_fastpath.py` runs accepted lines both ways.
@@ -29,8 +29,8 @@ from cacher.registry import Registry
 
 #: The verbs taken here; ``ensure`` (a build command after ``--``) always goes the long way.
 VERBS = TRANSFER_VERBS
-#: The one core command taken here.
-LIST = "list"
+#: The core commands taken here: those that only read a listing.
+LIST, STATS = "list", "stats"
 #: Store flags without a value (``--soft-fail``, ``--read-only``, …): the boolean settings
 #: of the one declaration, `cacher.config.Settings`.
 STORE_SWITCHES = {spec.flag: spec.name for spec in FIELDS if spec.type is bool}
@@ -144,9 +144,10 @@ def _arity_fits(line: _Line, verb: str, kind_cls: type[Kind]) -> bool:
 
 
 def fast_transfer(args: Sequence[str], registry: Registry) -> int | None:
-    """Run ``[KIND] upload|download|exists …`` or ``list …`` when the line is plain; None otherwise."""
-    if args[:1] == [LIST]:
-        return _fast_list(list(args[1:]), registry)
+    """Run ``[KIND] upload|download|exists …``, ``list …`` or ``stats …`` when the line is
+    plain; None otherwise."""
+    if args[:1] == [LIST] or args[:1] == [STATS]:
+        return _fast_listing(args[0], list(args[1:]), registry)
     if args[:1] and args[0] in VERBS:
         kind_name, verb, rest = "file", args[0], list(args[1:])
     elif len(args) >= 2 and args[1] in VERBS and args[0] in registry.names("kinds"):
@@ -172,14 +173,19 @@ def fast_transfer(args: Sequence[str], registry: Registry) -> int | None:
     return verbs.download(session, key, targets, restore_key=line.restore_keys or None, options=options)
 
 
-def _fast_list(rest: list[str], registry: Registry) -> int | None:
-    """``list [PREFIX] [--long]`` with the output flags and store switches, run as
-    `cacher.cli.objects` runs it; None for anything else."""
-    line = _parse(rest, LIST, None)
+def _fast_listing(command: str, rest: list[str], registry: Registry) -> int | None:
+    """``list [PREFIX] [--long]`` or ``stats [PREFIX]`` with the output flags and store
+    switches, run as `cacher.cli.objects` runs them; None for anything else (``stats --local``
+    included: the full parser takes it)."""
+    line = _parse(rest, command, None)
     if line is None or len(line.positionals) > 1 or not all(line.positionals):
         return None
-    from cacher.cli.listview import list_keys
-
     session = Session(line.flags, registry, Reporter(quiet=line.quiet, json_output=line.json))
     prefix = line.positionals[0] if line.positionals else ""
+    if command == STATS:
+        from cacher.cli.statsview import show_stats
+
+        return show_stats(session, prefix)
+    from cacher.cli.listview import list_keys
+
     return list_keys(session, prefix, long=bool(line.options.get("long")))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
@@ -17,12 +16,12 @@ from cacher.cli.listview import listed_name as _name
 from cacher.cli.options import OutputOptions, StoreOptions, open_session
 from cacher.cli.report import human_bytes
 from cacher.cli.session import Session
+from cacher.cli.statsview import leftover_doc as _leftover_doc
+from cacher.cli.statsview import show_stats
 from cacher.config.durations import parse_duration
-from cacher.engine.listing import cas_split, stored_keys
 from cacher.errors import UsageError, exit_code
 from cacher.keying.scopes import in_reserved_namespace
 from cacher.registry import Registry
-from cacher.stores.base import Leftover, ObjectInfo
 
 if TYPE_CHECKING:
     from cacher.engine.cas_gc import Sweep
@@ -31,10 +30,6 @@ PrefixArg = Annotated[str, Parameter(help="Only keys that start with this (a pla
 LocalFlag = Annotated[
     bool, Parameter(help="The runner-local tier (local_tier) instead of the store; the store is not asked.")
 ]
-
-
-def _leftover_doc(leftovers: Sequence[Leftover]) -> dict[str, int]:
-    return {"count": len(leftovers), "bytes": sum(lo.size for lo in leftovers)}
 
 
 def list_command(registry: Registry) -> Callable[..., int]:
@@ -81,29 +76,6 @@ def delete_command(registry: Registry) -> Callable[..., int]:
     return delete
 
 
-def _tally(
-    objects: Iterable[ObjectInfo],
-) -> tuple[int, int, datetime | None, datetime | None, dict[str, tuple[int, int]], bool]:
-    """Count, bytes, oldest and newest time, (count, bytes) by first key segment, and whether
-    any object is content-addressed, of a listing consumed as it arrives (nothing per object
-    is kept)."""
-    cas = False
-    count = total = 0
-    oldest = newest = None
-    groups: dict[str, tuple[int, int]] = {}
-    for obj in objects:
-        count += 1
-        total += obj.size
-        cas = cas or cas_split(obj.key) is not None
-        name = obj.key.split("/", 1)[0] if "/" in obj.key else "(top level)"
-        n, size = groups.get(name, (0, 0))
-        groups[name] = (n + 1, size + obj.size)
-        if obj.modified is not None:
-            oldest = obj.modified if oldest is None or obj.modified < oldest else oldest
-            newest = obj.modified if newest is None or obj.modified > newest else newest
-    return count, total, oldest, newest, groups, cas
-
-
 def stats_command(registry: Registry) -> Callable[..., int]:
     def stats(
         prefix: PrefixArg = "",
@@ -119,69 +91,9 @@ def stats_command(registry: Registry) -> Callable[..., int]:
             from cacher.cli.tiercmd import local_stats
 
             return local_stats(session, prefix)
-        count, total, oldest, newest, groups, cas = _tally(session.store.iter_list(prefix))
-        by_segment = {name: {"objects": n, "bytes": size} for name, (n, size) in sorted(groups.items())}
-        leftovers = session.store.leftovers(prefix)
-        from cacher.fs.scratch import scratch_leftovers
-
-        scratch = scratch_leftovers(remove=False)  # this machine's, as staging leftovers are
-        summary: dict[str, Any] = {
-            "unfinished_uploads": _leftover_doc(leftovers),
-            "restore_scratch": {"count": len(scratch), "bytes": sum(size for _p, size in scratch)},
-            "objects": count,
-            "bytes": total,
-            "oldest": _iso(oldest),
-            "newest": _iso(newest),
-            "by_segment": by_segment,
-            "cas": _cas_doc(session, prefix, cas),
-        }
-        if session.report.json_output:
-            session.report.emit({"command": "stats", "prefix": prefix, **summary})
-            return exit_code("listed")
-        print(f"objects: {summary['objects']}")
-        print(f"bytes:   {total} ({human_bytes(total)})")
-        print(f"oldest:  {summary['oldest'] or '-'}")
-        print(f"newest:  {summary['newest'] or '-'}")
-        for name, group in by_segment.items():
-            print(f"  {name}: {group['objects']} objects, {human_bytes(group['bytes'])}")
-        cas = summary["cas"]
-        if cas["trees"] or cas["unreadable"]:
-            ratio = f"{cas['dedup_ratio']:.2f}x" if cas["dedup_ratio"] is not None else "-"
-            print(
-                f"content-addressed trees: {cas['trees']}, {human_bytes(cas['logical_bytes'])} as restored, "
-                f"{human_bytes(cas['stored_bytes'])} in the packs they reference (deduplication {ratio})"
-            )
-            if cas["unreadable"]:
-                print(f"  manifests that could not be read: {cas['unreadable']}")
-        if leftovers:
-            doc = summary["unfinished_uploads"]
-            print(f"unfinished uploads of killed jobs: {doc['count']}, {human_bytes(doc['bytes'])}")
-        if scratch:
-            doc = summary["restore_scratch"]
-            print(f"scratch of killed restores: {doc['count']}, {human_bytes(doc['bytes'])}")
-        return exit_code("listed")
+        return show_stats(session, prefix)
 
     return stats
-
-
-def _cas_doc(session: Session, prefix: str, listed: bool) -> dict[str, Any]:
-    """The content-addressed trees under ``prefix`` in the job's own prefix: how many, their
-    size as restored, the bytes of the packs they reference, and the ratio of the two. Their
-    manifests are looked for only when the listing held a content-addressed object (``listed``)
-    or one is stored under ``_cas/manifests/<prefix>``, which it does not reach."""
-    from cacher.engine.cas_gc import CasStats, cas_stats, within
-
-    layout = session.cas_layout
-    there = listed or next(iter(stored_keys(session.store, prefix, manifests_only=True)), None) is not None
-    found = cas_stats(layout, within(layout), prefix) if there else CasStats(0, 0, 0)
-    ratio = round(found.ratio, 3) if found.ratio is not None else None
-    return {
-        "trees": found.manifests,
-        "logical_bytes": found.logical,
-        "stored_bytes": found.stored,
-        "dedup_ratio": ratio,
-        "unreadable": len(found.unreadable),
-    }
 
 
 def prune_command(registry: Registry) -> Callable[..., int]:
