@@ -5,7 +5,7 @@ per file): the local tier's ``cas-blobs/`` when the job keeps copies there, else
 directory removed after the restore; then (``dir``) in the destination's previous tree. What
 is missing is fetched by coalesced ranged reads of the packs (`cacher.cas.plan.to_fetch`) and
 checked (`cacher.cas.packread`); memory holds one read, one frame and at most `FRESH` bytes of
-fetched blobs waiting to be streamed, the rest spilled to the directory, never the tree. A
+fetched blobs waiting to be written, the rest spilled to the directory, never the tree. A
 blob read back is checked again: a damaged or truncated file there is dropped and fetched. The tier's
 directory is shared by digest across scopes, which is safe because every blob is checked
 against the digest of a manifest the job itself chose; a read-only job reads it, never writes it.
