@@ -24,8 +24,8 @@ from tests.trees import make_tree
 
 PACKS = "_cas/packs/"
 MANIFESTS = "_cas/manifests/"
-#: Packs close at 16 MiB: a tree of ~37 MiB of incompressible data makes three.
-BIG_FILES, BIG_SIZE = 9, 4 << 20
+#: Packs close at 16 MiB: a tree of ~23 MiB of incompressible data makes two.
+BIG_FILES, BIG_SIZE = 5, 4 << 20
 SMALL_FILES = 300
 
 
