@@ -124,15 +124,18 @@ class FaultProxy(RecordingProxy):
         self.set_extra(None)
         self.release_all()
 
-    def release_all(self) -> None:
-        """Release every hold and forget them."""
+    def release_all(self, *, drop: bool = False) -> None:
+        """Release (or `Hold.drop`) every hold and forget them."""
         with self._extra_lock:
             holds, self._holds = self._holds, []
         for hold in holds:
-            hold.release()
+            if drop:
+                hold.drop()
+            else:
+                hold.release()
 
     def stop(self) -> None:
-        self.release_all()
+        self.release_all(drop=True)  # nothing a stopped test held reaches the store afterwards
         super().stop()
 
     def _choose_fault(self, req: RecordedRequest) -> tuple[str, int]:

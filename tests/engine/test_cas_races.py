@@ -61,11 +61,18 @@ def via(env: dict[str, str], seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy)
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Callable[..., Running]:
-    def run(env: dict[str, str], *args: str) -> Running:
-        return Running(list(args), env, tmp_path)
+def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start ``cacher`` in the background; a process a failed test left running is killed."""
+    started: list[Running] = []
 
-    return run
+    def begin(env: dict[str, str], *args: str) -> Running:
+        started.append(Running(list(args), env, tmp_path))
+        return started[-1]
+
+    yield begin
+    for proc in started:
+        if proc.proc.poll() is None:
+            proc.kill()
 
 
 def run(env: dict[str, str], cwd: Path, *args: str) -> Finished:
