@@ -13,7 +13,9 @@ removes them) and never a manifest naming a pack that is not there.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -40,8 +42,17 @@ __all__ = ["CODEC", "cas_upload", "settle_formats", "stored_manifest_exists", "t
 CODEC = "cas"
 #: Threads compressing frames (zstd releases the GIL): one per CPU.
 COMPRESSORS = max(2, os.cpu_count() or 2)
-#: Packs stored at once while the next fills: bounds memory to about three packs.
-IN_FLIGHT = 2
+#: Packs stored at once while the next fills: bounds memory to about two packs (a second pack
+#: stored at once cost 30 MiB of peak memory and gained no time against a local SeaweedFS:
+#: a pack is stored faster than the next one fills).
+IN_FLIGHT = 1
+#: Blocks of this size and more (file blocks, packs, upload parts) are mapped on their own, so
+#: they go back to the system when freed (`bound_allocator`).
+MMAP_THRESHOLD = 4 << 20
+#: Free memory above this at the top of the heap goes back to the system (glibc's default,
+#: which its own rule would raise with the threshold: 8 MiB more of peak memory, measured).
+TRIM_THRESHOLD = 128 << 10
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 def stored_manifest_exists(store: Store, key: str) -> bool:
@@ -55,6 +66,7 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
     layout = request.cas
     assert layout is not None  # the caller dispatches on it
     started = time.monotonic()
+    bound_allocator()
     reuse = plan_reuse(store, request, layout)
     known = reuse.known
     tree = request.kind.tree(request.targets, request.options)
@@ -90,6 +102,22 @@ def cas_upload(store: Store, request: UploadRequest) -> Result:
         request.key, outcome, request.kind.name, CODEC, saved.manifest.logical_size,
         sender.sent + len(saved.root), time.monotonic() - started, notes=notes,
     )
+
+
+def bound_allocator() -> None:
+    """Keep glibc's mmap threshold at `MMAP_THRESHOLD`. By default glibc raises it to the
+    largest block freed (up to 32 MiB): past the first pack, every file block, pack and upload
+    part is then carved from the arena of the thread that made it, and what is freed there
+    stays resident (94 MiB of free arena memory at the peak of uploading a 592 MB venv, a third
+    of the process). Elsewhere than glibc, nothing is done."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - a libc without mallopt
+        return
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
 def settle_formats(store: Store, request: UploadRequest) -> None:
