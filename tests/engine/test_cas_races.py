@@ -2,7 +2,7 @@
 stopped by a proxy hold (tests/cas_harness.py, `tests.fault_proxy.Hold`) at a chosen request, then
 killed there or let go while another process runs. Uploads killed before their manifest or
 between their packs, two uploads of overlapping trees interleaved, a prune beside an upload in
-flight, a restore and a prune killed mid-way, a restore in flight while a prune repacks its
+flight (and beside a restore), a restore and a prune killed mid-way, a restore in flight while a prune repacks its
 tree, a prune killed before its repacked manifest: each says what exit codes and objects are left,
 and that every tree a manifest names still restores exactly. One, a condemned pack an
 upload stores again while a prune is deleting, fails today (xfail, strict: see its reason)."""
@@ -215,6 +215,35 @@ def test_a_prune_beside_an_upload_between_its_packs_and_its_manifest_spares_its_
     assert done.code == 0, done
     assert packs_in(seaweed_s3, s3_bucket) == stored
     restores(direct, tmp_path, "k", tree)
+
+
+def test_an_upload_a_restore_and_a_prune_at_once(
+    seaweed_s3: Any, s3_bucket: str, proxy: FaultProxy, via: dict[str, str], direct: dict[str, str],
+    start: Callable[..., Running], tree: Path, tmp_path: Path,
+) -> None:
+    stored = run(direct, tmp_path, "dir", "upload", "old", str(tree))
+    assert stored.code == 0, stored
+    old_packs = packs_in(seaweed_s3, s3_bucket)
+    new = build_tree(tmp_path / "new", data_files("new", share=0.5))
+    uploaded, reading = proxy.hold(is_manifest_put), proxy.hold(is_pack_read, nth=2)
+    upload = start(via, "dir", "upload", "new", str(new), "--restore-key", "ol")
+    restore = start(via, "dir", "download", "old", str(tmp_path / "dest"))
+    uploaded.wait()
+    reading.wait()
+    new_packs = packs_in(seaweed_s3, s3_bucket) - old_packs
+    assert new_packs
+    # Even at a grace period of 0s one prune only condemns the packs of the upload in flight.
+    doc = prune(direct, tmp_path, "--pack-grace", "0s")
+    assert doc["packs"]["deleted"] == [] and doc["packs"]["condemned"] == len(new_packs), doc
+    uploaded.release()
+    reading.release()
+    done_upload, done_restore = upload.finish(), restore.finish()
+    assert (done_upload.code, done_restore.code) == (0, 0), (done_upload, done_restore)
+    assert snapshot(tmp_path / "dest") == snapshot(tree)
+    doc = prune(direct, tmp_path, "--pack-grace", "0s")  # named now: out of the record
+    assert doc["packs"]["deleted"] == [] and doc["packs"]["condemned"] == 0, doc
+    assert packs_in(seaweed_s3, s3_bucket) == old_packs | new_packs
+    restores(direct, tmp_path, "new", new)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
