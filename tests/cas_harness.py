@@ -3,11 +3,13 @@ real ``cacher`` processes against SeaweedFS, each through a `FaultProxy` whose h
 a chosen request, so a test knows where a process is before it kills it or runs another.
 
 Here: the requests worth holding (a pack's PUT, the manifest's PUT, a ranged GET of a pack, a
-pack's DELETE), a running process, trees big enough for several packs, and what the bucket holds.
+pack's DELETE), a running process and the checks the tests share (a tree restores exactly, a key
+is missing, a prune's document), trees big enough for several packs, and what the bucket holds.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -20,7 +22,7 @@ from typing import Any
 from tests.conftest import CACHER
 from tests.fault_proxy import FaultProxy, s3_env
 from tests.realparts.recording_proxy import RecordedRequest
-from tests.trees import make_tree
+from tests.trees import make_tree, snapshot
 
 PACKS = "_cas/packs/"
 MANIFESTS = "_cas/manifests/"
@@ -135,6 +137,37 @@ class Running:
                 self.proc.kill()
                 self.proc.wait()
         return Finished(self.proc.returncode, out, err)
+
+
+def run(env: dict[str, str], cwd: Path, *args: str) -> Finished:
+    """One ``cacher`` run to its end."""
+    return Running(list(args), env, cwd).finish()
+
+
+def restores(env: dict[str, str], cwd: Path, key: str, tree: Path) -> None:
+    """``key`` restores to a copy of ``tree`` (exit 0)."""
+    dest = cwd / f"restored-{key}"
+    got = run(env, cwd, "dir", "download", key, str(dest))
+    assert got.code == 0, got
+    assert snapshot(dest) == snapshot(tree)
+
+
+def prune(env: dict[str, str], cwd: Path, *extra: str) -> dict[str, Any]:
+    """A prune of the whole bucket that deletes no object by age; its JSON document."""
+    done = run(env, cwd, "--json", "prune", "--all-projects", "--older-than", "3650d", *extra)
+    assert done.code == 0, done
+    doc: dict[str, Any] = json.loads(done.out)
+    assert doc["deleted"] == [], doc
+    return doc
+
+
+def assert_missing(env: dict[str, str], cwd: Path, key: str) -> None:
+    """No tree under ``key``: exists exits 1, a restore misses (3) and writes nothing."""
+    assert run(env, cwd, "dir", "exists", key).code == 1
+    dest = cwd / f"miss-{key}"
+    missed = run(env, cwd, "dir", "download", key, str(dest))
+    assert missed.code == 3, missed
+    assert not dest.exists()
 
 
 # -- trees and the bucket --------------------------------------------------------------------

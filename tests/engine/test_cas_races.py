@@ -1,11 +1,11 @@
 """Kill-and-race tests of content-addressed trees on SeaweedFS: real ``cacher`` processes, each
-stopped by a proxy hold (tests/cas_harness.py, `tests.fault_proxy.Hold`) at a chosen request, then
-killed there or let go while another process runs. Uploads killed before their manifest or
+stopped by a proxy hold (tests/cas_harness.py, `tests.fault_proxy.Hold`) at a chosen request,
+then killed there or let go while another process runs. Uploads killed before their manifest or
 between their packs, two uploads of overlapping trees interleaved, a prune beside an upload in
-flight (and beside a restore), a restore and a prune killed mid-way, a restore in flight while a prune repacks its
-tree, a prune killed before its repacked manifest: each says what exit codes and objects are left,
-and that every tree a manifest names still restores exactly. One, a condemned pack an
-upload stores again while a prune is deleting, fails today (xfail, strict: see its reason)."""
+flight (and beside a restore), a restore and a prune killed mid-way, a restore in flight while a
+prune repacks its tree, a prune killed before its repacked manifest: each says what exit codes
+and objects are left, and that every tree a manifest names still restores exactly. One, a
+condemned pack an upload stores again while a prune is deleting, fails today (xfail, strict)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.cas_harness import (
-    Finished,
     Running,
     answered,
+    assert_missing,
     build_tree,
     cas_env,
     data_files,
@@ -31,6 +31,9 @@ from tests.cas_harness import (
     is_pack_write,
     manifest_there,
     packs_in,
+    prune,
+    restores,
+    run,
     wait_answered,
     wait_stored,
 )
@@ -75,40 +78,10 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
             proc.kill()
 
 
-def run(env: dict[str, str], cwd: Path, *args: str) -> Finished:
-    return Running(list(args), env, cwd).finish()
-
-
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A tree of every entry type and ~23 MiB of random data: two packs."""
     return build_tree(tmp_path / "tree", data_files())
-
-
-def restores(env: dict[str, str], cwd: Path, key: str, tree: Path) -> None:
-    """``key`` restores to a copy of ``tree`` (exit 0)."""
-    dest = cwd / f"restored-{key}"
-    got = run(env, cwd, "dir", "download", key, str(dest))
-    assert got.code == 0, got
-    assert snapshot(dest) == snapshot(tree)
-
-
-def prune(env: dict[str, str], cwd: Path, *extra: str) -> dict[str, Any]:
-    """A prune of the whole bucket that deletes no object by age; its JSON document."""
-    done = run(env, cwd, "--json", "prune", "--all-projects", "--older-than", "3650d", *extra)
-    assert done.code == 0, done
-    doc: dict[str, Any] = json.loads(done.out)
-    assert doc["deleted"] == [], doc
-    return doc
-
-
-def assert_missing(env: dict[str, str], cwd: Path, key: str) -> None:
-    """No tree under ``key``: exists exits 1, a restore misses (3) and writes nothing."""
-    assert run(env, cwd, "dir", "exists", key).code == 1
-    dest = cwd / f"miss-{key}"
-    missed = run(env, cwd, "dir", "download", key, str(dest))
-    assert missed.code == 3, missed
-    assert not dest.exists()
 
 
 def test_an_upload_killed_at_its_manifest_leaves_packs_the_next_upload_reuses(
