@@ -35,6 +35,7 @@ from cacher.cas.packread import read_blobs, read_index
 from cacher.cas.plan import to_fetch, to_send
 from cacher.cas.root import PART_ENTRIES, Root, Stored, encode_root, load
 from cacher.cas.save import Known, Saved, save_stream, save_tree
+from cacher.cas.units import BLOCK, pieces
 from cacher.codecs.none import NoneCodec
 from cacher.codecs.zstd import ZstdCodec
 from cacher.errors import ArtifactError, IntegrityError, ObjectRefused
@@ -268,6 +269,22 @@ def test_a_large_file_is_split_in_blocks_and_a_hardlink_stays_one(tmp_path: Path
     assert (tmp_path / "out" / "d" / "big").read_bytes() == big
     assert os.stat(tmp_path / "out" / "d" / "link").st_ino == os.stat(tmp_path / "out" / "d" / "big").st_ino
     assert os.readlink(tmp_path / "out" / "abs") == "/etc/passwd"
+
+
+@pytest.mark.parametrize("size", [0, 5, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK])
+def test_a_file_is_read_in_blocks_and_one_that_changed_size_is_refused(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    got = list(pieces(str(path), size))
+    assert b"".join(d for _, d in got) == data
+    assert [len(d) for _, d in got] == [min(BLOCK, size - i) for i in range(0, size, BLOCK)]
+    assert all(digest == hashlib.sha256(d).hexdigest() for digest, d in got)
+    with pytest.raises(ArtifactError, match="shrank"):  # the lstat said more than is there
+        list(pieces(str(path), size + 1))
+    path.write_bytes(data + b"x")
+    with pytest.raises(ArtifactError, match="grew"):
+        list(pieces(str(path), size))
 
 
 def test_a_fifo_is_refused_at_save(tmp_path: Path) -> None:
