@@ -228,12 +228,21 @@ def sweep(
             young += 1
     condemned = tuple(ref for ref, since in kept.items() if since == now)
     if not dry_run:
-        doomed = [obj for obj in doomed if _unchanged(layout.root, obj, record[obj.key])]
-        for obj in doomed:
-            layout.root.delete(obj.key)
+        doomed = _delete_unchanged(layout.root, doomed, record)
         if kept or record:
             write_record(layout, kept)
     return Sweep(dry_run, tuple(doomed), condemned, len(kept) - len(condemned), live, young, (), repacked)
+
+
+def _delete_unchanged(root: Store, doomed: list[ObjectInfo], record: dict[str, float]) -> list[ObjectInfo]:
+    """Delete each doomed pack still the one condemned, checked right before its own DELETE
+    (not all first: an upload storing one again meanwhile would lose it); those deleted."""
+    gone: list[ObjectInfo] = []
+    for obj in doomed:
+        if _unchanged(root, obj, record[obj.key]):
+            root.delete(obj.key)
+            gone.append(obj)
+    return gone
 
 
 def _repack(
