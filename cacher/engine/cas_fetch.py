@@ -82,7 +82,7 @@ class Blobs:
         """Find the blobs on disk and, given ``previous`` (the destination before the restore),
         those its files still hold at the same path; plan the reads that bring the rest."""
         have = {d for d, size in self.sizes.items() if any(b.has(d, size) for b in self._dirs())}
-        if previous is not None:
+        if previous is not None and os.path.isdir(previous):  # a first restore has none
             have |= self._from_previous(previous, have)
         self.counts.local += len(have)
         # In the order the tree first needs them (packs are listed by id, not as written): a
@@ -119,6 +119,7 @@ class Blobs:
         read piece by piece as the entry's chunks cut them and kept only when the digest
         matches (anything else there is ignored: a link, a FIFO, a file changed since)."""
         found: set[str] = set()
+        prefix = os.path.join(root, "")
 
         def known(digest: str) -> bool:
             return digest in have or digest in found
@@ -127,7 +128,7 @@ class Blobs:
             if entry.type != "file" or not entry.size or all(known(c.digest) for c in entry.chunks):
                 continue
             try:
-                fd = os.open(root / entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                fd = os.open(prefix + entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
                 continue
             with os.fdopen(fd, "rb") as f:
