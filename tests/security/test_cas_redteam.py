@@ -1,0 +1,353 @@
+"""The red team's pass over the content-addressed format's newest surfaces (issue 30).
+
+The direct restore (`cacher.cas.place`: the tree written from the manifest, no tar stream)
+is held against ``cacher dir export KEY | tar -x`` (GNU tar) of the same key, with manifests
+planted by hand; ``prune``'s repack of mostly-dead packs is held to its scope, its gates and
+its grace values; restores and prunes are interrupted at random points and the next run must
+find every live tree whole. Each surprise is a strict xfail naming where its fix belongs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cacher.testing.cli import CliRun
+from tests.conftest import CACHER, assert_one_error_line
+from tests.security.test_cas_hostile import D, F, H, L, plant
+from tests.trees import snapshot
+
+Run = Callable[..., CliRun]
+Listing = dict[str, tuple[int, int, int]]
+GRACE0 = ("--older-than", "100d", "--pack-grace", "0s")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def run_env(cacher_env: dict[str, str], store: Path) -> dict[str, str]:
+    """The environment of every run here: the file store at ``store``, the cas format."""
+    return {**cacher_env, "CACHER_BACKEND": "file", "CACHER_BUCKET": str(store), "CACHER_TREE_FORMAT": "cas"}
+
+
+@pytest.fixture
+def run(cacher: Run, run_env: dict[str, str]) -> Run:
+    def go(*args: str, **env: str) -> CliRun:
+        return cacher(*args, extra_env={**run_env, **env})
+
+    return go
+
+
+def listing(store: Path) -> Listing:
+    """Every object of the file store: size, mtime and inode (a rewrite changes one of them)."""
+    return {
+        str(p.relative_to(store)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in store.rglob("*")
+        if p.is_file()
+    }
+
+
+def gnu_tar_of_export(run_env: dict[str, str], key: str, into: Path) -> None:
+    """``cacher dir export KEY | tar -x -C INTO``, both exit 0."""
+    into.mkdir()
+    export = subprocess.Popen([CACHER, "dir", "export", key], env=run_env, stdout=subprocess.PIPE)
+    tar = subprocess.run(["tar", "-x", "-C", str(into)], stdin=export.stdout, capture_output=True)
+    assert export.stdout is not None
+    export.stdout.close()
+    assert export.wait() == 0 and tar.returncode == 0, tar.stderr
+
+
+def remove(path: Path) -> None:
+    """``rm -rf``: a tree too deep for `shutil.rmtree`'s recursion."""
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+
+
+# -- the direct restore ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def deep_src(tmp_path: Path) -> Iterator[Path]:
+    """A tree 1200 directories deep (a path of 2.4 KB: within PATH_MAX), built by descriptors."""
+    src = tmp_path / "deep"
+    src.mkdir()
+    fd = os.open(src, os.O_RDONLY)
+    for _ in range(1200):
+        os.mkdir("a", dir_fd=fd)
+        fd, old = os.open("a", os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+    yield src
+    remove(tmp_path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cacher/fs/staging.py force_rmtree (remove_leftovers, staged_directory) uses shutil.rmtree, "
+    "one Python frame per level: replacing a tree deeper than ~990 directories raises RecursionError "
+    "('unexpected', exit 2) and leaves .DEST.cacher-old-*, so every later restore into DEST fails too",
+)
+@pytest.mark.parametrize("tree_format", ["cas", "tar"])
+def test_a_deep_tree_restores_again_over_itself(tree_format: str, run: Run, deep_src: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "work" / "dest"
+    assert run("dir", "upload", "deep", str(deep_src), CACHER_TREE_FORMAT=tree_format).code == 0
+    first = run("dir", "download", "deep", str(dest), CACHER_TREE_FORMAT=tree_format)
+    assert first.code == 0, str(first)
+
+    again = [run("dir", "download", "deep", str(dest), CACHER_TREE_FORMAT=tree_format) for _ in range(2)]
+
+    assert [r.code for r in again] == [0, 0], str(again[0])
+    assert os.listdir(dest.parent) == ["dest"]
+
+
+EXTRA_HOSTILE: dict[str, tuple[list[dict[str, Any]], str]] = {
+    "hardlink-to-symlink": ([F("f"), L("g", "f"), H("h", "g")], "earlier file"),
+    "hardlink-to-itself": ([H("h", "h")], "earlier file"),
+    "dot-segment": ([D("a"), F("a/./b")], "'.' segment"),
+    "empty-segment": ([D("a"), F("a//b")], "'.' segment"),
+    "nul-in-link-text": ([L("l", "x\x00y")], "no usable target"),
+    "nul-in-name": ([F("a\x00b")], "control character"),
+    "mtime-beyond-64-bits": ([{**F("f"), "mtime": 10**20}], "64-bit"),
+    "a-path-too-long": ([F("x" * 4097)], "longer than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXTRA_HOSTILE))
+def test_more_hostile_manifests_are_refused_and_the_destination_kept(
+    case: str, run: Run, store: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "work" / "dest"
+    (dest / "keep").mkdir(parents=True)
+    (dest / "keep" / "file").write_bytes(b"previous\n")
+    entries, why = EXTRA_HOSTILE[case]
+    plant(store, "hostile", entries)
+    before = snapshot(tmp_path / "work")
+
+    result = run("dir", "download", "hostile", str(dest))
+
+    assert_one_error_line(result, why)
+    assert snapshot(tmp_path / "work") == before
+
+
+def test_modes_and_times_restore_as_gnu_tar_unpacks_the_export(
+    run: Run, run_env: dict[str, str], store: Path, tmp_path: Path
+) -> None:
+    entries = [
+        {**D("closed"), "mode": 0},
+        D("closed/inner"),
+        {**F("closed/inner/f", b"under a closed directory\n"), "mode": 0},
+        {**D("readonly"), "mode": 0o555},
+        {**F("readonly/f", b"ro\n"), "mode": 0o444},
+        {**D("sticky"), "mode": 0o1777},
+        {**F("sticky/far", b"far future\n"), "mtime": 2**40},
+        {**F("zero", b"mode zero\n"), "mode": 0},
+        L("zlink", "closed/inner/f"),
+        H("zzhard", "zero"),
+    ]
+    plant(store, "modes", entries)
+    dest = tmp_path / "dest"
+
+    result = run("dir", "download", "modes", str(dest))
+
+    assert result.code == 0, str(result)
+    gnu_tar_of_export(run_env, "modes", tmp_path / "tar")
+    assert snapshot(dest) == snapshot(tmp_path / "tar")
+    os.chmod(dest / "closed", 0o755)  # so that pytest can remove the trees
+    os.chmod(tmp_path / "tar" / "closed", 0o755)
+
+
+def test_setuid_and_setgid_bits_are_never_restored(run: Run, store: Path, tmp_path: Path) -> None:
+    """The restore masks modes to 0o1777 as the tar extractor does (GNU tar run as root would
+    keep them from the export's stream: the export is a plain tar, the user's choice)."""
+    plant(store, "suid", [{**D("d"), "mode": 0o2755}, {**F("d/f", b"#!/bin/sh\n"), "mode": 0o6755}])
+    dest = tmp_path / "dest"
+
+    result = run("dir", "download", "suid", str(dest))
+
+    assert result.code == 0, str(result)
+    assert (dest / "d").stat().st_mode & 0o7777 == 0o755
+    assert (dest / "d" / "f").stat().st_mode & 0o7777 == 0o755
+
+
+# -- prune's repack --------------------------------------------------------------------------
+
+
+def mostly_dead(run: Run, tmp_path: Path, name: str = "t", **env: str) -> Path:
+    """Store ``ka`` (60 files of 100 KB: one pack), then ``kc`` reusing 10 of them with 50 new
+    ones, then delete ``ka``: ``ka``'s pack is mostly dead. The source of ``kc``."""
+    a, c = tmp_path / f"{name}-a", tmp_path / f"{name}-c"
+    a.mkdir()
+    c.mkdir()
+    for i in range(60):
+        (a / f"f{i:02d}").write_bytes(os.urandom(100_000))
+    for i in range(10):
+        shutil.copy2(a / f"f{i:02d}", c / f"f{i:02d}")
+    for i in range(10, 60):
+        (c / f"n{i:02d}").write_bytes(os.urandom(100_000))
+    assert run("dir", "upload", "ka", str(a), **env).code == 0
+    assert run("dir", "upload", "kc", str(c), "--base", "ka", **env).code == 0
+    assert run("delete", "ka", **env).code == 0
+    return c
+
+
+def restores(run: Run, key: str, src: Path, dest: Path, **env: str) -> None:
+    result = run("dir", "download", key, str(dest), **env)
+    assert result.code == 0, str(result)
+    assert snapshot(dest) == snapshot(src)
+
+
+def test_a_scoped_prune_repacks_and_writes_only_under_its_own_scope(
+    run: Run, store: Path, tmp_path: Path
+) -> None:
+    feat = {"CACHER_PREFIX": "proj", "CACHER_SCOPE": "feat"}
+    main = {"CACHER_PREFIX": "proj", "CACHER_SCOPE": "main"}
+    unscoped = {"CACHER_PREFIX": "proj"}
+    sources = {
+        "feat": mostly_dead(run, tmp_path, "feat", **feat),
+        "main": mostly_dead(run, tmp_path, "main", **main),
+        "none": mostly_dead(run, tmp_path, "none", **unscoped),
+    }
+    before = listing(store)
+
+    results = [run("prune", *GRACE0, "--json", **feat) for _ in range(3)]
+
+    assert [r.code for r in results] == [0, 0, 0], str(results[0])
+    assert '"repacked": 1' in results[0].out
+    after = listing(store)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed and all(k.startswith("proj/_scopes/feat/") for k in changed), sorted(changed)
+    for name, env in (("feat", feat), ("main", main), ("none", unscoped)):
+        restores(run, "kc", sources[name], tmp_path / f"out-{name}", **env)
+
+
+@pytest.mark.parametrize("gate", ["--read-only", "CACHER_READ_ONLY", "--dry-run"])
+def test_a_read_only_or_dry_run_prune_changes_nothing(gate: str, run: Run, store: Path, tmp_path: Path) -> None:
+    mostly_dead(run, tmp_path)
+    before = listing(store)
+    args, env = ((gate,), {}) if gate.startswith("--") else ((), {gate: "1"})
+
+    results = [run("prune", "--all-projects", *GRACE0, *args, **env) for _ in range(2)]
+
+    assert [r.code for r in results] == [0, 0], str(results[0])
+    assert listing(store) == before
+
+
+@pytest.mark.parametrize("grace", ["-1s", "nan", "inf", "1e400s", "1e400", "1 d", "", "5"])
+def test_a_pack_grace_that_is_no_duration_is_refused_before_anything_is_touched(
+    grace: str, run: Run, store: Path, tmp_path: Path
+) -> None:
+    mostly_dead(run, tmp_path)
+    before = listing(store)
+
+    result = run("prune", "--all-projects", "--older-than", "100d", "--pack-grace", grace)
+
+    assert_one_error_line(result, "invalid duration")
+    assert listing(store) == before
+
+
+def damage(store: Path, data: bytes) -> None:
+    """Flip one byte of ``data`` where a pack holds it (incompressible: stored as it is)."""
+    for pack in store.glob("_cas/packs/*/*.pack"):
+        raw = bytearray(pack.read_bytes())
+        at = raw.find(data[1000:1100])
+        if at >= 0:
+            raw[at + 5] ^= 1
+            pack.write_bytes(bytes(raw))
+            return
+    raise AssertionError("no pack holds the data")
+
+
+def test_a_damaged_dead_blob_does_not_stop_the_repack(run: Run, store: Path, tmp_path: Path) -> None:
+    src = mostly_dead(run, tmp_path)
+    damage(store, (tmp_path / "t-a" / "f40").read_bytes())  # f40 is in ka's pack, used by no tree
+
+    results = [run("prune", "--all-projects", *GRACE0, "--json") for _ in range(2)]
+
+    assert [r.code for r in results] == [0, 0], str(results[0])
+    assert '"repacked": 1' in results[0].out
+    restores(run, "kc", src, tmp_path / "out")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cacher/engine/cas_repack.py _Mover.save_again swallows the IntegrityError of a damaged "
+    "live blob (a skipped tree), and cacher/cli/objects.py _say_sweep never mentions repack_skipped: "
+    "prune exits 0 saying nothing of a tree it found unrestorable, whose pack it keeps forever",
+)
+def test_a_prune_names_the_tree_it_found_damaged(run: Run, store: Path, tmp_path: Path) -> None:
+    mostly_dead(run, tmp_path)
+    damage(store, (tmp_path / "t-a" / "f03").read_bytes())  # f03 is in ka's pack, used by kc
+    manifest = listing(store)["_cas/manifests/kc"]
+
+    result = run("prune", "--all-projects", *GRACE0, "--json")
+
+    assert result.code == 0, str(result)
+    assert '"repack_skipped": 1' in result.out
+    assert listing(store)["_cas/manifests/kc"] == manifest
+    assert "kc" in result.err, result.err
+
+
+# -- interrupts ------------------------------------------------------------------------------
+
+
+def interrupted(args: list[str], env: dict[str, str], rng: random.Random, cwd: Path) -> int:
+    """Run ``cacher ARGS`` and send it SIGINT, SIGTERM or SIGKILL after a random delay."""
+    proc = subprocess.Popen(
+        [CACHER, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    time.sleep(rng.uniform(0.1, 0.7))
+    proc.send_signal(rng.choice([signal.SIGINT, signal.SIGTERM, signal.SIGKILL]))
+    proc.communicate(timeout=60)
+    return proc.returncode
+
+
+def test_interrupted_restores_leave_nothing_the_next_one_keeps(
+    run: Run, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    rng = random.Random(30)
+    for i in range(300):
+        (src / ("sub" if i % 3 else ".") / f"f{i:03d}").write_bytes(os.urandom(rng.randint(1, 60_000)))
+    tier = {"CACHER_LOCAL_TIER": str(tmp_path / "tier")}
+    assert run("dir", "upload", "k", str(src)).code == 0
+    work = tmp_path / "work"
+    work.mkdir()
+
+    for _ in range(12):
+        interrupted(["dir", "download", "k", str(work / "dest")], {**run_env, **tier}, rng, tmp_path)
+        restores(run, "k", src, work / "dest", **tier)
+        assert os.listdir(work) == ["dest"]
+    temps = [p for p in (tmp_path / "tier").rglob("*") if p.name.startswith(".tmp-")]
+    assert len(temps) <= 12  # a killed restore may leave one; the trim removes it after an hour
+
+
+def test_interrupted_prunes_leave_every_live_tree_restorable(
+    run: Run, run_env: dict[str, str], store: Path, tmp_path: Path
+) -> None:
+    src = mostly_dead(run, tmp_path)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(store, pristine)
+    rng = random.Random(30)
+
+    for i in range(6):
+        remove(store)
+        shutil.copytree(pristine, store)
+        interrupted(["prune", "--all-projects", *GRACE0], run_env, rng, tmp_path)
+        assert [run("prune", "--all-projects", *GRACE0).code for _ in range(2)] == [0, 0]
+        restores(run, "kc", src, tmp_path / f"out{i}")
+        assert {k.split("/")[1] for k in listing(store)} <= {"manifests", "packs", "gc"}
