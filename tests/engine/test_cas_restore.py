@@ -458,7 +458,8 @@ def test_an_error_on_either_side_of_the_stream_leaves_no_thread_or_descriptor(tm
 def test_reads_come_in_the_order_the_tree_needs_them(store: dict[str, Any], tmp_path: Path) -> None:
     """Packs are listed by id, not as written: planned in that order, a cold restore held or
     spilled to disk most blobs before the tree reached them."""
-    from cacher.engine.cas_fetch import BlobDir, Blobs
+    from cacher.engine.cas_blobdir import BlobDir
+    from cacher.engine.cas_fetch import Blobs
 
     job = job_for(store["env"])
     tree = tmp_path / "tree"
