@@ -301,6 +301,59 @@ def test_a_prune_names_the_tree_it_found_damaged(run: Run, store: Path, tmp_path
     assert "kc" in result.err, result.err
 
 
+def test_a_pack_another_scopes_tree_uses_survives_its_own_scopes_prunes(
+    run: Run, store: Path, tmp_path: Path
+) -> None:
+    """``main``'s pack is mostly dead for ``main`` but ``feat``'s tree reuses 10 of its blobs
+    (a fallback scope): neither scope's prunes may take it, nor repack it into ``feat``."""
+    main = {"CACHER_PREFIX": "proj", "CACHER_SCOPE": "main"}
+    feat = {"CACHER_PREFIX": "proj", "CACHER_SCOPE": "feat", "CACHER_FALLBACK_SCOPES": "main"}
+    a, c = tmp_path / "a", tmp_path / "c"
+    a.mkdir()
+    c.mkdir()
+    for i in range(60):
+        (a / f"f{i:02d}").write_bytes(os.urandom(100_000))
+        if i < 10:
+            shutil.copy2(a / f"f{i:02d}", c / f"f{i:02d}")
+        else:
+            (c / f"n{i:02d}").write_bytes(os.urandom(100_000))
+    assert run("dir", "upload", "ka", str(a), **main).code == 0
+    assert run("dir", "upload", "kf", str(c), "--base", "ka", **feat).code == 0
+    assert run("delete", "ka", **main).code == 0
+
+    results = [run("prune", *GRACE0, "--json", **env) for env in (main, main, main, feat, feat)]
+
+    assert [r.code for r in results] == [0] * 5, str(results[0])
+    assert all('"repacked": 0' in r.out for r in results)
+    restores(run, "kf", c, tmp_path / "out", **feat)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cacher/cli/listview.py listed_name (used by list --long and prune's lines) prints a stored "
+    "name's control characters raw: an object named 'x\\n::error::...' in the bucket starts a line "
+    "GitHub Actions reads as a workflow command in any step that runs cacher list or prune",
+)
+@pytest.mark.parametrize("command", [("list",), ("list", "--long"), ("prune", "--all-projects", "--older-than", "0s", "--dry-run")])
+def test_a_stored_name_never_starts_a_workflow_command(
+    command: tuple[str, ...], run: Run, store: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    assert run("dir", "upload", "good", str(src)).code == 0
+    manifests = store / "_cas" / "manifests"
+    subprocess.run(["cp", "-a", str(manifests / "good"), str(manifests / "evil\n::error::cas\x1b[31m")], check=True)
+    (store / "plain\n::warning::plain").write_bytes(b"x")
+
+    result = run(*command)
+
+    assert result.code == 0, str(result)
+    lines = (result.out + result.err).splitlines()
+    assert any("evil" in line for line in lines), str(result)
+    assert not [line for line in lines if line.startswith("::") or "\x1b" in line], str(result)
+
+
 # -- interrupts ------------------------------------------------------------------------------
 
 
