@@ -274,3 +274,32 @@ def test_offline_a_tree_is_kept_as_one_archive_that_restores_offline(cacher, tmp
     run = cacher("--json", "dir", "download", "k", str(dest), extra_env=offline)
     assert run.code == 0 and json.loads(run.out)["outcome"] == "local", run
     assert snapshot(dest) == snapshot(tree)
+
+
+_MAPPED_AFTER_BOUND = """
+import ctypes
+from cacher.engine.cas_saving import bound_allocator
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+bound_allocator()
+first = bytearray(24 << 20)  # freed: glibc's own rule would raise its threshold past 24 MiB
+del first
+block = bytearray(5 << 20)
+print(libc.mallinfo2().hblkhd >= 5 << 20)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""),
+    reason="glibc's allocator",
+)
+def test_an_upload_keeps_large_blocks_mapped_so_freed_ones_leave_memory() -> None:
+    """A 5 MiB block made after a 24 MiB one was freed is still mapped on its own (returned to
+    the system when freed), not carved from an arena where it would stay resident."""
+    out = subprocess.run([sys.executable, "-c", _MAPPED_AFTER_BOUND], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
