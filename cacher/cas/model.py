@@ -15,7 +15,7 @@ ENTRY_TYPES: tuple[EntryType, ...] = ("dir", "file", "symlink", "hardlink")
 MAX_BLOB = 16 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """One piece of a file's contents: the sha256 (hex) of its bytes and their number."""
 
@@ -23,7 +23,7 @@ class Chunk:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One member of the tree, in the order a restore creates it.
 
@@ -41,7 +41,7 @@ class Entry:
     target: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlobLocation:
     """Where a blob lies in a pack: its frame (byte offset and length in the pack), and its
     place in that frame's decompressed bytes (``offset``, ``size``). Several small blobs may
@@ -58,7 +58,7 @@ class BlobLocation:
         return self.frame_offset + self.frame_length
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackBlobs:
     """The blobs one manifest uses from one pack (``ref``: see `cacher.cas.names.pack_ref`)."""
 
@@ -66,7 +66,7 @@ class PackBlobs:
     blobs: tuple[BlobLocation, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """A stored tree: its entries, and where each content blob they name is stored."""
 
