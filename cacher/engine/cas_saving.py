@@ -6,9 +6,9 @@ Any archive kind qualifies: its ``pack`` writes a tar stream (on a thread, into 
 (`cacher.cas.statcache`: unchanged size, times and inode since it was restored or saved) is
 not read at all when its contents are stored. Blobs the base's manifest already
 stores in a pack the job may read are referenced, not sent; the rest go into new packs, stored
-under the job's own prefix as they fill (two in flight at most). The manifest is written last,
-once every pack it names is stored, so a killed upload leaves only unreferenced packs (prune
-removes them) and never a manifest naming a pack that is not there.
+under the job's own prefix as they fill (one stored while the next fills). The manifest is
+written last, once every pack it names is stored, so a killed upload leaves only unreferenced
+packs (prune removes them) and never a manifest naming a pack that is not there.
 """
 
 from __future__ import annotations
