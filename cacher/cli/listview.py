@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from cacher.cli.report import JSON_SCHEMA, Reporter
+from cacher.cli.report import JSON_SCHEMA, Reporter, printable
 from cacher.cli.session import Session
 from cacher.engine.listing import shown, stored_keys
 from cacher.errors import exit_code
@@ -46,7 +46,7 @@ def listed_doc(obj: ObjectInfo) -> dict[str, Any]:
 def listed_name(obj: ObjectInfo) -> str:
     """A listed key as a person reads it: a content-addressed tree's manifest as its KEY, marked."""
     key, cas = shown(obj)
-    return f"{key}  [cas]" if cas else key
+    return f"{printable(key)}  [cas]" if cas else printable(key)
 
 
 def _emit_listing(prefix: str, objects: Iterable[ObjectInfo]) -> None:

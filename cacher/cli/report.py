@@ -40,6 +40,16 @@ def human_bytes(n: float) -> str:
     return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
 
 
+def printable(text: str) -> str:
+    """Text as one line of a log: control and format characters escaped as Python writes them
+    (``\\n``, ``\\x1b``), so a name planted in the bucket as ``x\\n::error::`` never starts a
+    line a CI runner reads as a workflow command, nor colours a terminal. No cacher key holds
+    such a character (`cacher.keying.keyrules`), so no key is shown changed."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class Reporter:
     """Everything a command tells its user, in one place."""
 
@@ -57,11 +67,11 @@ class Reporter:
 
     def say(self, message: str) -> None:
         if not self.quiet:
-            print(f"cacher: {message}", file=self.stream)
+            print(f"cacher: {printable(message)}", file=self.stream)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
-            print(f"cacher: warning: {message}", file=self.stream)
+            print(f"cacher: warning: {printable(message)}", file=self.stream)
 
     def error(self, message: str, hint: str | None = None) -> None:
         """An error line: printed even with ``--quiet``."""
