@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 
 from cacher.engine.cas_fetch import Blobs, blob_dirs
-from cacher.engine.cas_restoring import check_manifest_object, is_manifest, load_manifest, look_up_exact
+from cacher.engine.cas_lookup import is_manifest, look_up_exact
+from cacher.engine.cas_restoring import check_manifest_object, load_manifest
 from cacher.engine.requests import DownloadRequest, bound_store
 from cacher.engine.results import Result
 from cacher.errors import CacheMiss, IntegrityError, ObjectRefused

@@ -18,12 +18,10 @@ from typing import Literal
 
 from cacher.cas import names
 from cacher.codec import Codec
-from cacher.engine.cas_restoring import is_manifest, look_up_exact, plain_key, restore_manifest
-from cacher.engine.cas_saving import CODEC as CAS_CODEC
+from cacher.engine.cas_lookup import is_manifest, look_up_exact, plain_key
 from cacher.engine.listing import CANDIDATES, newest_first
 from cacher.engine.requests import DownloadRequest, UploadRequest, bound_store
 from cacher.engine.results import Outcome, Result
-from cacher.engine.uploading import store_upload
 from cacher.errors import CacheMiss, IntegrityError, ObjectChanged, ObjectRefused, StorageError, UsageError
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import ProgressReader, VerifyingReader
@@ -227,6 +225,10 @@ class _Download:
             try:
                 if is_manifest(info):
                     assert self.request.cas is not None  # manifests are looked up only with a layout
+                    # Imported only for a tree: a download of a file never pays for them.
+                    from cacher.engine.cas_restoring import restore_manifest
+                    from cacher.engine.cas_saving import CODEC as CAS_CODEC
+
                     done = restore_manifest(
                         self.store, info, self.request.cas, self.kind, self.request.target, self.options
                     )
@@ -318,6 +320,8 @@ class _Download:
     def _store_produced(self, produced: Sequence[str]) -> tuple[int, int]:
         """Store what the fallback made under the key (raw and stored bytes); a store that
         fails (soft) or keeps it offline marks the store down with a note."""
+        from cacher.engine.uploading import store_upload  # a fallback's save only
+
         try:
             self.kind.check_upload(produced, self.options)
             up = store_upload(

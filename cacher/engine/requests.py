@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cacher.codec import Codec
-from cacher.engine.cas_layout import CasLayout
 from cacher.keying.keyrules import validate_key
 from cacher.kind import Kind
 from cacher.stores.base import Store
 from cacher.stores.softfail import HARD, SoftFailure
 from cacher.streams import Progress
+
+if TYPE_CHECKING:  # a layout is made only for trees: every download imports this module
+    from cacher.engine.cas_layout import CasLayout
 
 
 @dataclass(frozen=True)
