@@ -117,11 +117,12 @@ def record_tree(record: FileRecord, root: Path, entries: Iterable[Entry]) -> Non
     chunks as the manifest gave them, checked on the way in): one lstat each."""
     files: dict[str, tuple[Stat, tuple[Chunk, ...]]] = {}
     since = time.time_ns()
+    base = os.fspath(root) + os.sep  # joined as strings: a Path per file cost more than its lstat
     for entry in entries:
         if entry.type != "file":
             continue
         try:
-            st = os.lstat(root / entry.path)
+            st = os.lstat(base + entry.path)
         except OSError:
             continue
         if st.st_size == entry.size:
