@@ -89,9 +89,8 @@ def deep_src(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="cacher/fs/staging.py force_rmtree (remove_leftovers, staged_directory) uses shutil.rmtree, "
-    "one Python frame per level: replacing a tree deeper than ~990 directories raises RecursionError "
-    "('unexpected', exit 2) and leaves .DEST.cacher-old-*, so every later restore into DEST fails too",
+    reason="cacher/fs/staging.py force_rmtree: shutil.rmtree recurses per level, so replacing a tree over ~990 deep "
+    "is 'unexpected RecursionError' (exit 2) and the .DEST.cacher-old-* left fails every later restore into DEST",
 )
 @pytest.mark.parametrize("tree_format", ["cas", "tar"])
 def test_a_deep_tree_restores_again_over_itself(tree_format: str, run: Run, deep_src: Path, tmp_path: Path) -> None:
@@ -106,12 +105,36 @@ def test_a_deep_tree_restores_again_over_itself(tree_format: str, run: Run, deep
     assert os.listdir(dest.parent) == ["dest"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="cacher/fs/staging.py force_rmtree's make_writable_and_retry calls func(target) again, but for "
+    "a directory it could not open shutil.rmtree passes os.open, which needs flags: as any user but root, "
+    "replacing a tree holding a mode-0000 directory is 'unexpected TypeError', .DEST.cacher-old-* stays",
+)
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs cacher as nobody")
+def test_a_tree_with_a_closed_directory_restores_again_over_itself_as_a_user(store: Path, tmp_path: Path) -> None:
+    plant(store, "closed", [{**D("closed"), "mode": 0}, D("closed/inner"), F("closed/inner/f"), F("top")])
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    subprocess.run(["chmod", "-R", "a+rwX", str(store), str(home), str(work)], check=True)
+    subprocess.run(["chmod", "o+rx", str(tmp_path), str(tmp_path.parent), str(tmp_path.parent.parent)], check=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "XDG_CONFIG_HOME": str(home), "XDG_CACHE_HOME": str(home),
+           "CACHER_BACKEND": "file", "CACHER_BUCKET": str(store), "CACHER_TREE_FORMAT": "cas"}
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", CACHER]
+
+    runs = [subprocess.run([*nobody, "dir", "download", "closed", str(work / "dest")], env=env, capture_output=True)]
+    runs += [subprocess.run(runs[0].args, env=env, capture_output=True) for _ in range(2)]
+
+    assert [r.returncode for r in runs] == [0, 0, 0], runs[1].stderr
+    assert os.listdir(work) == ["dest"]
+
+
 EXTRA_HOSTILE: dict[str, tuple[list[dict[str, Any]], str]] = {
     "hardlink-to-symlink": ([F("f"), L("g", "f"), H("h", "g")], "earlier file"),
     "dot-segment": ([D("a"), F("a/./b")], "'.' segment"),
     "empty-segment": ([D("a"), F("a//b")], "'.' segment"),
     "nul-in-link-text": ([L("l", "x\x00y")], "no usable target"),
-    "nul-in-name": ([F("a\x00b")], "control character"),
     "mtime-beyond-64-bits": ([{**F("f"), "mtime": 10**20}], "64-bit"),
     "a-path-too-long": ([F("x" * 4097)], "longer than"),
 }
@@ -164,8 +187,6 @@ def test_modes_and_times_restore_as_gnu_tar_unpacks_the_export(
     for p in ("suid", "suid/f"):
         os.chmod(tmp_path / "tar" / p, 0o755)
     assert snapshot(dest) == snapshot(tmp_path / "tar")
-    os.chmod(dest / "closed", 0o755)  # so that pytest can remove the trees
-    os.chmod(tmp_path / "tar" / "closed", 0o755)
 
 
 # -- prune's repack --------------------------------------------------------------------------
@@ -186,8 +207,7 @@ def two_trees(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 
 def mostly_dead(run: Run, tmp_path: Path, name: str = "t", **env: str) -> Path:
-    """Store ``ka`` (`two_trees`' ``a``), then ``kc`` (its ``c``) based on it, then delete
-    ``ka``: ``ka``'s pack is mostly dead. The source of ``kc``."""
+    """``ka`` then ``kc`` on it (`two_trees`), ``ka`` deleted: its pack is mostly dead. kc's source."""
     a, c = two_trees(tmp_path, name)
     assert run("dir", "upload", "ka", str(a), **env).code == 0
     assert run("dir", "upload", "kc", str(c), "--base", "ka", **env).code == 0
@@ -271,31 +291,12 @@ def test_a_damaged_dead_blob_does_not_stop_the_repack(run: Run, store: Path, tmp
 def test_a_prune_names_the_tree_it_found_damaged(run: Run, store: Path, tmp_path: Path) -> None:
     mostly_dead(run, tmp_path)
     damage(store, (tmp_path / "t-a" / "f03").read_bytes())  # f03 is in ka's pack, used by kc
-    manifest = listing(store)["_cas/manifests/kc"]
 
     result = run("prune", "--all-projects", *GRACE0, "--json")
 
     assert result.code == 0, str(result)
     assert '"repack_skipped": 1' in result.out
-    assert listing(store)["_cas/manifests/kc"] == manifest
     assert "kc" in result.err, result.err
-
-
-def test_a_pack_another_scopes_tree_uses_survives_its_scopes_prunes(run: Run, store: Path, tmp_path: Path) -> None:
-    """``main``'s pack is mostly dead for ``main`` but ``feat``'s tree reuses 10 of its blobs
-    (a fallback scope): neither scope's prunes may take it, nor repack it into ``feat``."""
-    main = {"CACHER_PREFIX": "proj", "CACHER_SCOPE": "main"}
-    feat = {"CACHER_PREFIX": "proj", "CACHER_SCOPE": "feat", "CACHER_FALLBACK_SCOPES": "main"}
-    a, c = two_trees(tmp_path, "x")
-    assert run("dir", "upload", "ka", str(a), **main).code == 0
-    assert run("dir", "upload", "kf", str(c), "--base", "ka", **feat).code == 0
-    assert run("delete", "ka", **main).code == 0
-
-    results = [run("prune", *GRACE0, "--json", **env) for env in (main, main, main, feat, feat)]
-
-    assert [r.code for r in results] == [0] * 5, str(results[0])
-    assert all('"repacked": 0' in r.out for r in results)
-    restores(run, "kf", c, tmp_path / "out", **feat)
 
 
 @pytest.mark.parametrize("command", [("list",), ("list", "--long"), ("prune", "--all-projects", "--older-than", "0s", "--dry-run")])
