@@ -18,8 +18,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,30 +27,16 @@ from cacher.config import runtime_dir
 from cacher.errors import ArtifactError, ConfigError, UsageError
 from cacher.fs import locks
 from cacher.fs.ownership import Untrusted, distrust, private_dir
+from cacher.fs.removal import remove_tree
 
 STAGING_MARK = ".cacher-staging-"
 OLD_MARK = ".cacher-old-"
 
 
 def force_rmtree(path: Path) -> None:
-    """Remove a tree even where it is read-only (Go's module cache is 0555/0444)."""
-
-    def make_writable_and_retry(func, target, _exc):  # type: ignore[no-untyped-def]
-        parent = os.path.dirname(target)
-        for p in (parent, target):
-            try:
-                mode = os.lstat(p).st_mode
-                if stat.S_ISDIR(mode):
-                    os.chmod(p, stat.S_IMODE(mode) | stat.S_IRWXU)
-            except OSError:
-                pass
-        func(target)
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        os.chmod(path, stat.S_IMODE(os.lstat(path).st_mode) | stat.S_IRWXU)
-        shutil.rmtree(path, onerror=make_writable_and_retry)
+    """Remove a tree even where it is read-only (Go's module cache is 0555/0444), of mode
+    0000 or deeper than Python's recursion limit (`cacher.fs.removal`)."""
+    remove_tree(path)
 
 
 #: Directories cacher itself keeps (the file store's root, the local tier), registered by the

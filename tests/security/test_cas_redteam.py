@@ -87,11 +87,6 @@ def deep_src(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["rm", "-rf", str(tmp_path)], check=True)  # too deep for shutil.rmtree
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacher/fs/staging.py force_rmtree: shutil.rmtree recurses per level, so replacing a tree over ~990 deep "
-    "is 'unexpected RecursionError' (exit 2) and the .DEST.cacher-old-* left fails every later restore into DEST",
-)
 @pytest.mark.parametrize("tree_format", ["cas", "tar"])
 def test_a_deep_tree_restores_again_over_itself(tree_format: str, run: Run, deep_src: Path, tmp_path: Path) -> None:
     dest = tmp_path / "work" / "dest"
@@ -105,12 +100,6 @@ def test_a_deep_tree_restores_again_over_itself(tree_format: str, run: Run, deep
     assert os.listdir(dest.parent) == ["dest"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacher/fs/staging.py force_rmtree's make_writable_and_retry calls func(target) again, but for "
-    "a directory it could not open shutil.rmtree passes os.open, which needs flags: as any user but root, "
-    "replacing a tree holding a mode-0000 directory is 'unexpected TypeError', .DEST.cacher-old-* stays",
-)
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs cacher as nobody")
 def test_a_tree_with_a_closed_directory_restores_again_over_itself_as_a_user(store: Path, tmp_path: Path) -> None:
     plant(store, "closed", [{**D("closed"), "mode": 0}, D("closed/inner"), F("closed/inner/f"), F("top")])
