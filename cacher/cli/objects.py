@@ -19,6 +19,7 @@ from cacher.cli.session import Session
 from cacher.cli.statsview import leftover_doc as _leftover_doc
 from cacher.cli.statsview import show_stats
 from cacher.config.durations import parse_duration
+from cacher.engine.listing import manifest_key
 from cacher.errors import UsageError, exit_code
 from cacher.keying.scopes import in_reserved_namespace
 from cacher.registry import Registry
@@ -192,14 +193,16 @@ def _report_prune(session: Session, plan: engine.PrunePlan, grace: float) -> Non
     )
 
 
-def _repack_doc(swept: Sweep) -> dict[str, int]:
+def _repack_doc(swept: Sweep) -> dict[str, int | list[str]]:
     """The repack of mostly-dead packs (`cacher.engine.cas_repack`) in the prune's document."""
     done = swept.repacked
     if done is None:
-        return {"repacked": 0, "repacked_bytes": 0, "rewritten": 0, "written_bytes": 0, "repack_skipped": 0}
+        return {"repacked": 0, "repacked_bytes": 0, "rewritten": 0, "written_bytes": 0, "repack_skipped": 0,
+                "damaged": []}
     return {
         "repacked": len(done.packs), "repacked_bytes": done.freed,
         "rewritten": len(done.manifests), "written_bytes": done.written, "repack_skipped": len(done.skipped),
+        "damaged": [manifest_key(name) or name for name in done.damaged],
     }
 
 
@@ -213,6 +216,13 @@ def _say_sweep(session: Session, swept: Sweep) -> None:
             "and could name any pack"
         )
         return
+    if swept.repacked is not None and swept.repacked.damaged:
+        damaged = [manifest_key(n) or n for n in swept.repacked.damaged]
+        shown_keys = ", ".join(damaged[:3]) + (" …" if len(damaged) > 3 else "")
+        session.report.warn(
+            f"{len(damaged)} tree(s) found damaged while repacking, left as they are ({shown_keys}): "
+            "a restore of them fails; store them again with 'ensure' or 'dir upload --force'"
+        )
     if swept.repacked is not None and swept.repacked.manifests:
         done, verb = swept.repacked, "would repack" if swept.dry_run else "repacked"
         session.report.say(

@@ -38,7 +38,7 @@ from cacher.cas.root import Root, Stored, cut_parts, encode_root, load
 from cacher.engine.cas_gc import Census, directory
 from cacher.engine.cas_layout import CasLayout
 from cacher.engine.listing import cas_split
-from cacher.errors import CacherError
+from cacher.errors import CacherError, IntegrityError, ObjectRefused
 from cacher.keying.scopes import RESERVED
 from cacher.stores.base import ObjectInfo, Store
 from cacher.streams import Writable
@@ -68,6 +68,9 @@ class Repack:
     skipped: tuple[str, ...] = ()
     written: int = 0
     now_naming: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: Of ``skipped``, the trees found damaged (a blob that does not match its digest, a pack
+    #: gone or short, a manifest refused): a restore of them fails, and prune says so.
+    damaged: tuple[str, ...] = ()
 
 
 def own_manifest(name: str, own: str | None) -> bool:
@@ -212,7 +215,7 @@ def repack(
     moved = {ref for name in done for ref in naming[name] & dead.keys()} - held
     return Repack(
         False, tuple(sorted(moved)), sum(dead[ref].size for ref in moved), tuple(done),
-        tuple(skipped), mover.written, now_naming,
+        tuple(skipped), mover.written, now_naming, tuple(n for n in skipped if n in mover.damaged),
     )
 
 
@@ -223,6 +226,7 @@ class _Mover:
         self.layout, self.dead, self.renew, self.order = layout, dead, renew, order
         self.moved: dict[str, Place] = {}
         self.written = 0
+        self.damaged: set[str] = set()
 
     def save_again(self, name: str) -> frozenset[str] | None:
         """Repack the manifest ``name``; the packs it now names, or None when it was left alone
@@ -245,6 +249,9 @@ class _Mover:
             with store.writer(names.manifest_name(key), dict(info.metadata)) as out:
                 out.write(root)
             self.order.saved(name)
+        except (IntegrityError, ObjectRefused):
+            self.damaged.add(name)  # its restore fails too: prune names it
+            return None
         except (CacherError, OSError):
             return None
         return frozenset(ref for ref, _ in again.known().values())

@@ -271,12 +271,6 @@ def test_a_damaged_dead_blob_does_not_stop_the_repack(run: Run, store: Path, tmp
     restores(run, "kc", src, tmp_path / "out")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cacher/engine/cas_repack.py _Mover.save_again swallows the IntegrityError of a damaged "
-    "live blob (a skipped tree), and cacher/cli/objects.py _say_sweep never mentions repack_skipped: "
-    "prune exits 0 saying nothing of a tree it found unrestorable, whose pack it keeps forever",
-)
 def test_a_prune_names_the_tree_it_found_damaged(run: Run, store: Path, tmp_path: Path) -> None:
     mostly_dead(run, tmp_path)
     damage(store, (tmp_path / "t-a" / "f03").read_bytes())  # f03 is in ka's pack, used by kc
@@ -285,7 +279,8 @@ def test_a_prune_names_the_tree_it_found_damaged(run: Run, store: Path, tmp_path
 
     assert result.code == 0, str(result)
     assert '"repack_skipped": 1' in result.out
-    assert "kc" in result.err, result.err
+    assert '"damaged": ["kc"]' in result.out, result.out
+    assert "kc" in result.err and "damaged" in result.err, result.err
 
 
 @pytest.mark.parametrize("command", [("list",), ("list", "--long"), ("prune", "--all-projects", "--older-than", "0s", "--dry-run")])
