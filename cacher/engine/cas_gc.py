@@ -245,6 +245,9 @@ def _delete_unchanged(root: Store, doomed: list[ObjectInfo], record: dict[str, f
     return gone
 
 
+INF = float("inf")
+
+
 def _repack(
     layout: CasLayout, found: Census, marked: Marked, own: dict[str, ObjectInfo], cutoff: float,
     dry_run: bool, renew: frozenset[str],
@@ -254,6 +257,12 @@ def _repack(
 
     dead = mostly_dead(layout, own, marked.used, marked.naming, cutoff)
     order = Order(found)
+    # A tree saved within the grace period is not saved again: an upload or delete of its key
+    # landing between the repack's last read and its write would be undone (S3 has no
+    # conditional PUT), and a key saved lately is the one likely to be saved again.
+    recent = {ref for name, refs in marked.naming.items() if order.when.get(name, INF) > cutoff
+              for ref in refs}
+    dead = {ref: obj for ref, obj in dead.items() if ref not in recent}
     dead = order.keep_order(dead, marked.naming)
     return repack(layout, dead, marked.naming, order, dry_run=dry_run, renew=renew)
 

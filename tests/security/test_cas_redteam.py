@@ -304,9 +304,9 @@ def test_a_stored_name_never_starts_a_workflow_command(
 @pytest.mark.s3
 @pytest.mark.xfail(
     strict=True,
-    reason="cacher/engine/cas_repack.py _Mover.save_again compares the manifest, then PUTs its own "
-    "unconditionally: an upload whose manifest lands between the two is overwritten by the repacked "
-    "older tree (a lost update; docs/cli.md says the concurrent upload wins), a delete undone",
+    reason="a known window, documented in docs/format.md (Repacking) and docs/cli.md: the repack "
+    "compares the manifest, then PUTs its own unconditionally (S3 has no conditional PUT), so an upload or "
+    "delete landing between the two is undone; held open here by a proxy",
 )
 @pytest.mark.parametrize("racer", ["upload", "delete"])
 def test_an_upload_or_delete_that_lands_while_a_prune_repacks_its_key_wins(
