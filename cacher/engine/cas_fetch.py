@@ -110,9 +110,19 @@ class Blobs:
                 self._fresh[digest] = blob
                 self._fresh_bytes += len(blob)
             if not held or self.spill.keeps:
-                self.spill.put(digest, blob)
+                self._keep(digest, blob)
             self.counts.fetched += 1
             self._pending.discard(digest)
+
+    def _keep(self, digest: str, blob: bytes) -> None:
+        """Put a checked blob in the spill. The tier's (``keeps``) is a cache: one that cannot
+        keep it (full, a file size limit) costs a fetch later, never the restore (`get` fetches
+        a blob it finds nowhere)."""
+        try:
+            self.spill.put(digest, blob)
+        except ArtifactError:
+            if not self.spill.keeps:
+                raise
 
     def _from_previous(self, root: Path, have: set[str]) -> set[str]:
         """The blobs still in the files of ``root`` that have a file entry's path and size,
@@ -141,7 +151,7 @@ class Blobs:
                         if known(chunk.digest) or len(data) != chunk.size:
                             continue
                         if hashlib.sha256(data).hexdigest() == chunk.digest:
-                            self.spill.put(chunk.digest, data)
+                            self._keep(chunk.digest, data)
                             found.add(chunk.digest)
                 except OSError:
                     continue

@@ -574,3 +574,26 @@ def test_a_tier_blob_altered_or_replaced_by_a_link_is_not_placed(store: dict[str
     assert again.cas_blobs == (2, 1)  # both fetched; the altered one was first found by its size
     assert one.read_bytes() == (tree / "one.txt").read_bytes()
     assert not two.is_symlink() and lure.read_bytes() == (tree / "two.txt").read_bytes()
+
+
+def test_a_tier_that_cannot_keep_a_blob_costs_a_fetch_not_the_restore(store: dict[str, Any], tmp_path: Path) -> None:
+    """The tier is a cache: a blob it cannot keep (here a directory planted where the blob
+    goes, so the rename fails as it would on a full disk) is fetched when the tree needs it,
+    and the restore succeeds (it failed with "cannot keep a blob" before; red team)."""
+    tier = tmp_path / "tier"
+    job = job_for(store["env"], CACHER_LOCAL_TIER=str(tier))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "one.txt").write_bytes(b"the first file's bytes\n" * 100)
+    (tree / "two.txt").write_bytes(b"the second file's bytes\n" * 100)
+    store_tree(job, "k", tree)
+    digest = hashlib.sha256((tree / "one.txt").read_bytes()).hexdigest()
+    blocked = tier / TIER_BLOBS / digest[:2] / digest
+    (blocked / "in-the-way").mkdir(parents=True, mode=0o700)
+    for parent in (blocked.parent, blocked.parent.parent, tier):
+        parent.chmod(0o700)
+
+    restore(job_for(store["env"], CACHER_LOCAL_TIER=str(tier)), "k", tmp_path / "dest")
+
+    assert snapshot(tmp_path / "dest") == snapshot(tree)
+    assert blocked.is_dir()
