@@ -28,6 +28,11 @@ STALE_TEMP = 3600.0
 TOUCH_AFTER = 3600.0
 
 
+class UntrustedBlobDir(ArtifactError):
+    """The blob directory (or a shard of it) is not a private directory of this user's: a
+    planted link or another's directory, which a restore refuses rather than works around."""
+
+
 class BlobDir:
     """A directory of checked blobs by digest; ``writable`` False: read only (a read-only job's
     view of the tier: nothing written, dropped or touched); ``keeps``: it outlives the restore
@@ -123,7 +128,9 @@ class BlobDir:
         own, made with ``O_EXCL``) and renamed into it."""
         shard = self._shard(digest, create=True)
         if shard is None:
-            raise ArtifactError(f"cannot keep a blob in {self.root}: not a private directory of this user's")
+            raise UntrustedBlobDir(
+                f"cannot keep a blob in {self.root}: not a private directory of this user's"
+            )
         temp = f"{shard}{os.sep}.tmp-{os.getpid()}-{next(self._temps)}"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

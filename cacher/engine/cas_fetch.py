@@ -25,7 +25,7 @@ from pathlib import Path
 from cacher.cas.model import BlobLocation, Manifest
 from cacher.cas.packread import frame_blobs, read_blobs
 from cacher.cas.plan import Read, to_fetch
-from cacher.engine.cas_blobdir import BlobDir
+from cacher.engine.cas_blobdir import BlobDir, UntrustedBlobDir
 from cacher.engine.cas_layout import CasLayout
 from cacher.errors import ArtifactError
 from cacher.stores.base import Store
@@ -120,6 +120,8 @@ class Blobs:
         a blob it finds nowhere)."""
         try:
             self.spill.put(digest, blob)
+        except UntrustedBlobDir:
+            raise  # a planted link or another's directory: refused, never worked around
         except ArtifactError:
             if not self.spill.keeps:
                 raise
