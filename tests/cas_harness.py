@@ -15,10 +15,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cacher.testing.cli import CliRun
 from tests.conftest import CACHER
 from tests.fault_proxy import FaultProxy, s3_env
 from tests.realparts.recording_proxy import RecordedRequest
@@ -105,16 +105,6 @@ def wait_stored(req: RecordedRequest, timeout: float = 60) -> None:
 # -- processes -------------------------------------------------------------------------------
 
 
-@dataclass
-class Finished:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
 class Running:
     """One ``cacher`` process in the background, in ``env``."""
 
@@ -124,22 +114,22 @@ class Running:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
-    def kill(self, sig: int = signal.SIGKILL) -> Finished:
+    def kill(self, sig: int = signal.SIGKILL) -> CliRun:
         """Send ``sig`` and wait for the end."""
         self.proc.send_signal(sig)
         return self.finish()
 
-    def finish(self, timeout: float = 120) -> Finished:
+    def finish(self, timeout: float = 120) -> CliRun:
         try:
             out, err = self.proc.communicate(timeout=timeout)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-        return Finished(self.proc.returncode, out, err)
+        return CliRun(self.proc.returncode, out, err)
 
 
-def run(env: dict[str, str], cwd: Path, *args: str) -> Finished:
+def run(env: dict[str, str], cwd: Path, *args: str) -> CliRun:
     """One ``cacher`` run to its end."""
     return Running(list(args), env, cwd).finish()
 
