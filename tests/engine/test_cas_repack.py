@@ -264,3 +264,23 @@ def test_trees_sharing_a_mostly_dead_pack_share_its_new_copy(
     assert where[0] == where[1] and where[0][0] not in swept.repacked.packs  # one new copy, named by both
     assert restored(cacher, store_env, "tree-b", tmp_path / "rb") == snapshot(b)
     assert restored(cacher, store_env, "tree-c", tmp_path / "rc") == snapshot(c)
+
+
+def test_a_tree_saved_within_the_grace_period_is_not_repacked(
+    cacher: Cacher, env: dict[str, str], cacher_registry: Registry, local_root: Path, tmp_path: Path
+) -> None:
+    """docs/format.md: only trees saved more than the grace period ago are saved again (an
+    upload or delete of the key in the repack's last moment would be undone). The manifest of
+    tree-b is made young by its time on the file store; its packs stay old."""
+    store_two_trees(cacher, {}, tmp_path)
+    j = job(env, {}, cacher_registry)
+    t = time.time()
+    manifest = local_root / names.manifest_name("tree-b")
+    os.utime(manifest, (t + 1.5 * DAY, t + 1.5 * DAY))
+    before = refs(j, "tree-b")
+
+    swept = sweep(j.cas_layout, now=t + 2 * DAY)
+
+    assert swept.repacked is None or swept.repacked.manifests == ()
+    assert refs(j, "tree-b") == before
+    assert manifest.stat().st_mtime == pytest.approx(t + 1.5 * DAY)
